@@ -1,0 +1,66 @@
+//! The wallet ledger and payments.
+
+use super::{
+    Amount, IdempotencyKey, LedgerEntryId, Money, PaymentId, ReservationId, ScheduleId, SeatNo,
+    Timestamp, UserId,
+};
+
+/// What moved money in a ledger row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LedgerKind {
+    /// A charge (top-up) added money.
+    Charge,
+    /// A payment took money.
+    Payment(PaymentId),
+}
+
+/// One change of one user's balance. Every change has exactly one row, written in
+/// the same transaction as the change (invariant I2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    /// Its id, increasing in write order.
+    pub id: LedgerEntryId,
+    /// Whose balance changed.
+    pub user: UserId,
+    /// Why.
+    pub kind: LedgerKind,
+    /// By how much (the sign comes from the kind).
+    pub amount: Amount,
+    /// The balance right after.
+    pub balance_after: Money,
+    /// When.
+    pub at: Timestamp,
+    /// The idempotency key of a charge, if the client gave one.
+    pub key: Option<IdempotencyKey>,
+}
+
+impl LedgerEntry {
+    /// The signed change in minor units: positive for a charge, negative for a payment.
+    pub fn delta(&self) -> i64 {
+        match self.kind {
+            LedgerKind::Charge => self.amount.minor_units(),
+            LedgerKind::Payment(_) => -self.amount.minor_units(),
+        }
+    }
+}
+
+/// A payment for one reservation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payment {
+    /// Its id.
+    pub id: PaymentId,
+    /// The reservation paid.
+    pub reservation: ReservationId,
+    /// Who paid (the holder).
+    pub user: UserId,
+    /// The schedule of the seat.
+    pub schedule: ScheduleId,
+    /// The seat now sold to the user.
+    pub seat: SeatNo,
+    /// What was debited.
+    pub amount: Amount,
+    /// When.
+    pub paid_at: Timestamp,
+    /// The idempotency key, if the client gave one.
+    pub key: Option<IdempotencyKey>,
+}

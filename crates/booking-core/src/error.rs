@@ -1,0 +1,222 @@
+//! The error of each service operation: exactly what can go wrong, nothing more.
+//! Only the HTTP layer turns these into status codes.
+
+use std::time::Duration;
+
+use chrono::NaiveDate;
+
+use crate::domain::{Amount, HoldState, Money, SeatCount, SeatNo};
+use crate::ports::StoreError;
+use crate::token::TokenError;
+
+/// Why a queue token could not be issued.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IssueError {
+    /// The waiting line is at its maximum length.
+    #[error("the waiting room is full ({max} waiting); try again later")]
+    QueueFull {
+        /// The maximum length.
+        max: u64,
+    },
+    /// Storage failure.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why the status of a token could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StatusError {
+    /// Forged, altered or malformed.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// Signed by this system, but its place is not in this database.
+    #[error("the queue token is not known here")]
+    UnknownToken,
+    /// Storage failure.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why the queue gate refused a token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GateError {
+    /// Forged, altered or malformed.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// Signed by this system, but its place is not in this database.
+    #[error("the queue token is not known here")]
+    UnknownToken,
+    /// Still waiting to be admitted.
+    #[error("not admitted yet: position {position} in the queue")]
+    Waiting {
+        /// People ahead, counting oneself (1 = next).
+        position: u64,
+        /// Estimated wait, when an admission rate is known.
+        eta: Option<Duration>,
+    },
+    /// The session lapsed (never shown up within the grace, or past its TTL).
+    #[error("the queue session has expired; take a new token")]
+    Expired,
+    /// The session was ended by a payment.
+    #[error("the queue session has ended with a payment; take a new token")]
+    Ended,
+    /// Storage failure.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a catalog read failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CatalogError {
+    /// No such concert.
+    #[error("no such concert")]
+    UnknownConcert,
+    /// The concert has no schedule on that date.
+    #[error("the concert has no date on {0}")]
+    UnknownDate(NaiveDate),
+    /// Storage failure.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a hold was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HoldError {
+    /// No such schedule.
+    #[error("no such concert date")]
+    UnknownSchedule,
+    /// The show has started: its seats are no longer sold.
+    #[error("the date is no longer bookable")]
+    Closed,
+    /// The seat number is beyond the schedule's seats.
+    #[error("seat {seat} does not exist; this date has seats 1..={count}", count = .count.get())]
+    NoSuchSeat {
+        /// The seat asked for.
+        seat: SeatNo,
+        /// The schedule's seat count.
+        count: SeatCount,
+    },
+    /// Sold or held by someone else.
+    #[error("seat {0} is taken")]
+    SeatTaken(SeatNo),
+    /// The user already holds the maximum number of seats.
+    #[error("you already hold {max} seats, the most allowed at once")]
+    HoldLimit {
+        /// The maximum.
+        max: u32,
+    },
+    /// The session ended (paid or lapsed) after the gate let the request in.
+    #[error("the queue session has ended")]
+    SessionEnded,
+    /// Storage failure.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a cancel was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CancelError {
+    /// No such reservation.
+    #[error("no such reservation")]
+    NotFound,
+    /// Someone else's reservation.
+    #[error("the reservation belongs to another user")]
+    NotYours,
+    /// Paid, cancelled or expired.
+    #[error("the reservation is {}", state_word(*.0))]
+    NotHeld(HoldState),
+    /// Storage failure.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a charge was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChargeError {
+    /// The amount is above the per-charge maximum.
+    #[error("a single charge may be at most {max}")]
+    AboveMaxCharge {
+        /// The maximum.
+        max: Amount,
+    },
+    /// The balance would go above the maximum balance.
+    #[error("the balance ({balance}) plus this charge would exceed the maximum balance {max}")]
+    BalanceLimit {
+        /// The balance now.
+        balance: Money,
+        /// The maximum.
+        max: Money,
+    },
+    /// The idempotency key was already used for a different charge.
+    #[error("the idempotency key was already used for a different request")]
+    KeyReused,
+    /// Storage failure.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a payment was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayError {
+    /// The token did not pass the queue gate.
+    #[error(transparent)]
+    Gate(#[from] GateError),
+    /// No such reservation.
+    #[error("no such reservation")]
+    NotFound,
+    /// Someone else's reservation.
+    #[error("the reservation belongs to another user")]
+    NotYours,
+    /// Already paid.
+    #[error("the reservation is already paid")]
+    AlreadyPaid,
+    /// The hold expired before payment.
+    #[error("the hold has expired; hold the seat again")]
+    HoldExpired,
+    /// The hold was cancelled.
+    #[error("the reservation was cancelled")]
+    Cancelled,
+    /// The balance does not cover the price.
+    #[error("insufficient balance: {balance} available, {price} needed")]
+    InsufficientBalance {
+        /// The balance.
+        balance: Money,
+        /// The price.
+        price: Amount,
+    },
+    /// The session ended (paid or lapsed) after the gate let the request in.
+    #[error("the queue session has ended")]
+    SessionEnded,
+    /// The idempotency key was already used for a different payment.
+    #[error("the idempotency key was already used for a different request")]
+    KeyReused,
+    /// Storage failure.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a schedule could not be created.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScheduleError {
+    /// No such concert.
+    #[error("no such concert")]
+    UnknownConcert,
+    /// The concert already has a schedule that day.
+    #[error("the concert already has a date on {0}")]
+    DateTaken(NaiveDate),
+    /// The date is in the past.
+    #[error("the date is in the past")]
+    InThePast,
+    /// Storage failure.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn state_word(s: HoldState) -> &'static str {
+    match s {
+        HoldState::Held => "held",
+        HoldState::Paid => "paid",
+        HoldState::Cancelled => "cancelled",
+        HoldState::Expired => "expired",
+    }
+}

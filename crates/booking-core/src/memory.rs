@@ -1,0 +1,671 @@
+//! The in-memory adapter of every port: thread-safe, correct under real
+//! concurrency, gone when the process ends.
+//!
+//! One mutex guards the whole state, and every method runs under it from its checks
+//! to its last write: each call is atomic, exactly as one SQL transaction is. Each
+//! method checks everything before it changes anything, so a refusal changes nothing.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use chrono::NaiveDate;
+
+use crate::domain::Amount;
+use crate::domain::{
+    AdmissionPolicy, Concert, ConcertId, EntryState, Hold, HoldState, IdempotencyKey, LedgerEntry,
+    LedgerEntryId, LedgerKind, Money, NewConcert, NewSchedule, Payment, QueueCounters, QueueEntry,
+    QueueSeq, ReservationId, Schedule, ScheduleId, ScheduleSummary, Seat, SeatNo, SeatState,
+    Timestamp, UserId,
+};
+use crate::ports::{
+    Advance, CancelRepoError, CatalogRepo, ChargeReceipt, ChargeRepoError, ChargeRequest,
+    CreateScheduleError, HoldRepo, HoldRepoError, IssueRepoError, IssueRequest, NewHold,
+    PayRepoError, PayRequest, PaymentRepo, QueueRepo, StoreError, WalletRepo,
+};
+
+/// The in-memory store. Clones share the same data.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    inner: Arc<Mutex<State>>,
+}
+
+#[derive(Debug)]
+struct SeatRow {
+    price: Amount,
+    sold: bool,
+    /// The reservation claiming the seat, and until when.
+    hold: Option<(ReservationId, Timestamp)>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    concerts: BTreeMap<ConcertId, Concert>,
+    schedules: BTreeMap<ScheduleId, Schedule>,
+    schedule_by_date: HashMap<(ConcertId, NaiveDate), ScheduleId>,
+    seats: HashMap<(ScheduleId, SeatNo), SeatRow>,
+    reservations: HashMap<ReservationId, Hold>,
+    reservations_by_user: HashMap<UserId, Vec<ReservationId>>,
+    /// Index `seq - 1`.
+    entries: Vec<QueueEntry>,
+    live_entry_of: HashMap<UserId, QueueSeq>,
+    /// Admitted entries still `Live` (active or lapsed but not yet recorded).
+    admitted_live: BTreeSet<QueueSeq>,
+    counters: Option<QueueCounters>,
+    balances: HashMap<UserId, Money>,
+    ledger: Vec<LedgerEntry>,
+    ledger_by_user: HashMap<UserId, Vec<usize>>,
+    charge_keys: HashMap<(UserId, IdempotencyKey), usize>,
+    payments: Vec<Payment>,
+    payment_of_reservation: HashMap<ReservationId, usize>,
+    payment_keys: HashMap<(UserId, IdempotencyKey), usize>,
+    payments_by_user: HashMap<UserId, Vec<usize>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every method checks before it writes and nothing in it panics, so a
+        // poisoned lock still guards consistent data.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl State {
+    fn counters(&mut self) -> &mut QueueCounters {
+        self.counters.get_or_insert(QueueCounters {
+            last_seq: 0,
+            serving: 0,
+            version: 0,
+            last_tick_at: None,
+            paused: false,
+            policy: AdmissionPolicy::default(),
+            admit_rate_milli: 0,
+        })
+    }
+
+    fn entry_mut(&mut self, seq: QueueSeq) -> Option<&mut QueueEntry> {
+        self.entries.get_mut((seq.get() - 1) as usize)
+    }
+
+    fn session_active(&self, seq: QueueSeq, user: UserId, now: Timestamp) -> bool {
+        self.entries
+            .get((seq.get() - 1) as usize)
+            .is_some_and(|e| e.user == user && e.is_active_at(now))
+    }
+
+    fn seat_state(&self, row: &SeatRow, now: Timestamp) -> SeatState {
+        if row.sold {
+            return SeatState::Sold;
+        }
+        match row.hold {
+            Some((_, until)) if now < until => SeatState::Held { until },
+            _ => SeatState::Free,
+        }
+    }
+
+    fn summary(&self, schedule: &Schedule, now: Timestamp) -> ScheduleSummary {
+        let mut s = ScheduleSummary {
+            schedule: *schedule,
+            n_free: 0,
+            n_held: 0,
+            n_sold: 0,
+            revenue: Money::ZERO,
+        };
+        for no in schedule.seat_count.seats() {
+            let Some(row) = self.seats.get(&(schedule.id, no)) else {
+                continue;
+            };
+            match self.seat_state(row, now) {
+                SeatState::Free => s.n_free += 1,
+                SeatState::Held { .. } => s.n_held += 1,
+                SeatState::Sold => {
+                    s.n_sold += 1;
+                    s.revenue = s.revenue.checked_add(row.price).unwrap_or(s.revenue);
+                }
+            }
+        }
+        s
+    }
+
+    fn live_holds_of(&self, user: UserId, now: Timestamp) -> usize {
+        self.reservations_by_user.get(&user).map_or(0, |ids| {
+            ids.iter()
+                .filter(|id| self.reservations[*id].is_live_at(now))
+                .count()
+        })
+    }
+
+    fn end_entry(&mut self, seq: QueueSeq, state: EntryState) {
+        if let Some(e) = self.entry_mut(seq) {
+            e.state = state;
+            let user = e.user;
+            if self.live_entry_of.get(&user) == Some(&seq) {
+                self.live_entry_of.remove(&user);
+            }
+            self.admitted_live.remove(&seq);
+        }
+    }
+
+    fn push_ledger(&mut self, mut entry: LedgerEntry) -> usize {
+        let i = self.ledger.len();
+        entry.id = ledger_id(i);
+        self.ledger_by_user.entry(entry.user).or_default().push(i);
+        self.ledger.push(entry);
+        i
+    }
+}
+
+fn ledger_id(index: usize) -> LedgerEntryId {
+    LedgerEntryId::new(index as i64 + 1).unwrap_or_else(|_| unreachable!("index + 1 >= 1"))
+}
+
+fn newest_first<T: Clone>(indexes: Option<&Vec<usize>>, rows: &[T], limit: u32) -> Vec<T> {
+    indexes.map_or_else(Vec::new, |ix| {
+        ix.iter()
+            .rev()
+            .take(limit as usize)
+            .map(|i| rows[*i].clone())
+            .collect()
+    })
+}
+
+impl CatalogRepo for MemoryStore {
+    async fn create_concert(&self, new: NewConcert) -> Result<Concert, StoreError> {
+        let mut st = self.lock();
+        let next = st.concerts.keys().next_back().map_or(1, |id| id.get() + 1);
+        let id = ConcertId::new(next).map_err(|e| StoreError::Failed(e.to_string()))?;
+        let concert = Concert { id, name: new.name };
+        st.concerts.insert(id, concert.clone());
+        Ok(concert)
+    }
+
+    async fn create_schedule(&self, new: NewSchedule) -> Result<Schedule, CreateScheduleError> {
+        let mut st = self.lock();
+        if !st.concerts.contains_key(&new.concert()) {
+            return Err(CreateScheduleError::UnknownConcert);
+        }
+        let key = (new.concert(), new.date());
+        if st.schedule_by_date.contains_key(&key) {
+            return Err(CreateScheduleError::DateTaken(new.date()));
+        }
+        let next = st.schedules.keys().next_back().map_or(1, |id| id.get() + 1);
+        let id = ScheduleId::new(next).map_err(|e| StoreError::Failed(e.to_string()))?;
+        let schedule = Schedule {
+            id,
+            concert: new.concert(),
+            starts_at: new.starts_at(),
+            seat_count: new.seat_count(),
+        };
+        for no in new.seat_count().seats() {
+            let row = SeatRow {
+                price: new.prices().price_of(no),
+                sold: false,
+                hold: None,
+            };
+            st.seats.insert((id, no), row);
+        }
+        st.schedules.insert(id, schedule);
+        st.schedule_by_date.insert(key, id);
+        Ok(schedule)
+    }
+
+    async fn concerts(&self) -> Result<Vec<Concert>, StoreError> {
+        Ok(self.lock().concerts.values().cloned().collect())
+    }
+
+    async fn concert(&self, id: ConcertId) -> Result<Option<Concert>, StoreError> {
+        Ok(self.lock().concerts.get(&id).cloned())
+    }
+
+    async fn schedule(&self, id: ScheduleId) -> Result<Option<Schedule>, StoreError> {
+        Ok(self.lock().schedules.get(&id).copied())
+    }
+
+    async fn schedule_on(
+        &self,
+        concert: ConcertId,
+        date: NaiveDate,
+    ) -> Result<Option<Schedule>, StoreError> {
+        let st = self.lock();
+        Ok(st
+            .schedule_by_date
+            .get(&(concert, date))
+            .and_then(|id| st.schedules.get(id))
+            .copied())
+    }
+
+    async fn schedule_summaries(
+        &self,
+        concert: ConcertId,
+        now: Timestamp,
+    ) -> Result<Vec<ScheduleSummary>, StoreError> {
+        let st = self.lock();
+        let mut list: Vec<ScheduleSummary> = st
+            .schedules
+            .values()
+            .filter(|s| s.concert == concert)
+            .map(|s| st.summary(s, now))
+            .collect();
+        list.sort_by_key(|s| (s.schedule.starts_at, s.schedule.id));
+        Ok(list)
+    }
+
+    async fn seats(&self, schedule: ScheduleId, now: Timestamp) -> Result<Vec<Seat>, StoreError> {
+        let st = self.lock();
+        let Some(sched) = st.schedules.get(&schedule) else {
+            return Ok(Vec::new());
+        };
+        Ok(sched
+            .seat_count
+            .seats()
+            .filter_map(|no| {
+                let row = st.seats.get(&(schedule, no))?;
+                Some(Seat {
+                    no,
+                    price: row.price,
+                    state: st.seat_state(row, now),
+                })
+            })
+            .collect())
+    }
+}
+
+impl QueueRepo for MemoryStore {
+    async fn issue(&self, req: IssueRequest) -> Result<QueueEntry, IssueRepoError> {
+        let mut st = self.lock();
+        if let Some(seq) = st.live_entry_of.get(&req.user).copied() {
+            let entry = st.entries[(seq.get() - 1) as usize];
+            if entry.is_live_at(req.now) {
+                return Ok(entry);
+            }
+        }
+        let c = *st.counters();
+        if c.last_seq - c.serving >= req.max_waiting {
+            return Err(IssueRepoError::QueueFull);
+        }
+        if let Some(seq) = st.live_entry_of.get(&req.user).copied() {
+            st.end_entry(seq, EntryState::Expired);
+        }
+        let seq = QueueSeq::new(c.last_seq + 1).map_err(|e| StoreError::Failed(e.to_string()))?;
+        let entry = QueueEntry {
+            seq,
+            user: req.user,
+            token_id: req.token_id,
+            issued_at: req.now,
+            state: EntryState::Live,
+            admitted_at: None,
+            seen_at: None,
+            expires_at: None,
+        };
+        st.entries.push(entry);
+        st.live_entry_of.insert(req.user, seq);
+        st.counters().last_seq = seq.get();
+        Ok(entry)
+    }
+
+    async fn entry(&self, seq: QueueSeq) -> Result<Option<QueueEntry>, StoreError> {
+        Ok(self.lock().entries.get((seq.get() - 1) as usize).copied())
+    }
+
+    async fn counters(&self) -> Result<QueueCounters, StoreError> {
+        Ok(*self.lock().counters())
+    }
+
+    async fn count_active(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let st = self.lock();
+        Ok(st
+            .admitted_live
+            .iter()
+            .filter(|seq| st.entries[(seq.get() - 1) as usize].is_active_at(now))
+            .count() as u64)
+    }
+
+    async fn advance(&self, adv: Advance) -> Result<bool, StoreError> {
+        let mut st = self.lock();
+        let c = *st.counters();
+        if c.version != adv.expected_version {
+            return Ok(false);
+        }
+        if adv.serving < c.serving || adv.serving > c.last_seq {
+            return Err(StoreError::Failed(format!(
+                "advance to {} outside {}..={}",
+                adv.serving, c.serving, c.last_seq
+            )));
+        }
+        for i in c.serving..adv.serving {
+            let e = &mut st.entries[i as usize];
+            e.admitted_at = Some(adv.now);
+            e.expires_at = Some(adv.admitted_until);
+            if e.state == EntryState::Live {
+                let seq = e.seq;
+                st.admitted_live.insert(seq);
+            }
+        }
+        let c = st.counters();
+        c.serving = adv.serving;
+        c.version += 1;
+        c.last_tick_at = Some(adv.now);
+        c.admit_rate_milli = adv.admit_rate_milli;
+        Ok(true)
+    }
+
+    async fn show_up(
+        &self,
+        seq: QueueSeq,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<Option<QueueEntry>, StoreError> {
+        let mut st = self.lock();
+        let Some(e) = st.entry_mut(seq) else {
+            return Ok(None);
+        };
+        if e.seen_at.is_some() || !e.is_active_at(now) {
+            return Ok(None);
+        }
+        e.seen_at = Some(now);
+        e.expires_at = Some(until);
+        Ok(Some(*e))
+    }
+
+    async fn set_policy(&self, policy: AdmissionPolicy) -> Result<(), StoreError> {
+        self.lock().counters().policy = policy;
+        Ok(())
+    }
+
+    async fn set_paused(&self, paused: bool) -> Result<(), StoreError> {
+        self.lock().counters().paused = paused;
+        Ok(())
+    }
+
+    async fn expire_sessions(&self, now: Timestamp, limit: u32) -> Result<u64, StoreError> {
+        let mut st = self.lock();
+        let lapsed: Vec<QueueSeq> = st
+            .admitted_live
+            .iter()
+            .filter(|seq| !st.entries[(seq.get() - 1) as usize].is_active_at(now))
+            .take(limit as usize)
+            .copied()
+            .collect();
+        for seq in &lapsed {
+            st.end_entry(*seq, EntryState::Expired);
+        }
+        Ok(lapsed.len() as u64)
+    }
+}
+
+impl HoldRepo for MemoryStore {
+    async fn hold(&self, req: NewHold) -> Result<Hold, HoldRepoError> {
+        let mut st = self.lock();
+        let now = req.now;
+        let Some(row) = st.seats.get(&(req.schedule, req.seat)) else {
+            return Err(HoldRepoError::NoSuchSeat);
+        };
+        let price = row.price;
+        let seat_free = st.seat_state(row, now) == SeatState::Free;
+        if !st.session_active(req.session, req.user, now) {
+            return Err(HoldRepoError::SessionEnded);
+        }
+        if st.live_holds_of(req.user, now) >= req.max_live_per_user as usize {
+            return Err(HoldRepoError::HoldLimit);
+        }
+        if !seat_free {
+            return Err(HoldRepoError::SeatTaken);
+        }
+        let hold = Hold {
+            id: req.id,
+            user: req.user,
+            schedule: req.schedule,
+            seat: req.seat,
+            price,
+            created_at: now,
+            expires_at: req.expires_at,
+            state: HoldState::Held,
+        };
+        // The seat's previous claim, if any, lapsed: record it on its reservation.
+        if let Some(row) = st.seats.get_mut(&(req.schedule, req.seat)) {
+            let previous = row.hold.replace((req.id, req.expires_at));
+            if let Some((old, _)) = previous
+                && let Some(h) = st.reservations.get_mut(&old)
+                && h.state == HoldState::Held
+            {
+                h.state = HoldState::Expired;
+            }
+        }
+        st.reservations.insert(req.id, hold);
+        st.reservations_by_user
+            .entry(req.user)
+            .or_default()
+            .push(req.id);
+        Ok(hold)
+    }
+
+    async fn cancel(
+        &self,
+        id: ReservationId,
+        user: UserId,
+        now: Timestamp,
+    ) -> Result<Hold, CancelRepoError> {
+        let mut st = self.lock();
+        let Some(hold) = st.reservations.get(&id).copied() else {
+            return Err(CancelRepoError::NotFound);
+        };
+        if hold.user != user {
+            return Err(CancelRepoError::NotYours);
+        }
+        let state = hold.state_at(now);
+        if state != HoldState::Held {
+            return Err(CancelRepoError::NotHeld(state));
+        }
+        if let Some(row) = st.seats.get_mut(&(hold.schedule, hold.seat))
+            && row.hold.is_some_and(|(r, _)| r == id)
+        {
+            row.hold = None;
+        }
+        let h = st
+            .reservations
+            .get_mut(&id)
+            .ok_or(CancelRepoError::NotFound)?;
+        h.state = HoldState::Cancelled;
+        Ok(*h)
+    }
+
+    async fn reservation(&self, id: ReservationId) -> Result<Option<Hold>, StoreError> {
+        Ok(self.lock().reservations.get(&id).copied())
+    }
+
+    async fn reservations_of(&self, user: UserId, limit: u32) -> Result<Vec<Hold>, StoreError> {
+        let st = self.lock();
+        Ok(st
+            .reservations_by_user
+            .get(&user)
+            .map_or_else(Vec::new, |ids| {
+                ids.iter()
+                    .rev()
+                    .take(limit as usize)
+                    .map(|id| st.reservations[id])
+                    .collect()
+            }))
+    }
+
+    async fn live_holds(&self, now: Timestamp, limit: u32) -> Result<Vec<Hold>, StoreError> {
+        let st = self.lock();
+        let mut live: Vec<Hold> = st
+            .reservations
+            .values()
+            .filter(|h| h.is_live_at(now))
+            .copied()
+            .collect();
+        live.sort_by_key(|h| (h.expires_at, h.id));
+        live.truncate(limit as usize);
+        Ok(live)
+    }
+
+    async fn sweep_expired_holds(&self, now: Timestamp, limit: u32) -> Result<u64, StoreError> {
+        let mut st = self.lock();
+        let lapsed: Vec<Hold> = st
+            .reservations
+            .values()
+            .filter(|h| h.state == HoldState::Held && now >= h.expires_at)
+            .take(limit as usize)
+            .copied()
+            .collect();
+        for h in &lapsed {
+            if let Some(row) = st.seats.get_mut(&(h.schedule, h.seat))
+                && row.hold.is_some_and(|(r, _)| r == h.id)
+            {
+                row.hold = None;
+            }
+            if let Some(r) = st.reservations.get_mut(&h.id) {
+                r.state = HoldState::Expired;
+            }
+        }
+        Ok(lapsed.len() as u64)
+    }
+}
+
+impl WalletRepo for MemoryStore {
+    async fn charge(&self, req: ChargeRequest) -> Result<ChargeReceipt, ChargeRepoError> {
+        let mut st = self.lock();
+        if let Some(key) = &req.key
+            && let Some(i) = st.charge_keys.get(&(req.user, key.clone())).copied()
+        {
+            let first = st.ledger[i].clone();
+            if first.amount != req.amount {
+                return Err(ChargeRepoError::KeyReused);
+            }
+            return Ok(ChargeReceipt {
+                entry: first,
+                replayed: true,
+            });
+        }
+        let balance = st.balances.get(&req.user).copied().unwrap_or_default();
+        let after = balance
+            .checked_add(req.amount)
+            .filter(|b| *b <= req.max_balance)
+            .ok_or(ChargeRepoError::BalanceLimit { balance })?;
+        st.balances.insert(req.user, after);
+        let i = st.push_ledger(LedgerEntry {
+            id: ledger_id(0),
+            user: req.user,
+            kind: LedgerKind::Charge,
+            amount: req.amount,
+            balance_after: after,
+            at: req.now,
+            key: req.key.clone(),
+        });
+        if let Some(key) = req.key {
+            st.charge_keys.insert((req.user, key), i);
+        }
+        Ok(ChargeReceipt {
+            entry: st.ledger[i].clone(),
+            replayed: false,
+        })
+    }
+
+    async fn balance(&self, user: UserId) -> Result<Money, StoreError> {
+        Ok(self.lock().balances.get(&user).copied().unwrap_or_default())
+    }
+
+    async fn ledger(&self, user: UserId, limit: u32) -> Result<Vec<LedgerEntry>, StoreError> {
+        let st = self.lock();
+        Ok(newest_first(
+            st.ledger_by_user.get(&user),
+            &st.ledger,
+            limit,
+        ))
+    }
+}
+
+impl PaymentRepo for MemoryStore {
+    async fn pay(&self, req: PayRequest) -> Result<Payment, PayRepoError> {
+        let mut st = self.lock();
+        let now = req.now;
+        let Some(hold) = st.reservations.get(&req.reservation).copied() else {
+            return Err(PayRepoError::NotFound);
+        };
+        if hold.user != req.user {
+            return Err(PayRepoError::NotYours);
+        }
+        let state = hold.state_at(now);
+        if state != HoldState::Held {
+            return Err(PayRepoError::NotHeld(state));
+        }
+        if let Some(key) = &req.key
+            && st.payment_keys.contains_key(&(req.user, key.clone()))
+        {
+            return Err(PayRepoError::KeyReused);
+        }
+        if !st.session_active(req.session, req.user, now) {
+            return Err(PayRepoError::SessionEnded);
+        }
+        let balance = st.balances.get(&req.user).copied().unwrap_or_default();
+        let after = balance
+            .checked_sub(hold.price)
+            .ok_or(PayRepoError::InsufficientBalance {
+                balance,
+                price: hold.price,
+            })?;
+        // Every check passed: now write, all of it.
+        st.balances.insert(req.user, after);
+        if let Some(row) = st.seats.get_mut(&(hold.schedule, hold.seat)) {
+            row.sold = true;
+            row.hold = None;
+        }
+        if let Some(h) = st.reservations.get_mut(&req.reservation) {
+            h.state = HoldState::Paid;
+        }
+        let payment = Payment {
+            id: req.id,
+            reservation: req.reservation,
+            user: req.user,
+            schedule: hold.schedule,
+            seat: hold.seat,
+            amount: hold.price,
+            paid_at: now,
+            key: req.key.clone(),
+        };
+        let i = st.payments.len();
+        st.payments.push(payment.clone());
+        st.payment_of_reservation.insert(req.reservation, i);
+        st.payments_by_user.entry(req.user).or_default().push(i);
+        if let Some(key) = req.key {
+            st.payment_keys.insert((req.user, key), i);
+        }
+        st.push_ledger(LedgerEntry {
+            id: ledger_id(0),
+            user: req.user,
+            kind: LedgerKind::Payment(req.id),
+            amount: hold.price,
+            balance_after: after,
+            at: now,
+            key: None,
+        });
+        st.end_entry(req.session, EntryState::Done);
+        Ok(payment)
+    }
+
+    async fn payment_by_key(
+        &self,
+        user: UserId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<Payment>, StoreError> {
+        let st = self.lock();
+        Ok(st
+            .payment_keys
+            .get(&(user, key.clone()))
+            .map(|i| st.payments[*i].clone()))
+    }
+
+    async fn payments_of(&self, user: UserId, limit: u32) -> Result<Vec<Payment>, StoreError> {
+        let st = self.lock();
+        Ok(newest_first(
+            st.payments_by_user.get(&user),
+            &st.payments,
+            limit,
+        ))
+    }
+}

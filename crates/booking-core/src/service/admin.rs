@@ -1,0 +1,195 @@
+//! Operator actions: catalog set-up, admission control, ticking, sweeping, reports.
+
+use super::Booking;
+use crate::clock::Clock;
+use crate::domain::{
+    AdmissionPolicy, Concert, ConcertId, ConcertName, Hold, NewConcert, NewSchedule, QueueCounters,
+    Schedule, ScheduleSummary,
+};
+use crate::error::{CatalogError, ScheduleError};
+use crate::ports::{Advance, CreateScheduleError, Store, StoreError};
+
+/// What one call of [`Booking::tick`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TickOutcome {
+    /// Admission is paused.
+    Paused,
+    /// The policy's interval has not passed since the last advance.
+    NotDue,
+    /// Nobody is waiting.
+    Idle,
+    /// Another process advanced the counter first; this tick did nothing.
+    LostRace,
+    /// This process advanced the counter.
+    Advanced {
+        /// How many users were admitted (0 when the capacity is full).
+        admitted: u64,
+        /// The serving counter now.
+        serving: u64,
+    },
+}
+
+/// The state of the waiting room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueStats {
+    /// The shared counters (issued, serving, policy, paused, rate).
+    pub counters: QueueCounters,
+    /// Users with an active session now.
+    pub n_active: u64,
+}
+
+/// What one sweep recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SweepReport {
+    /// Holds recorded as expired.
+    pub n_holds_expired: u64,
+    /// Sessions recorded as expired.
+    pub n_sessions_expired: u64,
+}
+
+/// How many rows one sweep touches at most: a limit keeps each transaction short.
+const SWEEP_BATCH: u32 = 10_000;
+
+impl<S: Store, C: Clock> Booking<S, C> {
+    /// Creates a concert.
+    ///
+    /// # Errors
+    /// Only storage failures.
+    pub async fn create_concert(&self, name: ConcertName) -> Result<Concert, StoreError> {
+        self.store.create_concert(NewConcert { name }).await
+    }
+
+    /// Creates a date of a concert with its seats.
+    ///
+    /// # Errors
+    /// [`ScheduleError::InThePast`], [`ScheduleError::UnknownConcert`],
+    /// [`ScheduleError::DateTaken`].
+    pub async fn create_schedule(&self, new: NewSchedule) -> Result<Schedule, ScheduleError> {
+        if new.starts_at() <= self.now() {
+            return Err(ScheduleError::InThePast);
+        }
+        self.store.create_schedule(new).await.map_err(|e| match e {
+            CreateScheduleError::UnknownConcert => ScheduleError::UnknownConcert,
+            CreateScheduleError::DateTaken(d) => ScheduleError::DateTaken(d),
+            CreateScheduleError::Store(s) => ScheduleError::Store(s),
+        })
+    }
+
+    /// Every date of a concert, past ones too, with sold / held / free counts and
+    /// revenue: the sales report.
+    ///
+    /// # Errors
+    /// [`CatalogError::UnknownConcert`].
+    pub async fn sales(&self, concert: ConcertId) -> Result<Vec<ScheduleSummary>, CatalogError> {
+        if self.store.concert(concert).await?.is_none() {
+            return Err(CatalogError::UnknownConcert);
+        }
+        Ok(self.store.schedule_summaries(concert, self.now()).await?)
+    }
+
+    /// Replaces the admission policy for every instance.
+    ///
+    /// # Errors
+    /// Only storage failures.
+    pub async fn set_policy(&self, policy: AdmissionPolicy) -> Result<(), StoreError> {
+        self.store.set_policy(policy).await
+    }
+
+    /// Pauses (`true`) or resumes (`false`) admission for every instance.
+    ///
+    /// # Errors
+    /// Only storage failures.
+    pub async fn set_paused(&self, paused: bool) -> Result<(), StoreError> {
+        self.store.set_paused(paused).await
+    }
+
+    /// The waiting room's counters and active users.
+    ///
+    /// # Errors
+    /// Only storage failures.
+    pub async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
+        let now = self.now();
+        let counters = self.store.counters().await?;
+        let n_active = self.store.count_active(now).await?;
+        Ok(QueueStats { counters, n_active })
+    }
+
+    /// Holds live now, across all dates, soonest expiry first.
+    ///
+    /// # Errors
+    /// Only storage failures.
+    pub async fn live_holds(&self) -> Result<Vec<Hold>, StoreError> {
+        self.store
+            .live_holds(self.now(), self.config.list_limit)
+            .await
+    }
+
+    /// One admission tick. Any number of instances may call it as often as they
+    /// like: it advances only when the policy's interval has passed since the last
+    /// advance, and the advance is a compare-and-set, so exactly one caller wins
+    /// each tick.
+    ///
+    /// The number admitted is what the policy allows: at most the batch, and at
+    /// most the free capacity (active users never exceed the cap: the only way to
+    /// become active is this advance, and the count it is based on can only have
+    /// shrunk if the compare-and-set succeeds).
+    ///
+    /// # Errors
+    /// Only storage failures.
+    pub async fn tick(&self) -> Result<TickOutcome, StoreError> {
+        let now = self.now();
+        let c = self.store.counters().await?;
+        if c.paused {
+            return Ok(TickOutcome::Paused);
+        }
+        let interval = c.policy.interval();
+        if c.last_tick_at.is_some_and(|t| now < t.plus(interval)) {
+            return Ok(TickOutcome::NotDue);
+        }
+        let n_waiting = c.n_waiting();
+        if n_waiting == 0 {
+            return Ok(TickOutcome::Idle);
+        }
+        let n_active = match c.policy.max_active() {
+            Some(_) => self.store.count_active(now).await?,
+            None => 0,
+        };
+        let n = c.policy.admit_count(n_waiting, n_active);
+        let interval_ms = (interval.as_millis() as u64).max(1);
+        let observed = n.saturating_mul(1_000_000) / interval_ms;
+        // A moving average over ticks: a quarter of the newest tick's rate.
+        let admit_rate_milli = if c.version == 0 {
+            observed
+        } else {
+            (c.admit_rate_milli.saturating_mul(3) + observed) / 4
+        };
+        let adv = Advance {
+            expected_version: c.version,
+            serving: c.serving + n,
+            now,
+            admitted_until: now.plus(self.config.show_up_grace),
+            admit_rate_milli,
+        };
+        if !self.store.advance(adv).await? {
+            return Ok(TickOutcome::LostRace);
+        }
+        self.fresh_counters(now).await?;
+        Ok(TickOutcome::Advanced {
+            admitted: n,
+            serving: adv.serving,
+        })
+    }
+
+    /// Records expired holds and lapsed sessions. Correctness never waits for it:
+    /// expiry is lazy, and this only writes down what has already happened.
+    ///
+    /// # Errors
+    /// Only storage failures.
+    pub async fn sweep(&self) -> Result<SweepReport, StoreError> {
+        let now = self.now();
+        Ok(SweepReport {
+            n_holds_expired: self.store.sweep_expired_holds(now, SWEEP_BATCH).await?,
+            n_sessions_expired: self.store.expire_sessions(now, SWEEP_BATCH).await?,
+        })
+    }
+}

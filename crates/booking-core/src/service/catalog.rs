@@ -1,0 +1,72 @@
+//! The catalog: bookable dates and seat maps (R2).
+
+use chrono::NaiveDate;
+
+use super::Booking;
+use crate::clock::Clock;
+use crate::domain::{Concert, ConcertId, Schedule, ScheduleSummary, Seat};
+use crate::error::CatalogError;
+use crate::ports::Store;
+
+impl<S: Store, C: Clock> Booking<S, C> {
+    /// Every concert.
+    ///
+    /// # Errors
+    /// Only storage failures.
+    pub async fn concerts(&self) -> Result<Vec<Concert>, CatalogError> {
+        Ok(self.store.concerts().await?)
+    }
+
+    /// The dates of `concert` that can still be booked: the show has not started
+    /// and at least one seat is free now. Earliest first, with seat counts.
+    ///
+    /// # Errors
+    /// [`CatalogError::UnknownConcert`].
+    pub async fn bookable_dates(
+        &self,
+        concert: ConcertId,
+    ) -> Result<Vec<ScheduleSummary>, CatalogError> {
+        let now = self.now();
+        let summaries = self.store.schedule_summaries(concert, now).await?;
+        if summaries.is_empty() && self.store.concert(concert).await?.is_none() {
+            return Err(CatalogError::UnknownConcert);
+        }
+        Ok(summaries
+            .into_iter()
+            .filter(|s| s.schedule.is_open_at(now) && s.n_free > 0)
+            .collect())
+    }
+
+    /// The schedule of `concert` on `date`.
+    ///
+    /// # Errors
+    /// [`CatalogError::UnknownConcert`], [`CatalogError::UnknownDate`].
+    pub async fn schedule_on(
+        &self,
+        concert: ConcertId,
+        date: NaiveDate,
+    ) -> Result<Schedule, CatalogError> {
+        match self.store.schedule_on(concert, date).await? {
+            Some(s) => Ok(s),
+            None if self.store.concert(concert).await?.is_none() => {
+                Err(CatalogError::UnknownConcert)
+            }
+            None => Err(CatalogError::UnknownDate(date)),
+        }
+    }
+
+    /// Every seat (1..=count) of `concert` on `date`, with its price and its state
+    /// now: free, held (until when) or sold. Seats whose hold expired are free.
+    ///
+    /// # Errors
+    /// [`CatalogError::UnknownConcert`], [`CatalogError::UnknownDate`].
+    pub async fn seats(
+        &self,
+        concert: ConcertId,
+        date: NaiveDate,
+    ) -> Result<(Schedule, Vec<Seat>), CatalogError> {
+        let schedule = self.schedule_on(concert, date).await?;
+        let seats = self.store.seats(schedule.id, self.now()).await?;
+        Ok((schedule, seats))
+    }
+}

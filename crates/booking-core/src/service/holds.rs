@@ -1,0 +1,101 @@
+//! Seat holds (R3): one conditional write claims a seat for a few minutes.
+
+use super::{Admitted, Booking};
+use crate::clock::Clock;
+use crate::domain::{Hold, HoldState, ReservationId, ScheduleId, SeatNo};
+use crate::error::{CancelError, HoldError};
+use crate::ports::{CancelRepoError, HoldRepoError, NewHold, Store, StoreError};
+
+impl<S: Store, C: Clock> Booking<S, C> {
+    /// Holds one seat for the admitted user, for the configured hold TTL.
+    ///
+    /// While the hold is live nobody else can hold or buy the seat; when it lapses
+    /// unpaid the seat is free again at once (lazy expiry), sweeper or not.
+    ///
+    /// # Errors
+    /// [`HoldError::UnknownSchedule`], [`HoldError::Closed`] once the show started,
+    /// [`HoldError::NoSuchSeat`] beyond the schedule's seats, [`HoldError::SeatTaken`],
+    /// [`HoldError::HoldLimit`] at the per-user cap, [`HoldError::SessionEnded`].
+    pub async fn hold(
+        &self,
+        who: &Admitted,
+        schedule: ScheduleId,
+        seat: SeatNo,
+    ) -> Result<Hold, HoldError> {
+        let now = self.now();
+        let sched = self
+            .store
+            .schedule(schedule)
+            .await?
+            .ok_or(HoldError::UnknownSchedule)?;
+        if !sched.is_open_at(now) {
+            return Err(HoldError::Closed);
+        }
+        if !sched.seat_count.contains(seat) {
+            return Err(HoldError::NoSuchSeat {
+                seat,
+                count: sched.seat_count,
+            });
+        }
+        let req = NewHold {
+            id: ReservationId::random(),
+            user: who.user(),
+            session: who.seq(),
+            schedule,
+            seat,
+            now,
+            expires_at: now.plus(self.config.hold_ttl),
+            max_live_per_user: self.config.max_live_holds,
+        };
+        self.store.hold(req).await.map_err(|e| match e {
+            HoldRepoError::SeatTaken => HoldError::SeatTaken(seat),
+            HoldRepoError::HoldLimit => HoldError::HoldLimit {
+                max: self.config.max_live_holds,
+            },
+            // The schedule was checked above; a seat can only vanish with it.
+            HoldRepoError::NoSuchSeat => HoldError::UnknownSchedule,
+            HoldRepoError::SessionEnded => HoldError::SessionEnded,
+            HoldRepoError::Store(s) => HoldError::Store(s),
+        })
+    }
+
+    /// Cancels one of the user's live holds; the seat is free at once.
+    ///
+    /// # Errors
+    /// [`CancelError::NotFound`], [`CancelError::NotYours`], [`CancelError::NotHeld`]
+    /// when it is already paid, cancelled or expired.
+    pub async fn cancel_hold(
+        &self,
+        who: &Admitted,
+        id: ReservationId,
+    ) -> Result<Hold, CancelError> {
+        self.store
+            .cancel(id, who.user(), self.now())
+            .await
+            .map_err(|e| match e {
+                CancelRepoError::NotFound => CancelError::NotFound,
+                CancelRepoError::NotYours => CancelError::NotYours,
+                CancelRepoError::NotHeld(s) => CancelError::NotHeld(s),
+                CancelRepoError::Store(s) => CancelError::Store(s),
+            })
+    }
+
+    /// The user's reservations, newest first, each with its state at this instant
+    /// (a lapsed hold shows as expired).
+    ///
+    /// # Errors
+    /// Only storage failures.
+    pub async fn reservations(&self, user: crate::domain::UserId) -> Result<Vec<Hold>, StoreError> {
+        let now = self.now();
+        let mut holds = self
+            .store
+            .reservations_of(user, self.config.list_limit)
+            .await?;
+        for h in &mut holds {
+            if h.state == HoldState::Held {
+                h.state = h.state_at(now);
+            }
+        }
+        Ok(holds)
+    }
+}

@@ -1,0 +1,159 @@
+//! The services: every rule of the waiting room, holds, wallet and payment.
+//!
+//! [`Booking`] is generic over its storage ([`Store`]) and its [`Clock`]. It keeps no
+//! state of its own but a short-lived cache of the queue counters, so any number of
+//! `Booking` values (in one process or in many) can share one store.
+
+mod admin;
+mod catalog;
+mod holds;
+mod payment;
+mod queue;
+mod wallet;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::clock::Clock;
+use crate::domain::{Amount, Money, QueueCounters, Timestamp};
+use crate::ports::Store;
+use crate::token::TokenSigner;
+
+pub use admin::{QueueStats, SweepReport, TickOutcome};
+pub use payment::PaymentReceipt;
+pub use queue::{Admitted, IssuedToken, QueueStatus, QueueView};
+
+/// Tunable rules. [`Config::default`] gives the documented defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// How long a hold keeps its seat (default 300 s; 1 s to 1 day).
+    pub hold_ttl: Duration,
+    /// Live holds per user at most (default 4; 1 to 50).
+    pub max_live_holds: u32,
+    /// How long a session lasts once the admitted user shows up (default 600 s; 1 s to 1 day).
+    pub session_ttl: Duration,
+    /// How long an admitted user has to show up before losing the place
+    /// (default 60 s; 1 s to 1 day).
+    pub show_up_grace: Duration,
+    /// The longest the waiting line may get (default 1,000,000).
+    pub max_waiting: u64,
+    /// The largest single charge (default 1,000,000 minor units).
+    pub max_charge: Amount,
+    /// The largest balance (default 100,000,000 minor units).
+    pub max_balance: Money,
+    /// How long the queue counters may be served from this instance's cache for
+    /// status polls (default 0: always read). A server sets it to a fraction of a
+    /// second so that polls cost no database round trip.
+    pub counters_cache: Duration,
+    /// Most rows any list returns (default 1,000).
+    pub list_limit: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            hold_ttl: Duration::from_secs(300),
+            max_live_holds: 4,
+            session_ttl: Duration::from_secs(600),
+            show_up_grace: Duration::from_secs(60),
+            max_waiting: 1_000_000,
+            max_charge: Amount::new(1_000_000).unwrap_or_else(|_| unreachable!()),
+            max_balance: Money::new(100_000_000).unwrap_or_else(|_| unreachable!()),
+            counters_cache: Duration::ZERO,
+            list_limit: 1_000,
+        }
+    }
+}
+
+/// Why a [`Config`] was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub &'static str);
+
+impl Config {
+    /// Checks every bound.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let second = Duration::from_secs(1);
+        let day = Duration::from_secs(86_400);
+        let in_range = |d: Duration| (second..=day).contains(&d);
+        if !in_range(self.hold_ttl) {
+            return Err(ConfigError("the hold TTL is 1 s to 1 day"));
+        }
+        if !in_range(self.session_ttl) {
+            return Err(ConfigError("the session TTL is 1 s to 1 day"));
+        }
+        if !in_range(self.show_up_grace) {
+            return Err(ConfigError("the show-up grace is 1 s to 1 day"));
+        }
+        if !(1..=50).contains(&self.max_live_holds) {
+            return Err(ConfigError("live holds per user are 1 to 50"));
+        }
+        if !(1..=100_000_000).contains(&self.max_waiting) {
+            return Err(ConfigError("the waiting line is 1 to 100,000,000 long"));
+        }
+        if self.max_charge.as_money() > self.max_balance {
+            return Err(ConfigError(
+                "the maximum charge exceeds the maximum balance",
+            ));
+        }
+        if self.counters_cache > Duration::from_secs(10) {
+            return Err(ConfigError("the counters cache is at most 10 s"));
+        }
+        if !(1..=100_000).contains(&self.list_limit) {
+            return Err(ConfigError("the list limit is 1 to 100,000"));
+        }
+        Ok(())
+    }
+}
+
+/// The booking engine: one value per process (or per test), cheap to share behind an
+/// `Arc`.
+pub struct Booking<S, C> {
+    store: S,
+    clock: C,
+    signer: TokenSigner,
+    config: Config,
+    counters_cache: Mutex<Option<(Timestamp, QueueCounters)>>,
+}
+
+impl<S: Store, C: Clock> Booking<S, C> {
+    /// A booking engine over `store`, reading time from `clock` and signing queue
+    /// tokens with `signer`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when a setting is out of bounds.
+    pub fn new(
+        store: S,
+        clock: C,
+        signer: TokenSigner,
+        config: Config,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Ok(Booking {
+            store,
+            clock,
+            signer,
+            config,
+            counters_cache: Mutex::new(None),
+        })
+    }
+
+    /// The storage.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+}

@@ -1,0 +1,355 @@
+//! The waiting room: tokens, status polls and the queue gate.
+
+use std::time::Duration;
+
+use super::Booking;
+use crate::clock::Clock;
+use crate::domain::{EntryState, QueueCounters, QueueEntry, QueueSeq, Timestamp, TokenId, UserId};
+use crate::error::{GateError, IssueError, StatusError};
+use crate::ports::{IssueRepoError, IssueRequest, Store, StoreError};
+use crate::token::{TokenClaims, TokenError};
+
+/// Where a token stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueStatus {
+    /// Waiting to be admitted.
+    Waiting {
+        /// Place in line: 1 is next.
+        position: u64,
+        /// Estimated wait (people ahead / observed admission rate), when a rate is known.
+        eta: Option<Duration>,
+    },
+    /// Admitted: catalog, holds and payment are open until `until` (the show-up
+    /// deadline until the first use, then the end of the session).
+    Active {
+        /// When the session (or the show-up grace) ends.
+        until: Timestamp,
+    },
+    /// Lapsed: the user has to take a new token.
+    Expired,
+    /// Ended by a payment.
+    Done,
+}
+
+/// A token and where it stands, as returned by [`Booking::issue_token`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedToken {
+    /// The signed token to send with every request.
+    pub token: String,
+    /// What it says.
+    pub claims: TokenClaims,
+    /// Where it stands now.
+    pub status: QueueStatus,
+}
+
+/// The status of a token, as returned by [`Booking::queue_status`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueView {
+    /// What the token says.
+    pub claims: TokenClaims,
+    /// Where it stands.
+    pub status: QueueStatus,
+}
+
+/// Proof that a token passed the queue gate: admitted, not ended, not lapsed, at
+/// the instant of the check. Only the gate makes one, so an operation that takes an
+/// `&Admitted` cannot be called by someone who did not pass it. The storage checks
+/// the session again inside each write, since it may end in between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admitted {
+    user: UserId,
+    seq: QueueSeq,
+    token_id: TokenId,
+    until: Timestamp,
+}
+
+impl Admitted {
+    /// The admitted user.
+    pub fn user(&self) -> UserId {
+        self.user
+    }
+
+    /// Their place (the session's key).
+    pub fn seq(&self) -> QueueSeq {
+        self.seq
+    }
+
+    /// The token's id.
+    pub fn token_id(&self) -> TokenId {
+        self.token_id
+    }
+
+    /// When the session ends.
+    pub fn until(&self) -> Timestamp {
+        self.until
+    }
+}
+
+impl<S: Store, C: Clock> Booking<S, C> {
+    /// Gives `user` a place in the waiting room and its signed token (R1).
+    ///
+    /// Asking again while the place is live returns the same place and the same
+    /// token, not a new place at the back. After the place ended (paid or lapsed),
+    /// a new place is issued at the back.
+    ///
+    /// # Errors
+    /// [`IssueError::QueueFull`] when the waiting line is at its maximum.
+    pub async fn issue_token(&self, user: UserId) -> Result<IssuedToken, IssueError> {
+        let now = self.now();
+        let entry = self
+            .store
+            .issue(IssueRequest {
+                user,
+                token_id: TokenId::random(),
+                now,
+                max_waiting: self.config.max_waiting,
+            })
+            .await
+            .map_err(|e| match e {
+                IssueRepoError::QueueFull => IssueError::QueueFull {
+                    max: self.config.max_waiting,
+                },
+                IssueRepoError::Store(s) => IssueError::Store(s),
+            })?;
+        let counters = self.counters_cached(now).await?;
+        let claims = claims_of(&entry);
+        Ok(IssuedToken {
+            token: self.signer.sign(&claims),
+            claims,
+            status: status_of(&entry, &counters, now),
+        })
+    }
+
+    /// Checks a token's signature and returns what it says. No storage is read.
+    ///
+    /// # Errors
+    /// [`TokenError`] for a malformed, forged or altered token.
+    pub fn verify_token(&self, token: &str) -> Result<TokenClaims, TokenError> {
+        self.signer.verify(token)
+    }
+
+    /// Where a token stands: the poll (R1). It writes nothing, and for a waiting
+    /// user it reads only the shared counters (possibly from this instance's cache):
+    /// position = my sequence - the serving counter.
+    ///
+    /// # Errors
+    /// [`StatusError::Token`] for a bad token, [`StatusError::UnknownToken`] for a
+    /// token whose place this database does not have.
+    pub async fn queue_status(&self, token: &str) -> Result<QueueView, StatusError> {
+        let claims = self.signer.verify(token)?;
+        let now = self.now();
+        let counters = self.counters_cached(now).await?;
+        let seq = claims.seq.get();
+        if seq > counters.serving {
+            if seq > counters.last_seq {
+                // The cache may be behind a token issued a moment ago: ask once more.
+                let fresh = self.fresh_counters(now).await?;
+                if seq > fresh.last_seq {
+                    return Err(StatusError::UnknownToken);
+                }
+            }
+            return Ok(QueueView {
+                claims,
+                status: waiting(seq, &counters),
+            });
+        }
+        let entry = self
+            .entry_of(&claims)
+            .await?
+            .ok_or(StatusError::UnknownToken)?;
+        Ok(QueueView {
+            claims,
+            status: status_of(&entry, &counters, now),
+        })
+    }
+
+    /// The queue gate that every catalog, hold and payment operation passes first:
+    /// is this token admitted and live? The first use of an admitted token starts its
+    /// session (show-up), which then lasts the session TTL.
+    ///
+    /// # Errors
+    /// [`GateError::Token`], [`GateError::UnknownToken`], [`GateError::Waiting`] with
+    /// the position, [`GateError::Expired`], [`GateError::Ended`] after payment.
+    pub async fn gate(&self, token: &str) -> Result<Admitted, GateError> {
+        let claims = self.signer.verify(token)?;
+        self.admit(&claims).await
+    }
+
+    /// The gate for claims already verified.
+    pub(crate) async fn admit(&self, claims: &TokenClaims) -> Result<Admitted, GateError> {
+        let now = self.now();
+        let mut entry = self
+            .entry_of(claims)
+            .await?
+            .ok_or(GateError::UnknownToken)?;
+        // Two rounds at most: a show-up can only lose to a concurrent show-up of the
+        // same token (or to its end), after which the re-read entry is final.
+        for _ in 0..2 {
+            match entry.state {
+                EntryState::Done => return Err(GateError::Ended),
+                EntryState::Expired => return Err(GateError::Expired),
+                EntryState::Live => {}
+            }
+            let Some(expires_at) = entry.expires_at else {
+                let counters = self.counters_cached(now).await?;
+                let (position, eta) = place(entry.seq.get(), &counters);
+                return Err(GateError::Waiting { position, eta });
+            };
+            if now >= expires_at {
+                return Err(GateError::Expired);
+            }
+            if entry.seen_at.is_some() {
+                return Ok(admitted(claims, expires_at));
+            }
+            let until = now.plus(self.config.session_ttl);
+            if let Some(shown) = self.store.show_up(entry.seq, now, until).await? {
+                return Ok(admitted(claims, shown.expires_at.unwrap_or(until)));
+            }
+            entry = self
+                .entry_of(claims)
+                .await?
+                .ok_or(GateError::UnknownToken)?;
+        }
+        Err(GateError::Expired)
+    }
+
+    /// The entry a token points at, if it is really the one the token was issued for.
+    async fn entry_of(&self, claims: &TokenClaims) -> Result<Option<QueueEntry>, StoreError> {
+        let entry = self.store.entry(claims.seq).await?;
+        Ok(entry.filter(|e| e.token_id == claims.token_id && e.user == claims.user))
+    }
+
+    /// The counters, from this instance's cache while it is fresh enough.
+    pub(crate) async fn counters_cached(
+        &self,
+        now: Timestamp,
+    ) -> Result<QueueCounters, StoreError> {
+        if !self.config.counters_cache.is_zero() {
+            let cache = self
+                .counters_cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if let Some((at, c)) = *cache
+                && now >= at
+                && now.since(at) < self.config.counters_cache
+            {
+                return Ok(c);
+            }
+        }
+        self.fresh_counters(now).await
+    }
+
+    /// The counters from storage, refreshing the cache.
+    pub(crate) async fn fresh_counters(&self, now: Timestamp) -> Result<QueueCounters, StoreError> {
+        let c = self.store.counters().await?;
+        if !self.config.counters_cache.is_zero() {
+            *self
+                .counters_cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some((now, c));
+        }
+        Ok(c)
+    }
+}
+
+fn claims_of(entry: &QueueEntry) -> TokenClaims {
+    TokenClaims {
+        user: entry.user,
+        seq: entry.seq,
+        issued_at: entry.issued_at,
+        token_id: entry.token_id,
+    }
+}
+
+fn admitted(claims: &TokenClaims, until: Timestamp) -> Admitted {
+    Admitted {
+        user: claims.user,
+        seq: claims.seq,
+        token_id: claims.token_id,
+        until,
+    }
+}
+
+/// Position and ETA of a waiting sequence, from the counters alone.
+fn place(seq: u64, counters: &QueueCounters) -> (u64, Option<Duration>) {
+    let position = seq.saturating_sub(counters.serving).max(1);
+    (position, eta(position, counters))
+}
+
+/// The status of a waiting sequence.
+fn waiting(seq: u64, counters: &QueueCounters) -> QueueStatus {
+    let (position, eta) = place(seq, counters);
+    QueueStatus::Waiting { position, eta }
+}
+
+/// ETA = people ahead / admission rate: the observed rate when there is one, else
+/// what a rate policy promises. `None` when neither is known.
+fn eta(position: u64, counters: &QueueCounters) -> Option<Duration> {
+    let rate_milli = if counters.admit_rate_milli > 0 {
+        counters.admit_rate_milli
+    } else {
+        let batch = u64::from(counters.policy.batch()?);
+        let interval_ms = counters.policy.interval().as_millis() as u64;
+        batch * 1_000_000 / interval_ms.max(1)
+    };
+    if rate_milli == 0 {
+        return None;
+    }
+    let ms = u128::from(position) * 1_000_000 / u128::from(rate_milli);
+    Some(Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX)))
+}
+
+/// The status of an entry at `now`.
+fn status_of(entry: &QueueEntry, counters: &QueueCounters, now: Timestamp) -> QueueStatus {
+    match entry.state {
+        EntryState::Done => QueueStatus::Done,
+        EntryState::Expired => QueueStatus::Expired,
+        EntryState::Live => match entry.expires_at {
+            None => waiting(entry.seq.get(), counters),
+            Some(until) if now < until => QueueStatus::Active { until },
+            Some(_) => QueueStatus::Expired,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::AdmissionPolicy;
+
+    fn counters(serving: u64, rate_milli: u64, policy: AdmissionPolicy) -> QueueCounters {
+        QueueCounters {
+            last_seq: 1_000,
+            serving,
+            version: 0,
+            last_tick_at: None,
+            paused: false,
+            policy,
+            admit_rate_milli: rate_milli,
+        }
+    }
+
+    #[test]
+    fn eta_uses_the_observed_rate_first() {
+        let p = AdmissionPolicy::rate(10, Duration::from_secs(1)).unwrap();
+        // Observed: 2 users a second; 20 ahead -> 10 s.
+        assert_eq!(
+            eta(20, &counters(0, 2_000, p)),
+            Some(Duration::from_secs(10))
+        );
+        // Nothing observed yet: the policy says 10 a second -> 2 s.
+        assert_eq!(eta(20, &counters(0, 0, p)), Some(Duration::from_secs(2)));
+        // A capacity policy promises no rate.
+        let cap = AdmissionPolicy::capacity(10, Duration::from_secs(1)).unwrap();
+        assert_eq!(eta(20, &counters(0, 0, cap)), None);
+    }
+
+    #[test]
+    fn position_is_sequence_minus_serving() {
+        let p = AdmissionPolicy::default();
+        match waiting(57, &counters(50, 0, p)) {
+            QueueStatus::Waiting { position, .. } => assert_eq!(position, 7),
+            other => panic!("expected waiting, got {other:?}"),
+        }
+    }
+}
