@@ -1409,7 +1409,9 @@ macro_rules! contract_suite {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
-                let store = $make.await;
+                // The guard (a temporary directory, a database to drop...) lives
+                // until the test ends.
+                let (store, _guard) = $make.await;
                 $crate::contract::$name(store).await;
             }
         )+

@@ -4,10 +4,12 @@
 //! An adapter's test file runs the whole suite with one line:
 //!
 //! ```ignore
-//! booking_testkit::contract_suite!(async { MyStore::fresh().await });
+//! booking_testkit::contract_suite!(async { (MyStore::fresh().await, guard) });
 //! ```
 //!
-//! The expression is evaluated once per test and must give a fresh, empty store.
+//! The expression is evaluated once per test and must give a fresh, empty store and
+//! a guard that keeps whatever the store needs (a temporary directory, say) alive
+//! until the test ends.
 
 #![warn(missing_docs)]
 

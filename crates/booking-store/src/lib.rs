@@ -1,0 +1,26 @@
+//! # booking-store
+//!
+//! The storage adapters of every `booking-core` port: SQLite, the embedded default
+//! (one file, zero set-up), and PostgreSQL, for any number of server instances
+//! sharing one database. [`connect`] picks one from the URL and applies the
+//! embedded migrations.
+
+mod columns;
+mod convert;
+pub mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+/// Why a store could not be opened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    /// The URL is not one this crate understands.
+    #[error("bad database URL: {0}")]
+    BadUrl(String),
+    /// The database could not be reached or opened.
+    #[error("cannot open the database: {0}")]
+    Unreachable(String),
+    /// A migration failed.
+    #[error("cannot migrate the database: {0}")]
+    Migration(String),
+}

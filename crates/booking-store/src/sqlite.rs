@@ -1,0 +1,1087 @@
+//! The SQLite adapter: the embedded default, one file, zero set-up.
+//!
+//! SQLite has one writer at a time. Rather than let many connections fight for the
+//! write lock (and surface `database is locked`), writes go through a pool of one
+//! connection, so they queue in this process; every write transaction starts with
+//! `BEGIN IMMEDIATE`, which takes the write lock up front, and a busy timeout makes
+//! other processes sharing the file wait for it instead of failing. Reads use their
+//! own pool and never block behind writes (WAL).
+//!
+//! With one writer, a transaction's reads are current: each method reads, checks and
+//! writes inside one `BEGIN IMMEDIATE` transaction, and the checks are exactly the
+//! conditions of the port contracts.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use booking_core::StoreError;
+use booking_core::domain::{
+    AdmissionPolicy, Concert, ConcertId, ConcertName, Hold, HoldState, IdempotencyKey, LedgerEntry,
+    LedgerKind, Money, NewConcert, NewSchedule, Payment, QueueCounters, QueueEntry, QueueSeq,
+    ReservationId, Schedule, ScheduleId, ScheduleSummary, Seat, SeatState, Timestamp, UserId,
+};
+use booking_core::ports::{
+    Advance, CancelRepoError, CatalogRepo, ChargeReceipt, ChargeRepoError, ChargeRequest,
+    CreateScheduleError, HoldRepo, HoldRepoError, IssueRepoError, IssueRequest, NewHold,
+    PayRepoError, PayRequest, PaymentRepo, QueueRepo, WalletRepo,
+};
+use chrono::NaiveDate;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+use uuid::Uuid;
+
+use crate::OpenError;
+use crate::columns::{entry_cols, hold_cols, ledger_cols, payment_cols, schedule_cols};
+use crate::convert::{self as cv, is_unique_violation, sqlite_err as db};
+
+type Tx = Transaction<'static, Sqlite>;
+
+/// How long a writer from another process waits for the write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The SQLite store. Clones share the pools.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    read: SqlitePool,
+    write: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url` (`sqlite://path`,
+    /// `sqlite:path`), applies the migrations, and returns the store.
+    /// `read_connections` is the size of the read pool.
+    ///
+    /// # Errors
+    /// [`OpenError`] when the URL is malformed, the file cannot be opened or created,
+    /// or a migration fails.
+    pub async fn open(url: &str, read_connections: u32) -> Result<Self, OpenError> {
+        let options =
+            SqliteConnectOptions::from_str(url).map_err(|e| OpenError::BadUrl(e.to_string()))?;
+        Self::open_with(options, read_connections).await
+    }
+
+    /// Opens (creating if missing) the database file at `path`.
+    ///
+    /// # Errors
+    /// As [`SqliteStore::open`].
+    pub async fn open_path(path: &Path, read_connections: u32) -> Result<Self, OpenError> {
+        Self::open_with(SqliteConnectOptions::new().filename(path), read_connections).await
+    }
+
+    async fn open_with(
+        options: SqliteConnectOptions,
+        read_connections: u32,
+    ) -> Result<Self, OpenError> {
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // In WAL mode, NORMAL loses nothing when the process dies (the WAL is in
+            // the OS's hands at commit); only a power cut can lose the last commits.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(60))
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| OpenError::Unreachable(e.to_string()))?;
+        sqlx::migrate!("../../migrations/sqlite")
+            .run(&write)
+            .await
+            .map_err(|e| OpenError::Migration(e.to_string()))?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(read_connections.max(1))
+            .acquire_timeout(Duration::from_secs(60))
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(|e| OpenError::Unreachable(e.to_string()))?;
+        Ok(SqliteStore { read, write })
+    }
+
+    /// Whether the database answers.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when it does not.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.read)
+            .await
+            .map(drop)
+            .map_err(db)
+    }
+
+    /// The pool of the one writer connection (benchmarks compare against raw writes).
+    pub fn write_pool(&self) -> &SqlitePool {
+        &self.write
+    }
+
+    /// The pool of reader connections.
+    pub fn read_pool(&self) -> &SqlitePool {
+        &self.read
+    }
+
+    /// Closes both pools.
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+
+    async fn begin(&self) -> Result<Tx, StoreError> {
+        self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db)
+    }
+}
+
+async fn commit(tx: Tx) -> Result<(), StoreError> {
+    tx.commit().await.map_err(db)
+}
+
+// ---------------------------------------------------------------------------------
+// Row mapping
+
+fn concert_of(r: &SqliteRow) -> Result<Concert, StoreError> {
+    let name: String = r.try_get("name").map_err(db)?;
+    Ok(Concert {
+        id: cv::concert_id(r.try_get("id").map_err(db)?)?,
+        name: ConcertName::new(&name).map_err(|e| cv::corrupt("concert name", e))?,
+    })
+}
+
+fn schedule_of(r: &SqliteRow) -> Result<Schedule, StoreError> {
+    Ok(Schedule {
+        id: cv::schedule_id(r.try_get("id").map_err(db)?)?,
+        concert: cv::concert_id(r.try_get("concert_id").map_err(db)?)?,
+        starts_at: cv::ts(r.try_get("starts_at").map_err(db)?),
+        seat_count: cv::seat_count(r.try_get("seat_count").map_err(db)?)?,
+    })
+}
+
+fn hold_of(r: &SqliteRow) -> Result<Hold, StoreError> {
+    let state: String = r.try_get("state").map_err(db)?;
+    Ok(Hold {
+        id: cv::reservation_id(r.try_get("id").map_err(db)?)?,
+        user: cv::user(r.try_get("user_id").map_err(db)?)?,
+        schedule: cv::schedule_id(r.try_get("schedule_id").map_err(db)?)?,
+        seat: cv::seat_no(r.try_get("seat_no").map_err(db)?)?,
+        price: cv::amount(r.try_get("price").map_err(db)?)?,
+        created_at: cv::ts(r.try_get("created_at").map_err(db)?),
+        expires_at: cv::ts(r.try_get("expires_at").map_err(db)?),
+        state: cv::hold_state(&state)?,
+    })
+}
+
+fn entry_of(r: &SqliteRow) -> Result<QueueEntry, StoreError> {
+    let state: String = r.try_get("state").map_err(db)?;
+    let opt_ts = |c: &str| -> Result<Option<Timestamp>, StoreError> {
+        Ok(r.try_get::<Option<i64>, _>(c).map_err(db)?.map(cv::ts))
+    };
+    Ok(QueueEntry {
+        seq: cv::seq(r.try_get("seq").map_err(db)?)?,
+        user: cv::user(r.try_get("user_id").map_err(db)?)?,
+        token_id: cv::token_id(r.try_get("token_id").map_err(db)?)?,
+        issued_at: cv::ts(r.try_get("issued_at").map_err(db)?),
+        state: cv::entry_state(&state)?,
+        admitted_at: opt_ts("admitted_at")?,
+        seen_at: opt_ts("seen_at")?,
+        expires_at: opt_ts("expires_at")?,
+    })
+}
+
+fn counters_of(r: &SqliteRow) -> Result<QueueCounters, StoreError> {
+    Ok(QueueCounters {
+        last_seq: cv::u64_of(r.try_get("last_seq").map_err(db)?, "last_seq")?,
+        serving: cv::u64_of(r.try_get("serving").map_err(db)?, "serving")?,
+        version: cv::u64_of(r.try_get("version").map_err(db)?, "version")?,
+        last_tick_at: r
+            .try_get::<Option<i64>, _>("last_tick_at")
+            .map_err(db)?
+            .map(cv::ts),
+        paused: r.try_get::<i64, _>("paused").map_err(db)? != 0,
+        policy: cv::policy(
+            r.try_get("interval_ms").map_err(db)?,
+            r.try_get("batch").map_err(db)?,
+            r.try_get("max_active").map_err(db)?,
+        )?,
+        admit_rate_milli: cv::u64_of(r.try_get("admit_rate_milli").map_err(db)?, "rate")?,
+    })
+}
+
+fn ledger_of(r: &SqliteRow) -> Result<LedgerEntry, StoreError> {
+    let kind: String = r.try_get("kind").map_err(db)?;
+    let payment: Option<Uuid> = r.try_get("payment_id").map_err(db)?;
+    let kind = match (kind.as_str(), payment) {
+        ("charge", None) => LedgerKind::Charge,
+        ("payment", Some(p)) => LedgerKind::Payment(cv::payment_id(p)?),
+        (k, _) => return Err(cv::corrupt("ledger kind", k)),
+    };
+    Ok(LedgerEntry {
+        id: cv::ledger_id(r.try_get("id").map_err(db)?)?,
+        user: cv::user(r.try_get("user_id").map_err(db)?)?,
+        kind,
+        amount: cv::amount(r.try_get("amount").map_err(db)?)?,
+        balance_after: cv::money(r.try_get("balance_after").map_err(db)?)?,
+        at: cv::ts(r.try_get("at").map_err(db)?),
+        key: cv::key(r.try_get("idem_key").map_err(db)?)?,
+    })
+}
+
+fn payment_of(r: &SqliteRow) -> Result<Payment, StoreError> {
+    Ok(Payment {
+        id: cv::payment_id(r.try_get("id").map_err(db)?)?,
+        reservation: cv::reservation_id(r.try_get("reservation_id").map_err(db)?)?,
+        user: cv::user(r.try_get("user_id").map_err(db)?)?,
+        schedule: cv::schedule_id(r.try_get("schedule_id").map_err(db)?)?,
+        seat: cv::seat_no(r.try_get("seat_no").map_err(db)?)?,
+        amount: cv::amount(r.try_get("amount").map_err(db)?)?,
+        paid_at: cv::ts(r.try_get("paid_at").map_err(db)?),
+        key: cv::key(r.try_get("idem_key").map_err(db)?)?,
+    })
+}
+
+fn seat_state(sold: i64, hold_until: Option<i64>, now: Timestamp) -> SeatState {
+    if sold != 0 {
+        return SeatState::Sold;
+    }
+    match hold_until {
+        Some(until) if now.as_millis() < until => SeatState::Held {
+            until: cv::ts(until),
+        },
+        _ => SeatState::Free,
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Catalog
+
+impl CatalogRepo for SqliteStore {
+    async fn create_concert(&self, new: NewConcert) -> Result<Concert, StoreError> {
+        let row = sqlx::query("INSERT INTO concerts (name) VALUES (?) RETURNING id, name")
+            .bind(new.name.as_str())
+            .fetch_one(&self.write)
+            .await
+            .map_err(db)?;
+        concert_of(&row)
+    }
+
+    async fn create_schedule(&self, new: NewSchedule) -> Result<Schedule, CreateScheduleError> {
+        let mut tx = self.begin().await?;
+        let exists = sqlx::query("SELECT 1 FROM concerts WHERE id = ?")
+            .bind(new.concert().get())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        if exists.is_none() {
+            return Err(CreateScheduleError::UnknownConcert);
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO schedules (concert_id, starts_at, date, seat_count) VALUES (?, ?, ?, ?)
+             RETURNING id, concert_id, starts_at, seat_count",
+        )
+        .bind(new.concert().get())
+        .bind(new.starts_at().as_millis())
+        .bind(new.date().to_string())
+        .bind(i64::from(new.seat_count().get()))
+        .fetch_one(&mut *tx)
+        .await;
+        let row = match inserted {
+            Ok(row) => row,
+            Err(e) if is_unique_violation(&e) => {
+                return Err(CreateScheduleError::DateTaken(new.date()));
+            }
+            Err(e) => return Err(db(e).into()),
+        };
+        let schedule = schedule_of(&row)?;
+        for no in new.seat_count().seats() {
+            sqlx::query("INSERT INTO seats (schedule_id, seat_no, price) VALUES (?, ?, ?)")
+                .bind(schedule.id.get())
+                .bind(i64::from(no.get()))
+                .bind(new.prices().price_of(no).minor_units())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        commit(tx).await?;
+        Ok(schedule)
+    }
+
+    async fn concerts(&self) -> Result<Vec<Concert>, StoreError> {
+        let rows = sqlx::query("SELECT id, name FROM concerts ORDER BY id")
+            .fetch_all(&self.read)
+            .await
+            .map_err(db)?;
+        rows.iter().map(concert_of).collect()
+    }
+
+    async fn concert(&self, id: ConcertId) -> Result<Option<Concert>, StoreError> {
+        let row = sqlx::query("SELECT id, name FROM concerts WHERE id = ?")
+            .bind(id.get())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(concert_of).transpose()
+    }
+
+    async fn schedule(&self, id: ScheduleId) -> Result<Option<Schedule>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            schedule_cols!(),
+            " FROM schedules WHERE id = ?"
+        ))
+        .bind(id.get())
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db)?;
+        row.as_ref().map(schedule_of).transpose()
+    }
+
+    async fn schedule_on(
+        &self,
+        concert: ConcertId,
+        date: NaiveDate,
+    ) -> Result<Option<Schedule>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            schedule_cols!(),
+            " FROM schedules WHERE concert_id = ? AND date = ?"
+        ))
+        .bind(concert.get())
+        .bind(date.to_string())
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db)?;
+        row.as_ref().map(schedule_of).transpose()
+    }
+
+    async fn schedule_summaries(
+        &self,
+        concert: ConcertId,
+        now: Timestamp,
+    ) -> Result<Vec<ScheduleSummary>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT s.id, s.concert_id, s.starts_at, s.seat_count,
+                    SUM(st.sold = 0 AND (st.hold_until IS NULL OR st.hold_until <= ?1)) AS n_free,
+                    SUM(st.sold = 0 AND st.hold_until > ?1) AS n_held,
+                    SUM(st.sold) AS n_sold,
+                    SUM(CASE WHEN st.sold = 1 THEN st.price ELSE 0 END) AS revenue
+             FROM schedules s JOIN seats st ON st.schedule_id = s.id
+             WHERE s.concert_id = ?2
+             GROUP BY s.id
+             ORDER BY s.starts_at, s.id",
+        )
+        .bind(now.as_millis())
+        .bind(concert.get())
+        .fetch_all(&self.read)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let count = |c: &str| -> Result<u32, StoreError> {
+                    let n: i64 = r.try_get(c).map_err(db)?;
+                    u32::try_from(n).map_err(|e| cv::corrupt(c, e))
+                };
+                Ok(ScheduleSummary {
+                    schedule: schedule_of(r)?,
+                    n_free: count("n_free")?,
+                    n_held: count("n_held")?,
+                    n_sold: count("n_sold")?,
+                    revenue: cv::money(r.try_get("revenue").map_err(db)?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn seats(&self, schedule: ScheduleId, now: Timestamp) -> Result<Vec<Seat>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seat_no, price, sold, hold_until FROM seats
+             WHERE schedule_id = ? ORDER BY seat_no",
+        )
+        .bind(schedule.get())
+        .fetch_all(&self.read)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok(Seat {
+                    no: cv::seat_no(r.try_get("seat_no").map_err(db)?)?,
+                    price: cv::amount(r.try_get("price").map_err(db)?)?,
+                    state: seat_state(
+                        r.try_get("sold").map_err(db)?,
+                        r.try_get("hold_until").map_err(db)?,
+                        now,
+                    ),
+                })
+            })
+            .collect()
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Waiting room
+
+async fn live_entry_of(tx: &mut Tx, user: UserId) -> Result<Option<QueueEntry>, StoreError> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        entry_cols!(),
+        " FROM queue_entries WHERE user_id = ? AND state = 'live'"
+    ))
+    .bind(user.as_uuid())
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db)?;
+    row.as_ref().map(entry_of).transpose()
+}
+
+/// Whether `seq` is an active session of `user` at `now`.
+async fn session_active(
+    tx: &mut Tx,
+    seq: QueueSeq,
+    user: UserId,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let row = sqlx::query(
+        "SELECT 1 FROM queue_entries
+         WHERE seq = ? AND user_id = ? AND state = 'live' AND expires_at > ?",
+    )
+    .bind(cv::i64_of(seq.get()))
+    .bind(user.as_uuid())
+    .bind(now.as_millis())
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db)?;
+    Ok(row.is_some())
+}
+
+impl QueueRepo for SqliteStore {
+    async fn issue(&self, req: IssueRequest) -> Result<QueueEntry, IssueRepoError> {
+        let mut tx = self.begin().await?;
+        if let Some(entry) = live_entry_of(&mut tx, req.user).await? {
+            if entry.is_live_at(req.now) {
+                return Ok(entry);
+            }
+            sqlx::query("UPDATE queue_entries SET state = 'expired' WHERE seq = ?")
+                .bind(cv::i64_of(entry.seq.get()))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        let next = sqlx::query(
+            "UPDATE queue_counters SET last_seq = last_seq + 1
+             WHERE id = 1 AND last_seq - serving < ? RETURNING last_seq",
+        )
+        .bind(cv::i64_of(req.max_waiting))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let Some(next) = next else {
+            return Err(IssueRepoError::QueueFull);
+        };
+        let seq: i64 = next.try_get("last_seq").map_err(db)?;
+        let row = sqlx::query(concat!(
+            "INSERT INTO queue_entries (seq, user_id, token_id, issued_at, state)
+             VALUES (?, ?, ?, ?, 'live') RETURNING ",
+            entry_cols!()
+        ))
+        .bind(seq)
+        .bind(req.user.as_uuid())
+        .bind(req.token_id.as_uuid())
+        .bind(req.now.as_millis())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        let entry = entry_of(&row)?;
+        commit(tx).await?;
+        Ok(entry)
+    }
+
+    async fn entry(&self, seq: QueueSeq) -> Result<Option<QueueEntry>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            entry_cols!(),
+            " FROM queue_entries WHERE seq = ?"
+        ))
+        .bind(cv::i64_of(seq.get()))
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db)?;
+        row.as_ref().map(entry_of).transpose()
+    }
+
+    async fn counters(&self) -> Result<QueueCounters, StoreError> {
+        let row = sqlx::query("SELECT * FROM queue_counters WHERE id = 1")
+            .fetch_one(&self.read)
+            .await
+            .map_err(db)?;
+        counters_of(&row)
+    }
+
+    async fn count_active(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM queue_entries
+             WHERE state = 'live' AND admitted_at IS NOT NULL AND expires_at > ?",
+        )
+        .bind(now.as_millis())
+        .fetch_one(&self.read)
+        .await
+        .map_err(db)?;
+        cv::u64_of(n, "active count")
+    }
+
+    async fn advance(&self, adv: Advance) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query("SELECT serving, last_seq, version FROM queue_counters WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+        let version: i64 = row.try_get("version").map_err(db)?;
+        if version != cv::i64_of(adv.expected_version) {
+            return Ok(false);
+        }
+        let serving: i64 = row.try_get("serving").map_err(db)?;
+        let last_seq: i64 = row.try_get("last_seq").map_err(db)?;
+        let new = cv::i64_of(adv.serving);
+        if new < serving || new > last_seq {
+            return Err(StoreError::Failed(format!(
+                "advance to {new} outside {serving}..={last_seq}"
+            )));
+        }
+        sqlx::query(
+            "UPDATE queue_counters
+             SET serving = ?, version = version + 1, last_tick_at = ?, admit_rate_milli = ?
+             WHERE id = 1",
+        )
+        .bind(new)
+        .bind(adv.now.as_millis())
+        .bind(cv::i64_of(adv.admit_rate_milli))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        sqlx::query(
+            "UPDATE queue_entries SET admitted_at = ?, expires_at = ?
+             WHERE seq > ? AND seq <= ? AND state = 'live'",
+        )
+        .bind(adv.now.as_millis())
+        .bind(adv.admitted_until.as_millis())
+        .bind(serving)
+        .bind(new)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        commit(tx).await?;
+        Ok(true)
+    }
+
+    async fn show_up(
+        &self,
+        seq: QueueSeq,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<Option<QueueEntry>, StoreError> {
+        let row = sqlx::query(concat!(
+            "UPDATE queue_entries SET seen_at = ?1, expires_at = ?2
+             WHERE seq = ?3 AND state = 'live' AND admitted_at IS NOT NULL
+               AND seen_at IS NULL AND expires_at > ?1
+             RETURNING ",
+            entry_cols!()
+        ))
+        .bind(now.as_millis())
+        .bind(until.as_millis())
+        .bind(cv::i64_of(seq.get()))
+        .fetch_optional(&self.write)
+        .await
+        .map_err(db)?;
+        row.as_ref().map(entry_of).transpose()
+    }
+
+    async fn set_policy(&self, policy: AdmissionPolicy) -> Result<(), StoreError> {
+        let (interval_ms, batch, max_active) = cv::policy_parts(&policy);
+        sqlx::query(
+            "UPDATE queue_counters SET interval_ms = ?, batch = ?, max_active = ? WHERE id = 1",
+        )
+        .bind(interval_ms)
+        .bind(batch)
+        .bind(max_active)
+        .execute(&self.write)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn set_paused(&self, paused: bool) -> Result<(), StoreError> {
+        sqlx::query("UPDATE queue_counters SET paused = ? WHERE id = 1")
+            .bind(i64::from(paused))
+            .execute(&self.write)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn expire_sessions(&self, now: Timestamp, limit: u32) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE queue_entries SET state = 'expired'
+             WHERE seq IN (SELECT seq FROM queue_entries
+                           WHERE state = 'live' AND admitted_at IS NOT NULL AND expires_at <= ?
+                           ORDER BY seq LIMIT ?)",
+        )
+        .bind(now.as_millis())
+        .bind(i64::from(limit))
+        .execute(&self.write)
+        .await
+        .map_err(db)?;
+        Ok(done.rows_affected())
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Holds
+
+async fn reservation_in(tx: &mut Tx, id: ReservationId) -> Result<Option<Hold>, StoreError> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        hold_cols!(),
+        " FROM reservations WHERE id = ?"
+    ))
+    .bind(id.as_uuid())
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db)?;
+    row.as_ref().map(hold_of).transpose()
+}
+
+impl HoldRepo for SqliteStore {
+    async fn hold(&self, req: NewHold) -> Result<Hold, HoldRepoError> {
+        let now = req.now.as_millis();
+        let mut tx = self.begin().await?;
+        let seat = sqlx::query(
+            "SELECT price, sold, hold_id, hold_until FROM seats
+             WHERE schedule_id = ? AND seat_no = ?",
+        )
+        .bind(req.schedule.get())
+        .bind(i64::from(req.seat.get()))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let Some(seat) = seat else {
+            return Err(HoldRepoError::NoSuchSeat);
+        };
+        if !session_active(&mut tx, req.session, req.user, req.now).await? {
+            return Err(HoldRepoError::SessionEnded);
+        }
+        let n_live: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM reservations
+             WHERE user_id = ? AND state = 'held' AND expires_at > ?",
+        )
+        .bind(req.user.as_uuid())
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        if n_live >= i64::from(req.max_live_per_user) {
+            return Err(HoldRepoError::HoldLimit);
+        }
+        let claimed = sqlx::query(
+            "UPDATE seats SET hold_id = ?, hold_until = ?
+             WHERE schedule_id = ? AND seat_no = ? AND sold = 0
+               AND (hold_until IS NULL OR hold_until <= ?)",
+        )
+        .bind(req.id.as_uuid())
+        .bind(req.expires_at.as_millis())
+        .bind(req.schedule.get())
+        .bind(i64::from(req.seat.get()))
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        if claimed.rows_affected() != 1 {
+            return Err(HoldRepoError::SeatTaken);
+        }
+        // The seat's previous claim lapsed: record it, which also keeps the one
+        // 'held' reservation per seat that the schema demands.
+        let previous: Option<Uuid> = seat.try_get("hold_id").map_err(db)?;
+        if let Some(previous) = previous {
+            sqlx::query(
+                "UPDATE reservations SET state = 'expired' WHERE id = ? AND state = 'held'",
+            )
+            .bind(previous)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        let row = sqlx::query(concat!(
+            "INSERT INTO reservations
+               (id, user_id, schedule_id, seat_no, price, created_at, expires_at, state)
+             VALUES (?, ?, ?, ?, ?, ?, ?, 'held') RETURNING ",
+            hold_cols!()
+        ))
+        .bind(req.id.as_uuid())
+        .bind(req.user.as_uuid())
+        .bind(req.schedule.get())
+        .bind(i64::from(req.seat.get()))
+        .bind(seat.try_get::<i64, _>("price").map_err(db)?)
+        .bind(now)
+        .bind(req.expires_at.as_millis())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        let hold = hold_of(&row)?;
+        commit(tx).await?;
+        Ok(hold)
+    }
+
+    async fn cancel(
+        &self,
+        id: ReservationId,
+        user: UserId,
+        now: Timestamp,
+    ) -> Result<Hold, CancelRepoError> {
+        let mut tx = self.begin().await?;
+        let Some(hold) = reservation_in(&mut tx, id).await? else {
+            return Err(CancelRepoError::NotFound);
+        };
+        if hold.user != user {
+            return Err(CancelRepoError::NotYours);
+        }
+        let state = hold.state_at(now);
+        if state != HoldState::Held {
+            return Err(CancelRepoError::NotHeld(state));
+        }
+        sqlx::query("UPDATE reservations SET state = 'cancelled' WHERE id = ?")
+            .bind(id.as_uuid())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        sqlx::query(
+            "UPDATE seats SET hold_id = NULL, hold_until = NULL
+             WHERE schedule_id = ? AND seat_no = ? AND hold_id = ?",
+        )
+        .bind(hold.schedule.get())
+        .bind(i64::from(hold.seat.get()))
+        .bind(id.as_uuid())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        commit(tx).await?;
+        Ok(Hold {
+            state: HoldState::Cancelled,
+            ..hold
+        })
+    }
+
+    async fn reservation(&self, id: ReservationId) -> Result<Option<Hold>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            hold_cols!(),
+            " FROM reservations WHERE id = ?"
+        ))
+        .bind(id.as_uuid())
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db)?;
+        row.as_ref().map(hold_of).transpose()
+    }
+
+    async fn reservations_of(&self, user: UserId, limit: u32) -> Result<Vec<Hold>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            hold_cols!(),
+            " FROM reservations WHERE user_id = ?
+              ORDER BY created_at DESC, rowid DESC LIMIT ?"
+        ))
+        .bind(user.as_uuid())
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await
+        .map_err(db)?;
+        rows.iter().map(hold_of).collect()
+    }
+
+    async fn live_holds(&self, now: Timestamp, limit: u32) -> Result<Vec<Hold>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            hold_cols!(),
+            " FROM reservations WHERE state = 'held' AND expires_at > ?
+              ORDER BY expires_at, id LIMIT ?"
+        ))
+        .bind(now.as_millis())
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await
+        .map_err(db)?;
+        rows.iter().map(hold_of).collect()
+    }
+
+    async fn sweep_expired_holds(&self, now: Timestamp, limit: u32) -> Result<u64, StoreError> {
+        let mut tx = self.begin().await?;
+        let lapsed: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM reservations WHERE state = 'held' AND expires_at <= ?
+             ORDER BY expires_at, id LIMIT ?",
+        )
+        .bind(now.as_millis())
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        for id in &lapsed {
+            sqlx::query("UPDATE reservations SET state = 'expired' WHERE id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            sqlx::query("UPDATE seats SET hold_id = NULL, hold_until = NULL WHERE hold_id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        commit(tx).await?;
+        Ok(lapsed.len() as u64)
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Wallet
+
+async fn balance_in(tx: &mut Tx, user: UserId) -> Result<Money, StoreError> {
+    let b: Option<i64> = sqlx::query_scalar("SELECT balance FROM wallets WHERE user_id = ?")
+        .bind(user.as_uuid())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db)?;
+    cv::money(b.unwrap_or(0))
+}
+
+impl WalletRepo for SqliteStore {
+    async fn charge(&self, req: ChargeRequest) -> Result<ChargeReceipt, ChargeRepoError> {
+        let mut tx = self.begin().await?;
+        if let Some(key) = &req.key {
+            let first = sqlx::query(concat!(
+                "SELECT ",
+                ledger_cols!(),
+                " FROM ledger WHERE user_id = ? AND idem_key = ?"
+            ))
+            .bind(req.user.as_uuid())
+            .bind(key.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+            if let Some(first) = first {
+                let entry = ledger_of(&first)?;
+                if entry.amount != req.amount {
+                    return Err(ChargeRepoError::KeyReused);
+                }
+                return Ok(ChargeReceipt {
+                    entry,
+                    replayed: true,
+                });
+            }
+        }
+        let amount = req.amount.minor_units();
+        let after: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO wallets (user_id, balance) SELECT ?1, ?2 WHERE ?2 <= ?3
+             ON CONFLICT (user_id) DO UPDATE SET balance = balance + excluded.balance
+             WHERE balance + excluded.balance <= ?3
+             RETURNING balance",
+        )
+        .bind(req.user.as_uuid())
+        .bind(amount)
+        .bind(req.max_balance.minor_units())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let Some(after) = after else {
+            let balance = balance_in(&mut tx, req.user).await?;
+            return Err(ChargeRepoError::BalanceLimit { balance });
+        };
+        let row = sqlx::query(concat!(
+            "INSERT INTO ledger (user_id, kind, amount, balance_after, at, idem_key)
+             VALUES (?, 'charge', ?, ?, ?, ?) RETURNING ",
+            ledger_cols!()
+        ))
+        .bind(req.user.as_uuid())
+        .bind(amount)
+        .bind(after)
+        .bind(req.now.as_millis())
+        .bind(req.key.as_ref().map(IdempotencyKey::as_str))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        let entry = ledger_of(&row)?;
+        commit(tx).await?;
+        Ok(ChargeReceipt {
+            entry,
+            replayed: false,
+        })
+    }
+
+    async fn balance(&self, user: UserId) -> Result<Money, StoreError> {
+        let b: Option<i64> = sqlx::query_scalar("SELECT balance FROM wallets WHERE user_id = ?")
+            .bind(user.as_uuid())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db)?;
+        cv::money(b.unwrap_or(0))
+    }
+
+    async fn ledger(&self, user: UserId, limit: u32) -> Result<Vec<LedgerEntry>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            ledger_cols!(),
+            " FROM ledger WHERE user_id = ? ORDER BY id DESC LIMIT ?"
+        ))
+        .bind(user.as_uuid())
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await
+        .map_err(db)?;
+        rows.iter().map(ledger_of).collect()
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Payment
+
+impl PaymentRepo for SqliteStore {
+    async fn pay(&self, req: PayRequest) -> Result<Payment, PayRepoError> {
+        let now = req.now;
+        let mut tx = self.begin().await?;
+        let Some(hold) = reservation_in(&mut tx, req.reservation).await? else {
+            return Err(PayRepoError::NotFound);
+        };
+        if hold.user != req.user {
+            return Err(PayRepoError::NotYours);
+        }
+        let state = hold.state_at(now);
+        if state != HoldState::Held {
+            return Err(PayRepoError::NotHeld(state));
+        }
+        if let Some(key) = &req.key {
+            let used = sqlx::query("SELECT 1 FROM payments WHERE user_id = ? AND idem_key = ?")
+                .bind(req.user.as_uuid())
+                .bind(key.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+            if used.is_some() {
+                return Err(PayRepoError::KeyReused);
+            }
+        }
+        if !session_active(&mut tx, req.session, req.user, now).await? {
+            return Err(PayRepoError::SessionEnded);
+        }
+        let price = hold.price.minor_units();
+        let after: Option<i64> = sqlx::query_scalar(
+            "UPDATE wallets SET balance = balance - ?1
+             WHERE user_id = ?2 AND balance >= ?1 RETURNING balance",
+        )
+        .bind(price)
+        .bind(req.user.as_uuid())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let Some(after) = after else {
+            let balance = balance_in(&mut tx, req.user).await?;
+            return Err(PayRepoError::InsufficientBalance {
+                balance,
+                price: hold.price,
+            });
+        };
+        let sold = sqlx::query(
+            "UPDATE seats SET sold = 1, hold_id = NULL, hold_until = NULL
+             WHERE schedule_id = ? AND seat_no = ? AND hold_id = ? AND sold = 0",
+        )
+        .bind(hold.schedule.get())
+        .bind(i64::from(hold.seat.get()))
+        .bind(hold.id.as_uuid())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        if sold.rows_affected() != 1 {
+            return Err(StoreError::Failed(format!(
+                "seat {} of schedule {} is not claimed by live reservation {}",
+                hold.seat, hold.schedule, hold.id
+            ))
+            .into());
+        }
+        sqlx::query("UPDATE reservations SET state = 'paid' WHERE id = ? AND state = 'held'")
+            .bind(hold.id.as_uuid())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        let row = sqlx::query(concat!(
+            "INSERT INTO payments
+               (id, reservation_id, user_id, schedule_id, seat_no, amount, paid_at, idem_key)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING ",
+            payment_cols!()
+        ))
+        .bind(req.id.as_uuid())
+        .bind(hold.id.as_uuid())
+        .bind(req.user.as_uuid())
+        .bind(hold.schedule.get())
+        .bind(i64::from(hold.seat.get()))
+        .bind(price)
+        .bind(now.as_millis())
+        .bind(req.key.as_ref().map(IdempotencyKey::as_str))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        let payment = payment_of(&row)?;
+        sqlx::query(
+            "INSERT INTO ledger (user_id, kind, payment_id, amount, balance_after, at)
+             VALUES (?, 'payment', ?, ?, ?, ?)",
+        )
+        .bind(req.user.as_uuid())
+        .bind(req.id.as_uuid())
+        .bind(price)
+        .bind(after)
+        .bind(now.as_millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let ended =
+            sqlx::query("UPDATE queue_entries SET state = 'done' WHERE seq = ? AND state = 'live'")
+                .bind(cv::i64_of(req.session.get()))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        if ended.rows_affected() != 1 {
+            return Err(PayRepoError::SessionEnded);
+        }
+        commit(tx).await?;
+        Ok(payment)
+    }
+
+    async fn payment_by_key(
+        &self,
+        user: UserId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<Payment>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            payment_cols!(),
+            " FROM payments WHERE user_id = ? AND idem_key = ?"
+        ))
+        .bind(user.as_uuid())
+        .bind(key.as_str())
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db)?;
+        row.as_ref().map(payment_of).transpose()
+    }
+
+    async fn payments_of(&self, user: UserId, limit: u32) -> Result<Vec<Payment>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            payment_cols!(),
+            " FROM payments WHERE user_id = ? ORDER BY paid_at DESC, rowid DESC LIMIT ?"
+        ))
+        .bind(user.as_uuid())
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await
+        .map_err(db)?;
+        rows.iter().map(payment_of).collect()
+    }
+}
