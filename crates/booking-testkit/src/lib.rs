@@ -3,7 +3,7 @@
 //!
 //! An adapter's test file runs the whole suite with one line:
 //!
-//! ```ignore
+//! ```text
 //! booking_testkit::contract_suite!(async { (MyStore::fresh().await, guard) });
 //! ```
 //!
@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod contract;
+pub mod pg;
 
 use std::time::Duration;
 
