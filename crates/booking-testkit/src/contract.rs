@@ -767,6 +767,35 @@ pub async fn r3_hold_refuses_bad_seats_and_dates<S: Store>(store: S) {
     );
 }
 
+/// R3: a hold never outlives its show, so nothing is paid for after the start.
+pub async fn r3_hold_lapses_when_the_show_starts<S: Store>(store: S) {
+    let kit = Kit::new(store);
+    let schedule = kit.concert_with_date(50).await;
+    let ten_s_before = schedule.starts_at.since(kit.clock_now()) - Duration::from_secs(10);
+    kit.advance(ten_s_before);
+    let (user, token, who) = kit.admitted_user().await;
+    let hold = kit
+        .booking
+        .hold(&who, schedule.id, seat(4))
+        .await
+        .expect("hold");
+    assert_eq!(hold.expires_at, schedule.starts_at);
+    kit.booking
+        .charge(user, amount(1_000), None)
+        .await
+        .expect("charge");
+    kit.advance(Duration::from_secs(10));
+    let claims = kit.booking.verify_token(&token).expect("claims");
+    assert_eq!(
+        kit.booking.pay(&claims, hold.id, None).await.unwrap_err(),
+        PayError::HoldExpired
+    );
+    assert_eq!(
+        kit.booking.balance(user).await.expect("b"),
+        Money::new(1_000).expect("m")
+    );
+}
+
 /// R3: cancel frees the seat at once; only the holder may cancel, and only a live hold.
 pub async fn r3_cancel_rules<S: Store>(store: S) {
     let kit = Kit::new(store);
@@ -1390,6 +1419,7 @@ macro_rules! contract_suite {
             i1_held_seat_is_taken_until_it_lapses,
             r3_hold_limit_per_user,
             r3_hold_refuses_bad_seats_and_dates,
+            r3_hold_lapses_when_the_show_starts,
             r3_cancel_rules,
             r3_sweeper_records_what_expired,
             i6_hold_port_requires_an_active_session,

@@ -10,7 +10,9 @@ impl<S: Store, C: Clock> Booking<S, C> {
     /// Holds one seat for the admitted user, for the configured hold TTL.
     ///
     /// While the hold is live nobody else can hold or buy the seat; when it lapses
-    /// unpaid the seat is free again at once (lazy expiry), sweeper or not.
+    /// unpaid the seat is free again at once (lazy expiry), sweeper or not. A hold
+    /// lapses after the hold TTL or when the show starts, whichever comes first, so
+    /// no seat is ever paid for after the start.
     ///
     /// # Errors
     /// [`HoldError::UnknownSchedule`], [`HoldError::Closed`] once the show started,
@@ -44,7 +46,7 @@ impl<S: Store, C: Clock> Booking<S, C> {
             schedule,
             seat,
             now,
-            expires_at: now.plus(self.config.hold_ttl),
+            expires_at: now.plus(self.config.hold_ttl).min(sched.starts_at),
             max_live_per_user: self.config.max_live_holds,
         };
         self.store.hold(req).await.map_err(|e| match e {

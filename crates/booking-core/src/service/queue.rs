@@ -53,8 +53,9 @@ pub struct QueueView {
 
 /// Proof that a token passed the queue gate: admitted, not ended, not lapsed, at
 /// the instant of the check. Only the gate makes one, so an operation that takes an
-/// `&Admitted` cannot be called by someone who did not pass it. The storage checks
-/// the session again inside each write, since it may end in between.
+/// `&Admitted` cannot be called by someone who did not pass it. Holds and payments
+/// check the session again inside their write, since it may end in between; a
+/// cancel does not need to (it only gives a seat back).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Admitted {
     user: UserId,
