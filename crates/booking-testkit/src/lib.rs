@@ -15,6 +15,7 @@
 
 pub mod contract;
 pub mod pg;
+pub mod stress;
 
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ use booking_core::domain::{
     AdmissionPolicy, Amount, ConcertName, NewSchedule, Schedule, SeatCount, SeatNo, SeatPrices,
     Timestamp, UserId,
 };
-use booking_core::{Admitted, Booking, Config, ManualClock, Store, TokenSigner};
+use booking_core::{Admitted, Booking, Clock, Config, ManualClock, Store, TokenSigner};
 
 /// 2026-01-01T00:00:00Z: where every test clock starts.
 pub const T0: Timestamp = Timestamp::from_millis(1_767_225_600_000);
@@ -128,9 +129,47 @@ impl<S: Store> Kit<S> {
 
     /// The clock's time.
     pub fn clock_now(&self) -> Timestamp {
-        use booking_core::Clock;
         self.clock.now()
     }
+}
+
+/// A new concert with one date 30 days from now and `seats` seats, each costing
+/// `price`, or `100 * n` for seat `n` when `price` is `None`.
+pub async fn concert_date<S: Store, C: Clock>(
+    booking: &Booking<S, C>,
+    seats: i64,
+    price: Option<i64>,
+) -> Schedule {
+    let concert = booking
+        .create_concert(ConcertName::new("Test Concert").expect("name"))
+        .await
+        .expect("concert");
+    date_of(booking, concert.id, 30, seats, price).await
+}
+
+async fn date_of<S: Store, C: Clock>(
+    booking: &Booking<S, C>,
+    concert: booking_core::domain::ConcertId,
+    days: u64,
+    seats: i64,
+    price: Option<i64>,
+) -> Schedule {
+    let count = SeatCount::new(seats).expect("seat count");
+    let prices = match price {
+        Some(p) => SeatPrices::Uniform(amount(p)),
+        None => SeatPrices::PerSeat(
+            count
+                .seats()
+                .map(|s| amount(100 * i64::from(s.get())))
+                .collect(),
+        ),
+    };
+    let starts_at = booking
+        .clock()
+        .now()
+        .plus(Duration::from_secs(days * 86_400));
+    let new = NewSchedule::new(concert, starts_at, count, prices).expect("schedule");
+    booking.create_schedule(new).await.expect("create schedule")
 }
 
 /// Seat `n` (panics outside 1..=1000: test code only).

@@ -1,0 +1,366 @@
+//! Concurrency scenarios with several server instances: each instance is its own
+//! `Booking` over its own store value (for SQL backends, its own connection pool on
+//! one shared database), all reading one manual clock. Tasks start together behind
+//! a barrier, and every outcome is counted exactly.
+//!
+//! Each function takes the instances and the size of the crowd; the storage crates
+//! call them with the sizes the issue asks for.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use booking_core::domain::{
+    AdmissionPolicy, Hold, HoldState, LedgerKind, PaymentId, ReservationId, SeatState, UserId,
+};
+use booking_core::ports::{NewHold, PayRepoError, PayRequest};
+use booking_core::{Booking, Config, HoldError, ManualClock, Store, TickOutcome, TokenSigner};
+use tokio::sync::Barrier;
+use tokio::task::JoinSet;
+
+use crate::{T0, amount, seat};
+
+/// Several instances sharing one clock.
+pub struct Cluster<S> {
+    /// The instances.
+    pub nodes: Vec<Arc<Booking<S, ManualClock>>>,
+    /// The clock they all read.
+    pub clock: ManualClock,
+}
+
+impl<S: Store + Clone> Cluster<S> {
+    /// One instance per store value, default configuration.
+    pub fn new(stores: Vec<S>) -> Self {
+        Self::with_config(stores, Config::default())
+    }
+
+    /// One instance per store value.
+    pub fn with_config(stores: Vec<S>, config: Config) -> Self {
+        assert!(!stores.is_empty(), "a cluster needs at least one instance");
+        let clock = ManualClock::new(T0);
+        let nodes = stores
+            .into_iter()
+            .map(|s| {
+                let signer = TokenSigner::new(crate::SECRET).expect("secret");
+                Arc::new(Booking::new(s, clock.clone(), signer, config.clone()).expect("config"))
+            })
+            .collect();
+        Cluster { nodes, clock }
+    }
+
+    /// Instance `i`, round robin.
+    pub fn node(&self, i: usize) -> Arc<Booking<S, ManualClock>> {
+        Arc::clone(&self.nodes[i % self.nodes.len()])
+    }
+
+    /// Issues tokens to `users` (spread over the instances), admits them all and
+    /// passes each through the gate of its instance.
+    async fn admit(&self, users: &[UserId]) -> Vec<booking_core::Admitted> {
+        let first = self.node(0);
+        first
+            .set_policy(AdmissionPolicy::rate(AdmissionPolicy::MAX_BATCH, TICK).expect("policy"))
+            .await
+            .expect("policy");
+        let mut tokens = Vec::with_capacity(users.len());
+        for (i, u) in users.iter().enumerate() {
+            tokens.push(self.node(i).issue_token(*u).await.expect("issue").token);
+        }
+        self.clock.advance(TICK);
+        assert!(matches!(
+            first.tick().await.expect("tick"),
+            TickOutcome::Advanced { .. }
+        ));
+        let mut admitted = Vec::with_capacity(tokens.len());
+        for (i, t) in tokens.iter().enumerate() {
+            admitted.push(self.node(i).gate(t).await.expect("admitted"));
+        }
+        admitted
+    }
+}
+
+const TICK: Duration = Duration::from_millis(10);
+
+/// I1: `n` admitted users on several instances hold one seat at once: exactly one
+/// wins, everyone else is told the seat is taken, and the seat map agrees.
+pub async fn holds_on_one_seat<S: Store + Clone>(cluster: &Cluster<S>, n: usize) {
+    let node = cluster.node(0);
+    let schedule = crate::concert_date(&node, 50, None).await;
+    let users: Vec<UserId> = (0..n).map(|_| UserId::random()).collect();
+    let admitted = cluster.admit(&users).await;
+    let barrier = Arc::new(Barrier::new(n));
+    let mut set = JoinSet::new();
+    for (i, who) in admitted.into_iter().enumerate() {
+        let (node, barrier) = (cluster.node(i), Arc::clone(&barrier));
+        set.spawn(async move {
+            barrier.wait().await;
+            node.hold(&who, schedule.id, seat(25)).await
+        });
+    }
+    let mut winners: Vec<Hold> = Vec::new();
+    let mut taken = 0;
+    for outcome in set.join_all().await {
+        match outcome {
+            Ok(h) => winners.push(h),
+            Err(HoldError::SeatTaken(_)) => taken += 1,
+            Err(e) => panic!("unexpected hold outcome: {e:?}"),
+        }
+    }
+    assert_eq!((winners.len(), taken), (1, n - 1));
+    let (_, seats) = node
+        .seats(schedule.concert, schedule.date())
+        .await
+        .expect("seats");
+    let held: Vec<_> = seats
+        .iter()
+        .filter(|s| s.state != SeatState::Free)
+        .collect();
+    assert_eq!(held.len(), 1);
+    assert_eq!(
+        held[0].state,
+        SeatState::Held {
+            until: winners[0].expires_at
+        }
+    );
+    assert_eq!(node.live_holds().await.expect("live"), winners);
+}
+
+/// I2: `n` payments race on one balance that covers exactly `covered` of them; each
+/// is a debit that would overdraw if it were not conditional.
+///
+/// One user holds `n` seats. A payment ends the user's session (I6), so at most one
+/// payment per session can succeed; the race is run in rounds: each round opens a
+/// new session and every payment still pending is attempted at once, on all
+/// instances. Exactly `covered` payments succeed, every other one ends with
+/// insufficient balance, the balance ends at zero and the ledger has exactly one
+/// payment row per success.
+pub async fn debits_on_one_balance<S: Store + Clone>(
+    cluster: &Cluster<S>,
+    n: usize,
+    covered: usize,
+) {
+    const PRICE: i64 = 100;
+    let node = cluster.node(0);
+    let schedule = crate::concert_date(&node, n as i64, Some(PRICE)).await;
+    let user = UserId::random();
+    let mut session = cluster.admit(&[user]).await.remove(0);
+    let now = cluster.clock_now();
+    let mut pending: Vec<ReservationId> = Vec::with_capacity(n);
+    for no in 1..=n as i64 {
+        let hold = node
+            .store()
+            .hold(NewHold {
+                id: ReservationId::random(),
+                user,
+                session: session.seq(),
+                schedule: schedule.id,
+                seat: seat(no),
+                now,
+                expires_at: now.plus(Duration::from_secs(86_400)),
+                max_live_per_user: n as u32,
+            })
+            .await
+            .expect("hold");
+        pending.push(hold.id);
+    }
+    node.charge(user, amount(PRICE * covered as i64), None)
+        .await
+        .expect("charge");
+    let (mut paid, mut refused) = (Vec::new(), 0usize);
+    for round in 0.. {
+        assert!(
+            round <= covered + 1,
+            "every round ends a session or the balance"
+        );
+        let barrier = Arc::new(Barrier::new(pending.len()));
+        let mut set = JoinSet::new();
+        for (i, id) in pending.iter().copied().enumerate() {
+            let (node, barrier) = (cluster.node(i), Arc::clone(&barrier));
+            let req = PayRequest {
+                id: PaymentId::random(),
+                reservation: id,
+                user,
+                session: session.seq(),
+                key: None,
+                now: cluster.clock_now(),
+            };
+            set.spawn(async move {
+                barrier.wait().await;
+                (id, node.store().pay(req).await)
+            });
+        }
+        let mut next = Vec::new();
+        let mut won_this_round = 0;
+        for (id, outcome) in set.join_all().await {
+            match outcome {
+                Ok(p) => {
+                    won_this_round += 1;
+                    paid.push(p);
+                }
+                Err(PayRepoError::InsufficientBalance { .. }) => refused += 1,
+                Err(PayRepoError::SessionEnded) => next.push(id),
+                Err(e) => panic!("unexpected payment outcome: {e:?}"),
+            }
+        }
+        assert!(won_this_round <= 1, "one session pays once (I6)");
+        if next.is_empty() {
+            break;
+        }
+        pending = next;
+        session = cluster.admit(&[user]).await.remove(0);
+    }
+    assert_eq!((paid.len(), refused), (covered, n - covered));
+    assert_eq!(node.balance(user).await.expect("balance").minor_units(), 0);
+    let ledger = node.ledger(user).await.expect("ledger");
+    let payments: Vec<_> = ledger
+        .iter()
+        .filter(|e| matches!(e.kind, LedgerKind::Payment(_)))
+        .collect();
+    assert_eq!(payments.len(), covered);
+    assert_eq!(ledger.iter().map(|e| e.delta()).sum::<i64>(), 0);
+    let ids: BTreeSet<_> = paid.iter().map(|p| p.reservation).collect();
+    assert_eq!(ids.len(), covered, "no reservation paid twice");
+    for p in &paid {
+        let r = node
+            .store()
+            .reservation(p.reservation)
+            .await
+            .expect("r")
+            .expect("r");
+        assert_eq!(r.state, HoldState::Paid);
+    }
+}
+
+/// I2: `n` concurrent charges of one user on several instances: none lost.
+pub async fn charges_none_lost<S: Store + Clone>(cluster: &Cluster<S>, n: usize) {
+    let user = UserId::random();
+    let barrier = Arc::new(Barrier::new(n));
+    let mut set = JoinSet::new();
+    for i in 0..n {
+        let (node, barrier) = (cluster.node(i), Arc::clone(&barrier));
+        set.spawn(async move {
+            barrier.wait().await;
+            node.charge(user, amount(i as i64 + 1), None).await
+        });
+    }
+    let mut ids = BTreeSet::new();
+    for r in set.join_all().await {
+        ids.insert(r.expect("charge").entry.id);
+    }
+    let expected = (n * (n + 1) / 2) as i64;
+    assert_eq!(ids.len(), n, "every charge has its own ledger row");
+    assert_eq!(
+        cluster
+            .node(0)
+            .balance(user)
+            .await
+            .expect("b")
+            .minor_units(),
+        expected
+    );
+    let ledger = cluster.node(1).ledger(user).await.expect("ledger");
+    assert_eq!(ledger.len(), n);
+    assert_eq!(ledger.iter().map(|e| e.delta()).sum::<i64>(), expected);
+}
+
+/// R1, I3: `n` users ask for tokens at once on several instances: sequences are
+/// exactly 1..=n; then admission in batches follows them in order.
+pub async fn tokens_in_strict_sequence<S: Store + Clone>(
+    cluster: &Cluster<S>,
+    n: usize,
+    batch: u32,
+) {
+    let barrier = Arc::new(Barrier::new(n));
+    let mut set = JoinSet::new();
+    for i in 0..n {
+        let (node, barrier) = (cluster.node(i), Arc::clone(&barrier));
+        set.spawn(async move {
+            barrier.wait().await;
+            node.issue_token(UserId::random()).await
+        });
+    }
+    let mut issued = Vec::with_capacity(n);
+    for r in set.join_all().await {
+        issued.push(r.expect("issue"));
+    }
+    let seqs: BTreeSet<u64> = issued.iter().map(|t| t.claims.seq.get()).collect();
+    assert_eq!(seqs.len(), n, "no duplicate");
+    assert_eq!(
+        seqs.iter().copied().collect::<Vec<_>>(),
+        (1..=n as u64).collect::<Vec<_>>()
+    );
+    issued.sort_by_key(|t| t.claims.seq);
+    let node = cluster.node(0);
+    node.set_policy(AdmissionPolicy::rate(batch, TICK).expect("policy"))
+        .await
+        .expect("policy");
+    let mut serving = 0u64;
+    while serving < n as u64 {
+        cluster.clock.advance(TICK);
+        match node.tick().await.expect("tick") {
+            TickOutcome::Advanced { serving: s, .. } => serving = s,
+            other => panic!("unexpected tick: {other:?}"),
+        }
+        for t in &issued {
+            let seq = t.claims.seq.get();
+            let entry = node
+                .store()
+                .entry(t.claims.seq)
+                .await
+                .expect("e")
+                .expect("e");
+            assert_eq!(
+                entry.admitted_at.is_some(),
+                seq <= serving,
+                "seq {seq} at {serving}"
+            );
+        }
+    }
+}
+
+/// R6: instances ticking at the same instant advance the counter once per tick.
+pub async fn tickers_advance_once_per_tick<S: Store + Clone>(cluster: &Cluster<S>, rounds: usize) {
+    let node = cluster.node(0);
+    node.set_policy(AdmissionPolicy::rate(2, TICK).expect("policy"))
+        .await
+        .expect("policy");
+    for i in 0..rounds * 2 + 10 {
+        cluster
+            .node(i)
+            .issue_token(UserId::random())
+            .await
+            .expect("issue");
+    }
+    for round in 1..=rounds {
+        cluster.clock.advance(TICK);
+        let barrier = Arc::new(Barrier::new(cluster.nodes.len() * 2));
+        let mut set = JoinSet::new();
+        for i in 0..cluster.nodes.len() * 2 {
+            let (node, barrier) = (cluster.node(i), Arc::clone(&barrier));
+            set.spawn(async move {
+                barrier.wait().await;
+                node.tick().await
+            });
+        }
+        let mut advanced = 0;
+        for r in set.join_all().await {
+            match r.expect("tick") {
+                TickOutcome::Advanced { admitted, .. } => {
+                    assert_eq!(admitted, 2);
+                    advanced += 1;
+                }
+                TickOutcome::LostRace | TickOutcome::NotDue => {}
+                other => panic!("unexpected tick: {other:?}"),
+            }
+        }
+        assert_eq!(advanced, 1, "round {round}");
+        let c = node.queue_stats().await.expect("stats").counters;
+        assert_eq!(c.serving, 2 * round as u64);
+    }
+}
+
+impl<S: Store + Clone> Cluster<S> {
+    fn clock_now(&self) -> booking_core::domain::Timestamp {
+        use booking_core::Clock;
+        self.clock.now()
+    }
+}
