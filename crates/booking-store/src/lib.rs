@@ -5,10 +5,14 @@
 //! sharing one database. [`connect`] picks one from the URL and applies the
 //! embedded migrations.
 
+mod any;
 mod columns;
 mod convert;
+pub mod postgres;
 pub mod sqlite;
 
+pub use any::{AnyStore, Backend, StoreOptions, connect};
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 /// Why a store could not be opened.
