@@ -64,7 +64,15 @@ impl Drop for TestDatabase {
 /// # Panics
 /// When no server can be had, with a message saying how to get one.
 pub async fn fresh_database() -> TestDatabase {
-    let admin_url = server_url();
+    database_on(server_url()).await
+}
+
+/// A new, empty database on the server of `admin_url` (from [`server_url`] or
+/// [`durable_server_url`]).
+///
+/// # Panics
+/// When the server refuses, with a message saying how to get one.
+pub async fn database_on(admin_url: String) -> TestDatabase {
     let name = format!("booking_test_{}", uuid::Uuid::new_v4().simple());
     let mut admin = PgConnection::connect(&admin_url)
         .await
@@ -88,7 +96,20 @@ pub async fn fresh_database() -> TestDatabase {
 /// When no server can be had, with a message saying how to get one.
 pub fn server_url() -> String {
     static SERVER: OnceLock<Result<String, String>> = OnceLock::new();
-    match SERVER.get_or_init(start_or_find) {
+    match SERVER.get_or_init(|| start_or_find(false)) {
+        Ok(url) => url.clone(),
+        Err(e) => panic!("{e}\n{HOW_TO}"),
+    }
+}
+
+/// Like [`server_url`], but a throwaway server started with `fsync` on, as in
+/// production: what benchmarks measure. `BOOKING_TEST_POSTGRES_URL` still wins.
+///
+/// # Panics
+/// When no server can be had, with a message saying how to get one.
+pub fn durable_server_url() -> String {
+    static SERVER: OnceLock<Result<String, String>> = OnceLock::new();
+    match SERVER.get_or_init(|| start_or_find(true)) {
         Ok(url) => url.clone(),
         Err(e) => panic!("{e}\n{HOW_TO}"),
     }
@@ -112,7 +133,7 @@ fn with_database(url: &str, name: &str) -> String {
     out
 }
 
-fn start_or_find() -> Result<String, String> {
+fn start_or_find(durable: bool) -> Result<String, String> {
     if let Ok(url) = std::env::var(URL_VAR)
         && !url.trim().is_empty()
     {
@@ -120,7 +141,7 @@ fn start_or_find() -> Result<String, String> {
     }
     let bindir =
         find_bindir().ok_or("no PostgreSQL server binaries (initdb, postgres) were found")?;
-    start_server(&bindir)
+    start_server(&bindir, durable)
 }
 
 fn find_bindir() -> Option<PathBuf> {
@@ -173,7 +194,7 @@ fn free_port() -> Result<u16, String> {
     l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
 }
 
-fn start_server(bindir: &Path) -> Result<String, String> {
+fn start_server(bindir: &Path, durable: bool) -> Result<String, String> {
     let root = is_root();
     let dir = tempfile::Builder::new()
         .prefix("booking-pg-")
@@ -210,7 +231,7 @@ fn start_server(bindir: &Path) -> Result<String, String> {
     // A watchdog shell owns the server: when this test process is gone, it stops the
     // server and removes the directory, so nothing outlives the tests.
     let script = r#"
-        "$1" -D "$2" -p "$3" -k "$4" -c listen_addresses=127.0.0.1 -c fsync=off \
+        "$1" -D "$2" -p "$3" -k "$4" -c listen_addresses=127.0.0.1 -c fsync="$6" \
              -c max_connections=400 -c shared_buffers=128MB >"$4/server.log" 2>&1 &
         pg=$!
         while [ -d "/proc/$5" ] && kill -0 "$pg" 2>/dev/null; do sleep 1; done
@@ -226,6 +247,7 @@ fn start_server(bindir: &Path) -> Result<String, String> {
         .arg(port.to_string())
         .arg(&dir)
         .arg(std::process::id().to_string())
+        .arg(if durable { "on" } else { "off" })
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
