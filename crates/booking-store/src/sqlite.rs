@@ -255,6 +255,81 @@ fn seat_state(sold: i64, hold_until: Option<i64>, now: Timestamp) -> SeatState {
 }
 
 // ---------------------------------------------------------------------------------
+// The single-statement writes (see migrations/sqlite/0002_single_statement_writes.sql)
+
+type Query<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>;
+
+/// Inserts the held reservation only if the seat exists, is not sold, has no live
+/// hold, the session is active and the user is under the cap.
+fn hold_statement(req: &NewHold) -> Query<'static> {
+    sqlx::query(concat!(
+        "INSERT INTO reservations
+           (id, user_id, schedule_id, seat_no, price, created_at, expires_at, state)
+         SELECT ?1, ?2, s.schedule_id, s.seat_no, s.price, ?5, ?6, 'held'
+         FROM seats s
+         WHERE s.schedule_id = ?3 AND s.seat_no = ?4 AND s.sold = 0
+           AND (s.hold_until IS NULL OR s.hold_until <= ?5)
+           AND EXISTS (SELECT 1 FROM queue_entries q
+                       WHERE q.seq = ?7 AND q.user_id = ?2 AND q.state = 'live'
+                         AND q.expires_at > ?5)
+           AND (SELECT count(*) FROM reservations r
+                WHERE r.user_id = ?2 AND r.state = 'held' AND r.expires_at > ?5) < ?8
+         RETURNING ",
+        hold_cols!()
+    ))
+    .bind(req.id.as_uuid())
+    .bind(req.user.as_uuid())
+    .bind(req.schedule.get())
+    .bind(i64::from(req.seat.get()))
+    .bind(req.now.as_millis())
+    .bind(req.expires_at.as_millis())
+    .bind(cv::i64_of(req.session.get()))
+    .bind(i64::from(req.max_live_per_user))
+}
+
+/// Inserts the charge's ledger row only if the balance stays within the maximum.
+fn charge_statement(req: &ChargeRequest) -> Query<'static> {
+    sqlx::query(concat!(
+        "INSERT INTO ledger (user_id, kind, amount, balance_after, at, idem_key)
+         SELECT ?1, 'charge', ?2, b.balance + ?2, ?3, ?4
+         FROM (SELECT coalesce((SELECT balance FROM wallets WHERE user_id = ?1), 0) AS balance) b
+         WHERE b.balance + ?2 <= ?5
+         RETURNING ",
+        ledger_cols!()
+    ))
+    .bind(req.user.as_uuid())
+    .bind(req.amount.minor_units())
+    .bind(req.now.as_millis())
+    .bind(req.key.as_ref().map(|k| k.as_str().to_owned()))
+    .bind(req.max_balance.minor_units())
+}
+
+/// Inserts the payment only if the reservation is held by the payer and live, the
+/// session is active and the balance covers the price.
+fn pay_statement(req: &PayRequest) -> Query<'static> {
+    sqlx::query(concat!(
+        "INSERT INTO payments
+           (id, reservation_id, user_id, schedule_id, seat_no, amount, paid_at, idem_key,
+            session_seq)
+         SELECT ?1, r.id, r.user_id, r.schedule_id, r.seat_no, r.price, ?4, ?5, ?6
+         FROM reservations r
+         WHERE r.id = ?2 AND r.user_id = ?3 AND r.state = 'held' AND r.expires_at > ?4
+           AND EXISTS (SELECT 1 FROM queue_entries q
+                       WHERE q.seq = ?6 AND q.user_id = ?3 AND q.state = 'live'
+                         AND q.expires_at > ?4)
+           AND EXISTS (SELECT 1 FROM wallets w WHERE w.user_id = ?3 AND w.balance >= r.price)
+         RETURNING ",
+        payment_cols!()
+    ))
+    .bind(req.id.as_uuid())
+    .bind(req.reservation.as_uuid())
+    .bind(req.user.as_uuid())
+    .bind(req.now.as_millis())
+    .bind(req.key.as_ref().map(|k| k.as_str().to_owned()))
+    .bind(cv::i64_of(req.session.get()))
+}
+
+// ---------------------------------------------------------------------------------
 // Catalog
 
 impl CatalogRepo for SqliteStore {
@@ -653,20 +728,28 @@ async fn reservation_in(tx: &mut Tx, id: ReservationId) -> Result<Option<Hold>, 
 
 impl HoldRepo for SqliteStore {
     async fn hold(&self, req: NewHold) -> Result<Hold, HoldRepoError> {
-        let now = req.now.as_millis();
+        // The hot path: one statement that claims the seat only if every condition
+        // of the contract holds (its triggers retire the lapsed hold and mark the
+        // seat).
+        if let Some(hold) = hold_statement(&req)
+            .fetch_optional(&self.write)
+            .await
+            .map_err(db)?
+        {
+            return hold_of(&hold).map_err(HoldRepoError::from);
+        }
+        // Refused: find out why under the write lock; if nothing refuses any more
+        // (the state moved on), the same statement takes the seat now.
         let mut tx = self.begin().await?;
-        let seat = sqlx::query(
-            "SELECT price, sold, hold_id, hold_until FROM seats
-             WHERE schedule_id = ? AND seat_no = ?",
-        )
-        .bind(req.schedule.get())
-        .bind(i64::from(req.seat.get()))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?;
-        let Some(seat) = seat else {
+        let seat = sqlx::query("SELECT 1 FROM seats WHERE schedule_id = ? AND seat_no = ?")
+            .bind(req.schedule.get())
+            .bind(i64::from(req.seat.get()))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        if seat.is_none() {
             return Err(HoldRepoError::NoSuchSeat);
-        };
+        }
         if !session_active(&mut tx, req.session, req.user, req.now).await? {
             return Err(HoldRepoError::SessionEnded);
         }
@@ -675,57 +758,20 @@ impl HoldRepo for SqliteStore {
              WHERE user_id = ? AND state = 'held' AND expires_at > ?",
         )
         .bind(req.user.as_uuid())
-        .bind(now)
+        .bind(req.now.as_millis())
         .fetch_one(&mut *tx)
         .await
         .map_err(db)?;
         if n_live >= i64::from(req.max_live_per_user) {
             return Err(HoldRepoError::HoldLimit);
         }
-        let claimed = sqlx::query(
-            "UPDATE seats SET hold_id = ?, hold_until = ?
-             WHERE schedule_id = ? AND seat_no = ? AND sold = 0
-               AND (hold_until IS NULL OR hold_until <= ?)",
-        )
-        .bind(req.id.as_uuid())
-        .bind(req.expires_at.as_millis())
-        .bind(req.schedule.get())
-        .bind(i64::from(req.seat.get()))
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        if claimed.rows_affected() != 1 {
-            return Err(HoldRepoError::SeatTaken);
-        }
-        // The seat's previous claim lapsed: record it, which also keeps the one
-        // 'held' reservation per seat that the schema demands.
-        let previous: Option<Uuid> = seat.try_get("hold_id").map_err(db)?;
-        if let Some(previous) = previous {
-            sqlx::query(
-                "UPDATE reservations SET state = 'expired' WHERE id = ? AND state = 'held'",
-            )
-            .bind(previous)
-            .execute(&mut *tx)
+        let Some(row) = hold_statement(&req)
+            .fetch_optional(&mut *tx)
             .await
-            .map_err(db)?;
-        }
-        let row = sqlx::query(concat!(
-            "INSERT INTO reservations
-               (id, user_id, schedule_id, seat_no, price, created_at, expires_at, state)
-             VALUES (?, ?, ?, ?, ?, ?, ?, 'held') RETURNING ",
-            hold_cols!()
-        ))
-        .bind(req.id.as_uuid())
-        .bind(req.user.as_uuid())
-        .bind(req.schedule.get())
-        .bind(i64::from(req.seat.get()))
-        .bind(seat.try_get::<i64, _>("price").map_err(db)?)
-        .bind(now)
-        .bind(req.expires_at.as_millis())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?;
+            .map_err(db)?
+        else {
+            return Err(HoldRepoError::SeatTaken);
+        };
         let hold = hold_of(&row)?;
         commit(tx).await?;
         Ok(hold)
@@ -855,6 +901,19 @@ async fn balance_in(tx: &mut Tx, user: UserId) -> Result<Money, StoreError> {
 
 impl WalletRepo for SqliteStore {
     async fn charge(&self, req: ChargeRequest) -> Result<ChargeReceipt, ChargeRepoError> {
+        // The hot path: one statement (its trigger sets the wallet's balance). A key
+        // used before fails the unique index and takes the slow path, which replays.
+        match charge_statement(&req).fetch_optional(&self.write).await {
+            Ok(Some(row)) => {
+                return Ok(ChargeReceipt {
+                    entry: ledger_of(&row)?,
+                    replayed: false,
+                });
+            }
+            Ok(None) => {}
+            Err(e) if is_unique_violation(&e) => {}
+            Err(e) => return Err(db(e).into()),
+        }
         let mut tx = self.begin().await?;
         if let Some(key) = &req.key {
             let first = sqlx::query(concat!(
@@ -878,36 +937,14 @@ impl WalletRepo for SqliteStore {
                 });
             }
         }
-        let amount = req.amount.minor_units();
-        let after: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO wallets (user_id, balance) SELECT ?1, ?2 WHERE ?2 <= ?3
-             ON CONFLICT (user_id) DO UPDATE SET balance = balance + excluded.balance
-             WHERE balance + excluded.balance <= ?3
-             RETURNING balance",
-        )
-        .bind(req.user.as_uuid())
-        .bind(amount)
-        .bind(req.max_balance.minor_units())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?;
-        let Some(after) = after else {
+        let Some(row) = charge_statement(&req)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?
+        else {
             let balance = balance_in(&mut tx, req.user).await?;
             return Err(ChargeRepoError::BalanceLimit { balance });
         };
-        let row = sqlx::query(concat!(
-            "INSERT INTO ledger (user_id, kind, amount, balance_after, at, idem_key)
-             VALUES (?, 'charge', ?, ?, ?, ?) RETURNING ",
-            ledger_cols!()
-        ))
-        .bind(req.user.as_uuid())
-        .bind(amount)
-        .bind(after)
-        .bind(req.now.as_millis())
-        .bind(req.key.as_ref().map(IdempotencyKey::as_str))
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?;
         let entry = ledger_of(&row)?;
         commit(tx).await?;
         Ok(ChargeReceipt {
@@ -945,6 +982,17 @@ impl WalletRepo for SqliteStore {
 
 impl PaymentRepo for SqliteStore {
     async fn pay(&self, req: PayRequest) -> Result<Payment, PayRepoError> {
+        // The hot path: one statement that inserts the payment only if every
+        // condition holds; its trigger debits, sells the seat, closes the
+        // reservation, writes the ledger row and ends the session, each step
+        // checked to change exactly one row.
+        match pay_statement(&req).fetch_optional(&self.write).await {
+            Ok(Some(row)) => return payment_of(&row).map_err(PayRepoError::from),
+            Ok(None) => {}
+            Err(e) if is_unique_violation(&e) => {}
+            Err(e) => return Err(db(e).into()),
+        }
+        // Refused: find out why under the write lock.
         let now = req.now;
         let mut tx = self.begin().await?;
         let Some(hold) = reservation_in(&mut tx, req.reservation).await? else {
@@ -971,84 +1019,25 @@ impl PaymentRepo for SqliteStore {
         if !session_active(&mut tx, req.session, req.user, now).await? {
             return Err(PayRepoError::SessionEnded);
         }
-        let price = hold.price.minor_units();
-        let after: Option<i64> = sqlx::query_scalar(
-            "UPDATE wallets SET balance = balance - ?1
-             WHERE user_id = ?2 AND balance >= ?1 RETURNING balance",
-        )
-        .bind(price)
-        .bind(req.user.as_uuid())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?;
-        let Some(after) = after else {
-            let balance = balance_in(&mut tx, req.user).await?;
+        let balance = balance_in(&mut tx, req.user).await?;
+        if balance < hold.price.as_money() {
             return Err(PayRepoError::InsufficientBalance {
                 balance,
                 price: hold.price,
             });
-        };
-        let sold = sqlx::query(
-            "UPDATE seats SET sold = 1, hold_id = NULL, hold_until = NULL
-             WHERE schedule_id = ? AND seat_no = ? AND hold_id = ? AND sold = 0",
-        )
-        .bind(hold.schedule.get())
-        .bind(i64::from(hold.seat.get()))
-        .bind(hold.id.as_uuid())
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        if sold.rows_affected() != 1 {
+        }
+        let Some(row) = pay_statement(&req)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?
+        else {
             return Err(StoreError::Failed(format!(
-                "seat {} of schedule {} is not claimed by live reservation {}",
-                hold.seat, hold.schedule, hold.id
+                "payment of reservation {} refused with every condition met",
+                hold.id
             ))
             .into());
-        }
-        sqlx::query("UPDATE reservations SET state = 'paid' WHERE id = ? AND state = 'held'")
-            .bind(hold.id.as_uuid())
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        let row = sqlx::query(concat!(
-            "INSERT INTO payments
-               (id, reservation_id, user_id, schedule_id, seat_no, amount, paid_at, idem_key)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING ",
-            payment_cols!()
-        ))
-        .bind(req.id.as_uuid())
-        .bind(hold.id.as_uuid())
-        .bind(req.user.as_uuid())
-        .bind(hold.schedule.get())
-        .bind(i64::from(hold.seat.get()))
-        .bind(price)
-        .bind(now.as_millis())
-        .bind(req.key.as_ref().map(IdempotencyKey::as_str))
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?;
+        };
         let payment = payment_of(&row)?;
-        sqlx::query(
-            "INSERT INTO ledger (user_id, kind, payment_id, amount, balance_after, at)
-             VALUES (?, 'payment', ?, ?, ?, ?)",
-        )
-        .bind(req.user.as_uuid())
-        .bind(req.id.as_uuid())
-        .bind(price)
-        .bind(after)
-        .bind(now.as_millis())
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        let ended =
-            sqlx::query("UPDATE queue_entries SET state = 'done' WHERE seq = ? AND state = 'live'")
-                .bind(cv::i64_of(req.session.get()))
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-        if ended.rows_affected() != 1 {
-            return Err(PayRepoError::SessionEnded);
-        }
         commit(tx).await?;
         Ok(payment)
     }
