@@ -53,8 +53,3 @@ pub use service::{
     QueueView, SweepReport, TickOutcome,
 };
 pub use token::{TokenClaims, TokenError, TokenSigner};
-
-/// The README's code, compiled and run as a doctest so that it cannot drift.
-#[doc = include_str!("../../../README.md")]
-#[cfg(doctest)]
-pub struct ReadmeDoctests;

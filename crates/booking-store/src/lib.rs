@@ -28,3 +28,9 @@ pub enum OpenError {
     #[error("cannot migrate the database: {0}")]
     Migration(String),
 }
+
+/// The README's code, compiled (and run, where it does not touch the disk) as
+/// doctests, so that it cannot drift.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
