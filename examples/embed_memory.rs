@@ -151,14 +151,14 @@ async fn main() -> Result<(), Box<dyn Error>> {
     step("11. Alice pays for her hold");
     let pay_key = IdempotencyKey::new("alice-pay-1")?;
     let paid = booking
-        .pay(&alice_token.claims, hold.id, Some(pay_key.clone()))
+        .pay(&alice_token.token, hold.id, Some(pay_key.clone()))
         .await?;
     println!(
         "   payment {}: {} for seat {} at {}",
         paid.payment.id, paid.payment.amount, paid.payment.seat, paid.payment.paid_at
     );
     let retry = booking
-        .pay(&alice_token.claims, hold.id, Some(pay_key))
+        .pay(&alice_token.token, hold.id, Some(pay_key))
         .await?;
     let same = if retry.payment.id == paid.payment.id {
         "the same payment"

@@ -372,12 +372,18 @@ impl QueueRepo for MemoryStore {
     }
 
     async fn set_policy(&self, policy: AdmissionPolicy) -> Result<(), StoreError> {
-        self.lock().counters().policy = policy;
+        let mut st = self.lock();
+        let c = st.counters();
+        c.policy = policy;
+        c.version += 1;
         Ok(())
     }
 
     async fn set_paused(&self, paused: bool) -> Result<(), StoreError> {
-        self.lock().counters().paused = paused;
+        let mut st = self.lock();
+        let c = st.counters();
+        c.paused = paused;
+        c.version += 1;
         Ok(())
     }
 

@@ -210,13 +210,15 @@ pub trait QueueRepo: Send + Sync + 'static {
         until: Timestamp,
     ) -> impl Future<Output = Result<Option<QueueEntry>, StoreError>> + Send;
 
-    /// Replaces the admission policy.
+    /// Replaces the admission policy. MUST bump the counters' version, so that a
+    /// tick decided on the old policy cannot apply after this returns.
     fn set_policy(
         &self,
         policy: AdmissionPolicy,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Pauses or resumes admission.
+    /// Pauses or resumes admission. MUST bump the counters' version, so that a tick
+    /// decided before a pause cannot apply after this returns.
     fn set_paused(&self, paused: bool) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Records up to `limit` `Live` entries whose `expires_at <= now` as `Expired`;

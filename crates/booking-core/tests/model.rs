@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use booking_core::domain::{
     AdmissionPolicy, Amount, ConcertId, ConcertName, EntryState, Hold, HoldState, IdempotencyKey,
-    LedgerEntry, LedgerKind, Money, NewSchedule, Payment, PaymentId, QueueSeq, ReservationId,
-    ScheduleId, SeatCount, SeatNo, SeatPrices, SeatState, Timestamp, UserId,
+    LedgerEntry, LedgerKind, Money, NewSchedule, Payment, PaymentId, PriceList, QueueSeq,
+    ReservationId, ScheduleId, SeatCount, SeatNo, SeatPrices, SeatState, Timestamp, UserId,
 };
 use booking_core::ports::{CatalogRepo, HoldRepo, PaymentRepo, QueueRepo, WalletRepo};
 use booking_core::{
@@ -95,7 +95,9 @@ impl World {
                 concert.id,
                 ts(T0 + start),
                 SeatCount::new(N_SEATS.into()).unwrap(),
-                SeatPrices::PerSeat(PRICES.iter().map(|p| amount(*p)).collect()),
+                SeatPrices::PerSeat(
+                    PriceList::new(PRICES.iter().map(|p| amount(*p)).collect()).unwrap(),
+                ),
             )
             .unwrap();
             schedules.push(booking.create_schedule(new).await.unwrap().id);
@@ -1004,9 +1006,9 @@ async fn pay(
     k: Option<u8>,
 ) -> Result<(), TestCaseError> {
     m.last_pay[user] = Some((seq, r, k));
-    let claims = m.entry(seq).claims;
+    let (token, claims) = (m.entry(seq).token.clone(), m.entry(seq).claims);
     let res_id = m.reservations[r].id;
-    let got = w.booking.pay(&claims, res_id, k.map(key)).await;
+    let got = w.booking.pay(&token, res_id, k.map(key)).await;
 
     // A key this user already paid with: the first result for the same
     // reservation, a refusal for another one. Nothing else is looked at.
@@ -1110,15 +1112,12 @@ async fn after_payment(
     first: &Payment,
 ) -> Result<(), TestCaseError> {
     let uid = w.users[user];
-    let (token, claims) = (m.entry(seq).token.clone(), m.entry(seq).claims);
+    let token = m.entry(seq).token.clone();
     let balance = money(m.balance[user]);
     prop_assert_eq!(w.booking.balance(uid).await.map_err(storage)?, balance);
 
     if let Some(k) = k {
-        let again = w
-            .booking
-            .pay(&claims, first.reservation, Some(key(k)))
-            .await;
+        let again = w.booking.pay(&token, first.reservation, Some(key(k))).await;
         let again = again.map_err(|e| fail(format!("I5: a retry must replay, got {e:?}")))?;
         prop_assert!(again.replayed, "I5: the retry is a replay");
         prop_assert_eq!(
@@ -1134,7 +1133,7 @@ async fn after_payment(
         m.note("I5 retry replayed");
     }
 
-    let again = w.booking.pay(&claims, first.reservation, None).await;
+    let again = w.booking.pay(&token, first.reservation, None).await;
     prop_assert_eq!(
         again,
         Err(PayError::Gate(GateError::Ended)),

@@ -284,8 +284,10 @@ pub async fn i4_capacity_is_never_exceeded<S: Store>(store: S) {
         .charge(users[0], amount(1_000), None)
         .await
         .expect("charge");
-    let claims = kit.booking.verify_token(&tokens[0]).expect("claims");
-    kit.booking.pay(&claims, hold.id, None).await.expect("pay");
+    kit.booking
+        .pay(&tokens[0], hold.id, None)
+        .await
+        .expect("pay");
     kit.advance(SEC);
     assert_eq!(
         kit.booking.tick().await.expect("tick"),
@@ -295,14 +297,73 @@ pub async fn i4_capacity_is_never_exceeded<S: Store>(store: S) {
         }
     );
     assert_eq!(kit.booking.queue_stats().await.expect("stats").n_active, 2);
-    // User 2 never shows up: after the grace its place goes to the next user.
-    kit.advance(kit.booking.config().show_up_grace);
+    // User 2 never shows up: after the grace (and the clock tolerance) its place
+    // goes to the next user.
+    let config = kit.booking.config().clone();
+    kit.advance(config.show_up_grace + config.clock_tolerance);
     let stats = kit.booking.queue_stats().await.expect("stats");
     assert!(stats.n_active <= 2);
     kit.booking.tick().await.expect("tick");
     let stats = kit.booking.queue_stats().await.expect("stats");
     assert_eq!(stats.counters.serving, 5);
     assert_eq!(stats.n_active, 2, "users 4 and 5 are active, nobody else");
+}
+
+/// I4 across instances: a gate whose clock runs a little behind may still let a
+/// user show up at the very end of the grace; the ticker must not have given that
+/// place away already.
+pub async fn i4_a_late_show_up_cannot_exceed_the_cap<S: Store + Clone>(store: S) {
+    let ticker = Kit::new(store.clone());
+    let gate = Kit::new(store);
+    ticker
+        .booking
+        .set_policy(policy(None, Some(1)))
+        .await
+        .expect("policy");
+    let t1 = ticker
+        .booking
+        .issue_token(UserId::random())
+        .await
+        .expect("issue")
+        .token;
+    let t2 = ticker
+        .booking
+        .issue_token(UserId::random())
+        .await
+        .expect("issue")
+        .token;
+    ticker.advance(SEC);
+    assert_eq!(
+        ticker.booking.tick().await.expect("tick"),
+        TickOutcome::Advanced {
+            admitted: 1,
+            serving: 1
+        }
+    );
+    // The ticker's clock reaches user 1's show-up deadline; the gate's is 1 ms behind.
+    ticker.advance(ticker.booking.config().show_up_grace);
+    gate.clock
+        .set(ticker.clock_now().minus(Duration::from_millis(1)));
+    assert_eq!(
+        ticker.booking.tick().await.expect("tick"),
+        TickOutcome::Advanced {
+            admitted: 0,
+            serving: 1
+        },
+        "a session that lapsed within the clock tolerance still holds its place"
+    );
+    gate.booking
+        .gate(&t1)
+        .await
+        .expect("user 1 shows up, by the gate's clock");
+    assert_eq!(
+        ticker.booking.queue_stats().await.expect("stats").n_active,
+        1
+    );
+    assert!(matches!(
+        ticker.booking.gate(&t2).await.unwrap_err(),
+        GateError::Waiting { position: 1, .. }
+    ));
 }
 
 /// An admitted user who never shows up loses the place after the grace and must
@@ -521,7 +582,7 @@ pub async fn r2_bookable_dates_are_future_with_free_seats<S: Store>(store: S) {
         .charge(user, amount(100), None)
         .await
         .expect("charge");
-    let claims = kit.booking.verify_token(&token).expect("claims");
+    let claims = token.clone();
     kit.booking.pay(&claims, hold.id, None).await.expect("pay");
     let dates = kit
         .booking
@@ -785,7 +846,7 @@ pub async fn r3_hold_lapses_when_the_show_starts<S: Store>(store: S) {
         .await
         .expect("charge");
     kit.advance(Duration::from_secs(10));
-    let claims = kit.booking.verify_token(&token).expect("claims");
+    let claims = token.clone();
     assert_eq!(
         kit.booking.pay(&claims, hold.id, None).await.unwrap_err(),
         PayError::HoldExpired
@@ -1109,7 +1170,7 @@ pub async fn r5_payment_sells_the_seat_and_ends_the_token<S: Store>(store: S) {
         .charge(user, amount(2_000), None)
         .await
         .expect("charge");
-    let claims = kit.booking.verify_token(&token).expect("claims");
+    let claims = token.clone();
     let receipt = kit.booking.pay(&claims, hold.id, None).await.expect("pay");
     assert!(!receipt.replayed);
     let p = &receipt.payment;
@@ -1190,7 +1251,7 @@ pub async fn r5_insufficient_balance_changes_nothing<S: Store>(store: S) {
         .charge(user, amount(999), None)
         .await
         .expect("charge");
-    let claims = kit.booking.verify_token(&token).expect("claims");
+    let claims = token.clone();
     assert_eq!(
         kit.booking.pay(&claims, hold.id, None).await.unwrap_err(),
         PayError::InsufficientBalance {
@@ -1243,8 +1304,8 @@ pub async fn i5_payment_refusals<S: Store>(store: S) {
         .charge(b, amount(100_000), None)
         .await
         .expect("charge");
-    let ca = kit.booking.verify_token(&ta).expect("claims");
-    let cb = kit.booking.verify_token(&tb).expect("claims");
+    let ca = ta.clone();
+    let cb = tb.clone();
     let hold = kit
         .booking
         .hold(&wa, schedule.id, seat(1))
@@ -1310,7 +1371,7 @@ pub async fn i5_retried_payment_returns_the_first_result<S: Store>(store: S) {
         .hold(&who, schedule.id, seat(3))
         .await
         .expect("hold");
-    let claims = kit.booking.verify_token(&token).expect("claims");
+    let claims = token.clone();
     let first = kit
         .booking
         .pay(&claims, hold.id, Some(key("pay-1")))
@@ -1365,13 +1426,13 @@ pub async fn i6_concurrent_payments_of_one_token_pay_once<S: Store>(store: S) {
                 .expect("hold"),
         );
     }
-    let claims = kit.booking.verify_token(&token).expect("claims");
+    let claims = token.clone();
     let mut tasks = Vec::new();
     for h in holds.iter().chain(holds.iter()) {
         let kit = Arc::clone(&kit);
-        let id = h.id;
+        let (id, token) = (h.id, claims.clone());
         tasks.push(tokio::spawn(async move {
-            kit.booking.pay(&claims, id, None).await
+            kit.booking.pay(&token, id, None).await
         }));
     }
     let mut paid = Vec::new();
@@ -1407,6 +1468,7 @@ macro_rules! contract_suite {
             r1_queue_full_is_refused,
             i3_admission_follows_issue_order,
             i4_capacity_is_never_exceeded,
+            i4_a_late_show_up_cannot_exceed_the_cap,
             r1_no_show_loses_the_place_after_grace,
             r1_session_lasts_its_ttl,
             r1_ticker_respects_interval_and_pause,

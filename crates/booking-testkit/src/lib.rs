@@ -20,8 +20,8 @@ pub mod stress;
 use std::time::Duration;
 
 use booking_core::domain::{
-    AdmissionPolicy, Amount, ConcertName, NewSchedule, Schedule, SeatCount, SeatNo, SeatPrices,
-    Timestamp, UserId,
+    AdmissionPolicy, Amount, ConcertName, NewSchedule, PriceList, Schedule, SeatCount, SeatNo,
+    SeatPrices, Timestamp, UserId,
 };
 use booking_core::{Admitted, Booking, Clock, Config, ManualClock, Store, TokenSigner};
 
@@ -98,12 +98,7 @@ impl<S: Store> Kit<S> {
     /// A concert with one date 30 days after the clock's time, `seats` seats,
     /// seat `n` costing `100 * n`.
     pub async fn concert_with_date(&self, seats: i64) -> Schedule {
-        let concert = self
-            .booking
-            .create_concert(ConcertName::new("Test Concert").expect("name"))
-            .await
-            .expect("concert");
-        self.date_of(concert.id, 30, seats).await
+        concert_date(&self.booking, seats, None).await
     }
 
     /// Another date of `concert`, `days` days after the clock's time.
@@ -113,18 +108,7 @@ impl<S: Store> Kit<S> {
         days: u64,
         seats: i64,
     ) -> Schedule {
-        let count = SeatCount::new(seats).expect("seat count");
-        let prices = count
-            .seats()
-            .map(|s| Amount::new(100 * i64::from(s.get())).expect("price"))
-            .collect();
-        let starts_at = self.clock_now().plus(Duration::from_secs(days * 86_400));
-        let new = NewSchedule::new(concert, starts_at, count, SeatPrices::PerSeat(prices))
-            .expect("schedule");
-        self.booking
-            .create_schedule(new)
-            .await
-            .expect("create schedule")
+        date_of(&self.booking, concert, days, seats, None).await
     }
 
     /// The clock's time.
@@ -158,10 +142,13 @@ async fn date_of<S: Store, C: Clock>(
     let prices = match price {
         Some(p) => SeatPrices::Uniform(amount(p)),
         None => SeatPrices::PerSeat(
-            count
-                .seats()
-                .map(|s| amount(100 * i64::from(s.get())))
-                .collect(),
+            PriceList::new(
+                count
+                    .seats()
+                    .map(|s| amount(100 * i64::from(s.get())))
+                    .collect(),
+            )
+            .expect("prices"),
         ),
     };
     let starts_at = booking

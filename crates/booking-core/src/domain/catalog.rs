@@ -81,14 +81,33 @@ impl Default for SeatCount {
     }
 }
 
+/// A non-empty list of prices, seat 1 first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PriceList(Vec<Amount>);
+
+impl PriceList {
+    /// Validates a list: 1..=[`SeatCount::MAX`] prices.
+    pub fn new(prices: Vec<Amount>) -> Result<Self, ValueError> {
+        if prices.is_empty() || prices.len() > usize::from(SeatCount::MAX) {
+            return Err(ValueError::SeatCountOutOfRange(prices.len() as i64));
+        }
+        Ok(PriceList(prices))
+    }
+
+    /// The prices, seat 1 first.
+    pub fn as_slice(&self) -> &[Amount] {
+        &self.0
+    }
+}
+
 /// The prices of a schedule's seats.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SeatPrices {
     /// Every seat costs the same.
     Uniform(Amount),
-    /// One price per seat, seat 1 first; validated against the seat count by
-    /// [`NewSchedule::new`].
-    PerSeat(Vec<Amount>),
+    /// One price per seat, seat 1 first; [`NewSchedule::new`] checks that the list
+    /// is as long as the seat count.
+    PerSeat(PriceList),
 }
 
 impl SeatPrices {
@@ -97,8 +116,8 @@ impl SeatPrices {
     pub fn price_of(&self, seat: SeatNo) -> Amount {
         match self {
             SeatPrices::Uniform(a) => *a,
-            SeatPrices::PerSeat(prices) => {
-                let i = usize::from(seat.get() - 1).min(prices.len().saturating_sub(1));
+            SeatPrices::PerSeat(PriceList(prices)) => {
+                let i = usize::from(seat.get().saturating_sub(1)).min(prices.len() - 1);
                 prices[i]
             }
         }
@@ -169,12 +188,15 @@ impl NewSchedule {
         prices: SeatPrices,
     ) -> Result<Self, ValueError> {
         if let SeatPrices::PerSeat(list) = &prices
-            && list.len() != usize::from(seat_count.get())
+            && list.as_slice().len() != usize::from(seat_count.get())
         {
             return Err(ValueError::PriceCountMismatch {
-                given: list.len(),
+                given: list.as_slice().len(),
                 seats: seat_count.get(),
             });
+        }
+        if starts_at > Timestamp::LATEST {
+            return Err(ValueError::DateOutOfRange);
         }
         Ok(NewSchedule {
             concert,
@@ -309,19 +331,38 @@ mod tests {
         let a = Amount::new(10).unwrap();
         let three = SeatCount::new(3).unwrap();
         assert!(
-            NewSchedule::new(c, Timestamp::EPOCH, three, SeatPrices::PerSeat(vec![a; 2])).is_err()
+            NewSchedule::new(
+                c,
+                Timestamp::EPOCH,
+                three,
+                SeatPrices::PerSeat(PriceList::new(vec![a; 2]).unwrap())
+            )
+            .is_err()
         );
         let s = NewSchedule::new(
             c,
             Timestamp::EPOCH,
             three,
-            SeatPrices::PerSeat(vec![a, Amount::new(20).unwrap(), a]),
+            SeatPrices::PerSeat(PriceList::new(vec![a, Amount::new(20).unwrap(), a]).unwrap()),
         )
         .unwrap();
         assert_eq!(
             s.prices().price_of(SeatNo::new(2).unwrap()).minor_units(),
             20
         );
+    }
+
+    #[test]
+    fn price_lists_are_never_empty_and_dates_end_in_9999() {
+        assert!(PriceList::new(vec![]).is_err());
+        let c = ConcertId::new(1).unwrap();
+        let late = Timestamp::LATEST.plus(std::time::Duration::from_millis(1));
+        let uniform = SeatPrices::Uniform(Amount::new(1).unwrap());
+        assert_eq!(
+            NewSchedule::new(c, late, SeatCount::DEFAULT, uniform.clone()),
+            Err(ValueError::DateOutOfRange)
+        );
+        assert!(NewSchedule::new(c, Timestamp::LATEST, SeatCount::DEFAULT, uniform).is_ok());
     }
 
     #[test]

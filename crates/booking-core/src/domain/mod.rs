@@ -12,8 +12,8 @@ mod reservation;
 mod time;
 
 pub use catalog::{
-    Concert, ConcertName, NewConcert, NewSchedule, Schedule, ScheduleSummary, Seat, SeatCount,
-    SeatNo, SeatPrices, SeatState,
+    Concert, ConcertName, NewConcert, NewSchedule, PriceList, Schedule, ScheduleSummary, Seat,
+    SeatCount, SeatNo, SeatPrices, SeatState,
 };
 pub use ids::{
     ConcertId, IdempotencyKey, LedgerEntryId, PaymentId, QueueSeq, ReservationId, ScheduleId,
@@ -69,6 +69,9 @@ pub enum ValueError {
     /// An idempotency key had a character that is not visible ASCII.
     #[error("an idempotency key may only hold visible ASCII characters")]
     IdempotencyKeyCharacters,
+    /// A date after 9999-12-31.
+    #[error("dates run to 9999-12-31")]
+    DateOutOfRange,
     /// An admission policy was out of bounds.
     #[error("invalid admission policy: {0}")]
     BadPolicy(&'static str),

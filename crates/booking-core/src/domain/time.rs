@@ -15,6 +15,9 @@ pub struct Timestamp(i64);
 impl Timestamp {
     /// The Unix epoch.
     pub const EPOCH: Timestamp = Timestamp(0);
+    /// The last millisecond of 9999-12-31 (UTC): the latest date every backend
+    /// stores as a calendar date.
+    pub const LATEST: Timestamp = Timestamp(253_402_300_799_999);
 
     /// A timestamp from milliseconds since the Unix epoch.
     pub const fn from_millis(ms: i64) -> Self {
@@ -39,6 +42,12 @@ impl Timestamp {
     /// The calendar date (UTC) this instant falls on.
     pub fn date(self) -> NaiveDate {
         self.to_datetime().date_naive()
+    }
+
+    /// This instant moved back by `d`, saturating at the beginning of time.
+    pub fn minus(self, d: Duration) -> Self {
+        let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        Timestamp(self.0.saturating_sub(ms))
     }
 
     /// This instant moved forward by `d`, saturating at the end of time.
@@ -76,6 +85,17 @@ mod tests {
         assert_eq!(later.as_millis(), 301_000);
         assert_eq!(later.since(t), Duration::from_secs(300));
         assert_eq!(t.since(later), Duration::ZERO);
+    }
+
+    #[test]
+    fn latest_is_the_end_of_year_9999() {
+        assert_eq!(Timestamp::LATEST.to_string(), "9999-12-31T23:59:59.999Z");
+        assert_eq!(
+            Timestamp::LATEST
+                .minus(Duration::from_millis(999))
+                .to_string(),
+            "9999-12-31T23:59:59.000Z"
+        );
     }
 
     #[test]

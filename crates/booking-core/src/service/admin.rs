@@ -130,9 +130,11 @@ impl<S: Store, C: Clock> Booking<S, C> {
     /// each tick.
     ///
     /// The number admitted is what the policy allows: at most the batch, and at
-    /// most the free capacity (active users never exceed the cap: the only way to
-    /// become active is this advance, and the count it is based on can only have
-    /// shrunk if the compare-and-set succeeds).
+    /// most the free capacity. Active users never exceed the cap: the only way to
+    /// become active is this advance; the count it is based on can only have shrunk
+    /// if the compare-and-set succeeds (a policy change or a pause also moves the
+    /// version); and sessions that lapsed within `Config::clock_tolerance` still
+    /// count, so a show-up judged by a slightly earlier clock cannot revive one.
     ///
     /// # Errors
     /// Only storage failures.
@@ -150,13 +152,23 @@ impl<S: Store, C: Clock> Booking<S, C> {
         if n_waiting == 0 {
             return Ok(TickOutcome::Idle);
         }
+        // Sessions that lapsed within the clock tolerance still count: a gate whose
+        // clock reads a little earlier may still let such a user show up.
         let n_active = match c.policy.max_active() {
-            Some(_) => self.store.count_active(now).await?,
+            Some(_) => {
+                let since = now.minus(self.config.clock_tolerance);
+                self.store.count_active(since).await?
+            }
             None => 0,
         };
         let n = c.policy.admit_count(n_waiting, n_active);
-        let interval_ms = (interval.as_millis() as u64).max(1);
-        let observed = n.saturating_mul(1_000_000) / interval_ms;
+        // The rate over the time since the last advance (at least one interval), so
+        // a ticker that runs late does not overstate it.
+        let elapsed = c
+            .last_tick_at
+            .map_or(interval, |t| now.since(t).max(interval));
+        let elapsed_ms = (elapsed.as_millis() as u64).max(1);
+        let observed = n.saturating_mul(1_000_000) / elapsed_ms;
         // A moving average over ticks: a quarter of the newest tick's rate.
         let admit_rate_milli = if c.version == 0 {
             observed

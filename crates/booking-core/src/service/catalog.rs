@@ -4,7 +4,7 @@ use chrono::NaiveDate;
 
 use super::Booking;
 use crate::clock::Clock;
-use crate::domain::{Concert, ConcertId, Schedule, ScheduleSummary, Seat};
+use crate::domain::{Concert, ConcertId, Schedule, ScheduleSummary, Seat, Timestamp};
 use crate::error::CatalogError;
 use crate::ports::Store;
 
@@ -46,6 +46,13 @@ impl<S: Store, C: Clock> Booking<S, C> {
         concert: ConcertId,
         date: NaiveDate,
     ) -> Result<Schedule, CatalogError> {
+        if date > Timestamp::LATEST.date() {
+            // No schedule can be that late (NewSchedule refuses it).
+            return match self.store.concert(concert).await? {
+                Some(_) => Err(CatalogError::UnknownDate(date)),
+                None => Err(CatalogError::UnknownConcert),
+            };
+        }
         match self.store.schedule_on(concert, date).await? {
             Some(s) => Ok(s),
             None if self.store.concert(concert).await?.is_none() => {

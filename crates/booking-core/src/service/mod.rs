@@ -47,6 +47,11 @@ pub struct Config {
     pub counters_cache: Duration,
     /// Most rows any list returns (default 1,000).
     pub list_limit: u32,
+    /// How far apart two instances' clocks, plus a request's time in flight, may be
+    /// (default 2 s; at most 1 min). The ticker counts a session that lapsed this
+    /// recently as still active, so a gate that read its clock a little earlier
+    /// (and lets the user show up) cannot push the active users above the cap.
+    pub clock_tolerance: Duration,
 }
 
 impl Default for Config {
@@ -61,6 +66,7 @@ impl Default for Config {
             max_balance: Money::new(100_000_000).unwrap_or_else(|_| unreachable!()),
             counters_cache: Duration::ZERO,
             list_limit: 1_000,
+            clock_tolerance: Duration::from_secs(2),
         }
     }
 }
@@ -91,6 +97,11 @@ impl Config {
         if !(1..=100_000_000).contains(&self.max_waiting) {
             return Err(ConfigError("the waiting line is 1 to 100,000,000 long"));
         }
+        if self.max_balance.minor_units() > 1_000_000_000_000_000 {
+            return Err(ConfigError(
+                "the maximum balance is at most 10^15 minor units",
+            ));
+        }
         if self.max_charge.as_money() > self.max_balance {
             return Err(ConfigError(
                 "the maximum charge exceeds the maximum balance",
@@ -98,6 +109,9 @@ impl Config {
         }
         if self.counters_cache > Duration::from_secs(10) {
             return Err(ConfigError("the counters cache is at most 10 s"));
+        }
+        if self.clock_tolerance > Duration::from_secs(60) {
+            return Err(ConfigError("the clock tolerance is at most 1 min"));
         }
         if !(1..=100_000).contains(&self.list_limit) {
             return Err(ConfigError("the list limit is 1 to 100,000"));

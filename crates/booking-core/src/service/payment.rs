@@ -5,7 +5,6 @@ use crate::clock::Clock;
 use crate::domain::{HoldState, IdempotencyKey, Payment, PaymentId, ReservationId, UserId};
 use crate::error::PayError;
 use crate::ports::{PayRepoError, PayRequest, Store, StoreError};
-use crate::token::TokenClaims;
 
 /// The result of [`Booking::pay`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,22 +19,26 @@ impl<S: Store, C: Clock> Booking<S, C> {
     /// Pays the caller's live hold from their balance, in one transaction: debit,
     /// seat sold, reservation paid, payment and ledger rows, session ended.
     ///
-    /// It takes the token's claims rather than an [`super::Admitted`]: a retry with
-    /// the same idempotency key must return the first result even though that
-    /// payment ended the token. The gate runs for everything else.
+    /// It takes the token rather than an [`super::Admitted`]: a retry with the same
+    /// idempotency key must return the first result even though that payment ended
+    /// the token. The signature is checked first; the gate runs for everything else.
     ///
     /// # Errors
-    /// [`PayError::Gate`] when the token does not pass the gate,
+    /// [`PayError::Gate`] when the token is not valid or does not pass the gate,
     /// [`PayError::NotFound`], [`PayError::NotYours`], [`PayError::AlreadyPaid`],
     /// [`PayError::HoldExpired`], [`PayError::Cancelled`],
     /// [`PayError::InsufficientBalance`], [`PayError::SessionEnded`],
     /// [`PayError::KeyReused`] when the key paid another reservation.
     pub async fn pay(
         &self,
-        claims: &TokenClaims,
+        token: &str,
         reservation: ReservationId,
         key: Option<IdempotencyKey>,
     ) -> Result<PaymentReceipt, PayError> {
+        let claims = &self
+            .signer
+            .verify(token)
+            .map_err(|e| PayError::Gate(e.into()))?;
         if let Some(k) = &key
             && let Some(first) = self.replay(claims.user, k, reservation).await?
         {
