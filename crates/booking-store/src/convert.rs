@@ -43,10 +43,11 @@ fn map_err(e: sqlx::Error, unavailable: fn(&str) -> bool) -> StoreError {
     }
 }
 
-/// SQLITE_BUSY (5), SQLITE_LOCKED (6) and their extended codes.
+/// SQLITE_BUSY (5), SQLITE_LOCKED (6), SQLITE_IOERR (10), SQLITE_FULL (13) and their
+/// extended codes: the database is there but cannot take the write now.
 fn sqlite_busy(code: &str) -> bool {
     code.parse::<i32>()
-        .is_ok_and(|n| n & 0xff == 5 || n & 0xff == 6)
+        .is_ok_and(|n| matches!(n & 0xff, 5 | 6 | 10 | 13))
 }
 
 /// SQLSTATE classes 08 (connection), 53 (resources), 57P (shutdown).
@@ -171,6 +172,8 @@ mod tests {
         assert!(sqlite_busy("5"));
         assert!(sqlite_busy("517"));
         assert!(sqlite_busy("6"));
+        assert!(sqlite_busy("13"));
+        assert!(sqlite_busy("266"));
         assert!(!sqlite_busy("19"));
         assert!(!sqlite_busy("2067"));
         assert!(pg_unavailable("08006"));

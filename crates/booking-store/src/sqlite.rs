@@ -87,6 +87,12 @@ impl SqliteStore {
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(60))
+            // A connection left inside a transaction (a COMMIT that failed, on a full
+            // disk say) is closed rather than handed to the next writer, which could
+            // then never begin: the pool opens a fresh one.
+            .after_release(|conn, _| {
+                Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) })
+            })
             .connect_with(options.clone())
             .await
             .map_err(|e| OpenError::Unreachable(e.to_string()))?;
@@ -138,6 +144,18 @@ impl SqliteStore {
 
 async fn commit(tx: Tx) -> Result<(), StoreError> {
     tx.commit().await.map_err(db)
+}
+
+// A writing statement is always run to completion (`fetch_all`): `fetch_one` and
+// `fetch_optional` stop after the first row and drop the error of the last step,
+// which for an auto-committed statement is the commit itself (a full disk, say).
+
+fn first(rows: Vec<SqliteRow>) -> Option<SqliteRow> {
+    rows.into_iter().next()
+}
+
+fn one(rows: Vec<SqliteRow>) -> Result<SqliteRow, sqlx::Error> {
+    first(rows).ok_or(sqlx::Error::RowNotFound)
 }
 
 // ---------------------------------------------------------------------------------
@@ -336,8 +354,9 @@ impl CatalogRepo for SqliteStore {
     async fn create_concert(&self, new: NewConcert) -> Result<Concert, StoreError> {
         let row = sqlx::query("INSERT INTO concerts (name) VALUES (?) RETURNING id, name")
             .bind(new.name.as_str())
-            .fetch_one(&self.write)
+            .fetch_all(&self.write)
             .await
+            .and_then(one)
             .map_err(db)?;
         concert_of(&row)
     }
@@ -346,8 +365,9 @@ impl CatalogRepo for SqliteStore {
         let mut tx = self.begin().await?;
         let exists = sqlx::query("SELECT 1 FROM concerts WHERE id = ?")
             .bind(new.concert().get())
-            .fetch_optional(&mut *tx)
+            .fetch_all(&mut *tx)
             .await
+            .map(first)
             .map_err(db)?;
         if exists.is_none() {
             return Err(CreateScheduleError::UnknownConcert);
@@ -360,8 +380,9 @@ impl CatalogRepo for SqliteStore {
         .bind(new.starts_at().as_millis())
         .bind(new.date().to_string())
         .bind(i64::from(new.seat_count().get()))
-        .fetch_one(&mut *tx)
-        .await;
+        .fetch_all(&mut *tx)
+        .await
+        .and_then(one);
         let row = match inserted {
             Ok(row) => row,
             Err(e) if is_unique_violation(&e) => {
@@ -548,8 +569,9 @@ impl QueueRepo for SqliteStore {
              WHERE id = 1 AND last_seq - serving < ? RETURNING last_seq",
         )
         .bind(cv::i64_of(req.max_waiting))
-        .fetch_optional(&mut *tx)
+        .fetch_all(&mut *tx)
         .await
+        .map(first)
         .map_err(db)?;
         let Some(next) = next else {
             return Err(IssueRepoError::QueueFull);
@@ -564,8 +586,9 @@ impl QueueRepo for SqliteStore {
         .bind(req.user.as_uuid())
         .bind(req.token_id.as_uuid())
         .bind(req.now.as_millis())
-        .fetch_one(&mut *tx)
+        .fetch_all(&mut *tx)
         .await
+        .and_then(one)
         .map_err(db)?;
         let entry = entry_of(&row)?;
         commit(tx).await?;
@@ -634,7 +657,8 @@ impl QueueRepo for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-        sqlx::query(
+        // Every waiting entry is live, so the whole range is stamped.
+        let stamped = sqlx::query(
             "UPDATE queue_entries SET admitted_at = ?, expires_at = ?
              WHERE seq > ? AND seq <= ? AND state = 'live'",
         )
@@ -645,6 +669,12 @@ impl QueueRepo for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
+        if stamped.rows_affected() != (new - serving) as u64 {
+            return Err(StoreError::Failed(format!(
+                "advance {serving}..={new} stamped {} entries",
+                stamped.rows_affected()
+            )));
+        }
         commit(tx).await?;
         Ok(true)
     }
@@ -665,8 +695,9 @@ impl QueueRepo for SqliteStore {
         .bind(now.as_millis())
         .bind(until.as_millis())
         .bind(cv::i64_of(seq.get()))
-        .fetch_optional(&self.write)
+        .fetch_all(&self.write)
         .await
+        .map(first)
         .map_err(db)?;
         row.as_ref().map(entry_of).transpose()
     }
@@ -674,7 +705,9 @@ impl QueueRepo for SqliteStore {
     async fn set_policy(&self, policy: AdmissionPolicy) -> Result<(), StoreError> {
         let (interval_ms, batch, max_active) = cv::policy_parts(&policy);
         sqlx::query(
-            "UPDATE queue_counters SET interval_ms = ?, batch = ?, max_active = ? WHERE id = 1",
+            "UPDATE queue_counters
+             SET interval_ms = ?, batch = ?, max_active = ?, version = version + 1
+             WHERE id = 1",
         )
         .bind(interval_ms)
         .bind(batch)
@@ -686,7 +719,7 @@ impl QueueRepo for SqliteStore {
     }
 
     async fn set_paused(&self, paused: bool) -> Result<(), StoreError> {
-        sqlx::query("UPDATE queue_counters SET paused = ? WHERE id = 1")
+        sqlx::query("UPDATE queue_counters SET paused = ?, version = version + 1 WHERE id = 1")
             .bind(i64::from(paused))
             .execute(&self.write)
             .await
@@ -732,8 +765,9 @@ impl HoldRepo for SqliteStore {
         // of the contract holds (its triggers retire the lapsed hold and mark the
         // seat).
         if let Some(hold) = hold_statement(&req)
-            .fetch_optional(&self.write)
+            .fetch_all(&self.write)
             .await
+            .map(first)
             .map_err(db)?
         {
             return hold_of(&hold).map_err(HoldRepoError::from);
@@ -766,8 +800,9 @@ impl HoldRepo for SqliteStore {
             return Err(HoldRepoError::HoldLimit);
         }
         let Some(row) = hold_statement(&req)
-            .fetch_optional(&mut *tx)
+            .fetch_all(&mut *tx)
             .await
+            .map(first)
             .map_err(db)?
         else {
             return Err(HoldRepoError::SeatTaken);
@@ -794,12 +829,13 @@ impl HoldRepo for SqliteStore {
         if state != HoldState::Held {
             return Err(CancelRepoError::NotHeld(state));
         }
-        sqlx::query("UPDATE reservations SET state = 'cancelled' WHERE id = ?")
+        let cancelled = sqlx::query("UPDATE reservations SET state = 'cancelled' WHERE id = ?")
             .bind(id.as_uuid())
             .execute(&mut *tx)
             .await
             .map_err(db)?;
-        sqlx::query(
+        // A live hold always owns its seat's claim.
+        let freed = sqlx::query(
             "UPDATE seats SET hold_id = NULL, hold_until = NULL
              WHERE schedule_id = ? AND seat_no = ? AND hold_id = ?",
         )
@@ -809,6 +845,14 @@ impl HoldRepo for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
+        if (cancelled.rows_affected(), freed.rows_affected()) != (1, 1) {
+            return Err(StoreError::Failed(format!(
+                "cancel of {id} changed {} reservations and {} seats",
+                cancelled.rows_affected(),
+                freed.rows_affected()
+            ))
+            .into());
+        }
         commit(tx).await?;
         Ok(Hold {
             state: HoldState::Cancelled,
@@ -861,8 +905,9 @@ impl HoldRepo for SqliteStore {
 
     async fn sweep_expired_holds(&self, now: Timestamp, limit: u32) -> Result<u64, StoreError> {
         let mut tx = self.begin().await?;
-        let lapsed: Vec<Uuid> = sqlx::query_scalar(
-            "SELECT id FROM reservations WHERE state = 'held' AND expires_at <= ?
+        let lapsed: Vec<(Uuid, i64, i64)> = sqlx::query_as(
+            "SELECT id, schedule_id, seat_no FROM reservations
+             WHERE state = 'held' AND expires_at <= ?
              ORDER BY expires_at, id LIMIT ?",
         )
         .bind(now.as_millis())
@@ -870,17 +915,26 @@ impl HoldRepo for SqliteStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(db)?;
-        for id in &lapsed {
-            sqlx::query("UPDATE reservations SET state = 'expired' WHERE id = ?")
+        for (id, schedule, seat) in &lapsed {
+            let done = sqlx::query("UPDATE reservations SET state = 'expired' WHERE id = ?")
                 .bind(id)
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
-            sqlx::query("UPDATE seats SET hold_id = NULL, hold_until = NULL WHERE hold_id = ?")
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
+            if done.rows_affected() != 1 {
+                return Err(StoreError::Failed(format!("sweep could not expire {id}")));
+            }
+            // By primary key: the seat may already be claimed by a newer hold.
+            sqlx::query(
+                "UPDATE seats SET hold_id = NULL, hold_until = NULL
+                 WHERE schedule_id = ? AND seat_no = ? AND hold_id = ?",
+            )
+            .bind(schedule)
+            .bind(seat)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
         }
         commit(tx).await?;
         Ok(lapsed.len() as u64)
@@ -903,7 +957,11 @@ impl WalletRepo for SqliteStore {
     async fn charge(&self, req: ChargeRequest) -> Result<ChargeReceipt, ChargeRepoError> {
         // The hot path: one statement (its trigger sets the wallet's balance). A key
         // used before fails the unique index and takes the slow path, which replays.
-        match charge_statement(&req).fetch_optional(&self.write).await {
+        match charge_statement(&req)
+            .fetch_all(&self.write)
+            .await
+            .map(first)
+        {
             Ok(Some(row)) => {
                 return Ok(ChargeReceipt {
                     entry: ledger_of(&row)?,
@@ -938,8 +996,9 @@ impl WalletRepo for SqliteStore {
             }
         }
         let Some(row) = charge_statement(&req)
-            .fetch_optional(&mut *tx)
+            .fetch_all(&mut *tx)
             .await
+            .map(first)
             .map_err(db)?
         else {
             let balance = balance_in(&mut tx, req.user).await?;
@@ -986,7 +1045,7 @@ impl PaymentRepo for SqliteStore {
         // condition holds; its trigger debits, sells the seat, closes the
         // reservation, writes the ledger row and ends the session, each step
         // checked to change exactly one row.
-        match pay_statement(&req).fetch_optional(&self.write).await {
+        match pay_statement(&req).fetch_all(&self.write).await.map(first) {
             Ok(Some(row)) => return payment_of(&row).map_err(PayRepoError::from),
             Ok(None) => {}
             Err(e) if is_unique_violation(&e) => {}
@@ -1027,8 +1086,9 @@ impl PaymentRepo for SqliteStore {
             });
         }
         let Some(row) = pay_statement(&req)
-            .fetch_optional(&mut *tx)
+            .fetch_all(&mut *tx)
             .await
+            .map(first)
             .map_err(db)?
         else {
             return Err(StoreError::Failed(format!(
