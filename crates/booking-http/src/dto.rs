@@ -1,0 +1,300 @@
+//! Wire formats. Domain types do not implement `Serialize`; these do, and they are
+//! the documented API.
+
+use booking_core::domain::{
+    Concert, Hold, HoldState, LedgerEntry, LedgerKind, Payment, ScheduleSummary, Seat, SeatState,
+    Timestamp,
+};
+use booking_core::{QueueStatus, TokenClaims};
+use serde::{Deserialize, Serialize};
+
+fn time(t: Timestamp) -> String {
+    t.to_string()
+}
+
+/// `POST /v1/queue/tokens`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// The user's UUID.
+    pub user_id: String,
+}
+
+/// Where a token stands.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct QueueDto {
+    /// The signed token (only when it is issued).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// The user.
+    pub user_id: String,
+    /// The place in line (issue order).
+    pub seq: u64,
+    /// `waiting`, `active`, `expired` or `done`.
+    pub status: String,
+    /// While waiting: 1 = next.
+    pub position: Option<u64>,
+    /// While waiting: estimated seconds to admission, when a rate is known.
+    pub eta_secs: Option<u64>,
+    /// While active: when the session (or the show-up grace) ends.
+    pub active_until: Option<String>,
+}
+
+impl QueueDto {
+    /// The view of a token's claims and status.
+    pub fn new(claims: &TokenClaims, status: QueueStatus, token: Option<String>) -> Self {
+        let (name, position, eta_secs, active_until) = match status {
+            QueueStatus::Waiting { position, eta } => (
+                "waiting",
+                Some(position),
+                eta.map(|d| d.as_secs_f64().ceil() as u64),
+                None,
+            ),
+            QueueStatus::Active { until } => ("active", None, None, Some(time(until))),
+            QueueStatus::Expired => ("expired", None, None, None),
+            QueueStatus::Done => ("done", None, None, None),
+        };
+        QueueDto {
+            token,
+            user_id: claims.user.to_string(),
+            seq: claims.seq.get(),
+            status: name.into(),
+            position,
+            eta_secs,
+            active_until,
+        }
+    }
+}
+
+/// A concert.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ConcertDto {
+    /// Its id.
+    pub id: i64,
+    /// Its name.
+    pub name: String,
+}
+
+impl From<&Concert> for ConcertDto {
+    fn from(c: &Concert) -> Self {
+        ConcertDto {
+            id: c.id.get(),
+            name: c.name.to_string(),
+        }
+    }
+}
+
+/// A date of a concert with its seat counts.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DateDto {
+    /// `YYYY-MM-DD` (UTC).
+    pub date: String,
+    /// The schedule's id.
+    pub schedule_id: i64,
+    /// When the show starts.
+    pub starts_at: String,
+    /// Seats that can be held now.
+    pub seats_free: u32,
+    /// Seats under a live hold.
+    pub seats_held: u32,
+    /// Seats sold.
+    pub seats_sold: u32,
+}
+
+impl From<&ScheduleSummary> for DateDto {
+    fn from(s: &ScheduleSummary) -> Self {
+        DateDto {
+            date: s.schedule.date().to_string(),
+            schedule_id: s.schedule.id.get(),
+            starts_at: time(s.schedule.starts_at),
+            seats_free: s.n_free,
+            seats_held: s.n_held,
+            seats_sold: s.n_sold,
+        }
+    }
+}
+
+/// One seat of a seat map.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SeatDto {
+    /// 1..=seat count.
+    pub seat: u16,
+    /// In minor units.
+    pub price: i64,
+    /// `free`, `held` or `sold`.
+    pub state: String,
+    /// When a hold lapses.
+    pub held_until: Option<String>,
+}
+
+impl From<&Seat> for SeatDto {
+    fn from(s: &Seat) -> Self {
+        let (state, held_until) = match s.state {
+            SeatState::Free => ("free", None),
+            SeatState::Held { until } => ("held", Some(time(until))),
+            SeatState::Sold => ("sold", None),
+        };
+        SeatDto {
+            seat: s.no.get(),
+            price: s.price.minor_units(),
+            state: state.into(),
+            held_until,
+        }
+    }
+}
+
+/// The seats of one date.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SeatMapDto {
+    /// The concert.
+    pub concert_id: i64,
+    /// The date.
+    pub date: String,
+    /// The schedule's id.
+    pub schedule_id: i64,
+    /// Every seat, by number.
+    pub seats: Vec<SeatDto>,
+}
+
+/// `POST /v1/reservations`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoldRequest {
+    /// The concert.
+    pub concert_id: i64,
+    /// `YYYY-MM-DD`.
+    pub date: String,
+    /// 1..=seat count.
+    pub seat: i64,
+}
+
+fn hold_state(s: HoldState) -> &'static str {
+    match s {
+        HoldState::Held => "held",
+        HoldState::Paid => "paid",
+        HoldState::Cancelled => "cancelled",
+        HoldState::Expired => "expired",
+    }
+}
+
+/// A reservation.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReservationDto {
+    /// Its id.
+    pub reservation_id: String,
+    /// The schedule (date).
+    pub schedule_id: i64,
+    /// The seat.
+    pub seat: u16,
+    /// The price, fixed when held.
+    pub price: i64,
+    /// `held`, `paid`, `cancelled` or `expired`.
+    pub state: String,
+    /// When it was taken.
+    pub created_at: String,
+    /// When an unpaid hold lapses.
+    pub expires_at: String,
+}
+
+impl From<&Hold> for ReservationDto {
+    fn from(h: &Hold) -> Self {
+        ReservationDto {
+            reservation_id: h.id.to_string(),
+            schedule_id: h.schedule.get(),
+            seat: h.seat.get(),
+            price: h.price.minor_units(),
+            state: hold_state(h.state).into(),
+            created_at: time(h.created_at),
+            expires_at: time(h.expires_at),
+        }
+    }
+}
+
+/// `POST /v1/users/{user_id}/charges`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChargeRequest {
+    /// In minor units, at least 1.
+    pub amount: i64,
+}
+
+/// A balance.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BalanceDto {
+    /// The user.
+    pub user_id: String,
+    /// In minor units.
+    pub balance: i64,
+}
+
+/// A ledger row.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LedgerEntryDto {
+    /// Its id, increasing.
+    pub id: i64,
+    /// `charge` or `payment`.
+    pub kind: String,
+    /// Signed change in minor units.
+    pub delta: i64,
+    /// The balance right after.
+    pub balance_after: i64,
+    /// When.
+    pub at: String,
+    /// The payment, for a payment row.
+    pub payment_id: Option<String>,
+}
+
+impl From<&LedgerEntry> for LedgerEntryDto {
+    fn from(e: &LedgerEntry) -> Self {
+        let (kind, payment_id) = match e.kind {
+            LedgerKind::Charge => ("charge", None),
+            LedgerKind::Payment(p) => ("payment", Some(p.to_string())),
+        };
+        LedgerEntryDto {
+            id: e.id.get(),
+            kind: kind.into(),
+            delta: e.delta(),
+            balance_after: e.balance_after.minor_units(),
+            at: time(e.at),
+            payment_id,
+        }
+    }
+}
+
+/// `POST /v1/payments`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PayRequest {
+    /// The held reservation to pay.
+    pub reservation_id: String,
+}
+
+/// A payment.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PaymentDto {
+    /// Its id.
+    pub payment_id: String,
+    /// The reservation paid.
+    pub reservation_id: String,
+    /// The schedule (date).
+    pub schedule_id: i64,
+    /// The seat, now the payer's.
+    pub seat: u16,
+    /// What was debited.
+    pub amount: i64,
+    /// When.
+    pub paid_at: String,
+}
+
+impl From<&Payment> for PaymentDto {
+    fn from(p: &Payment) -> Self {
+        PaymentDto {
+            payment_id: p.id.to_string(),
+            reservation_id: p.reservation.to_string(),
+            schedule_id: p.schedule.get(),
+            seat: p.seat.get(),
+            amount: p.amount.minor_units(),
+            paid_at: time(p.paid_at),
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! The one HTTP error type: every failure becomes a status code and a JSON body
+//! `{"error": {"code": "...", "message": "..."}}`. Only this module knows status codes.
+//! Storage failures are logged with their details and answered without them.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use booking_core::domain::HoldState;
+use booking_core::{
+    CancelError, CatalogError, ChargeError, GateError, HoldError, IssueError, PayError,
+    StatusError, StoreError, TokenError,
+};
+use serde::Serialize;
+
+/// An error answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// The status code.
+    pub status: StatusCode,
+    /// A stable, machine-readable code (`seat_taken`, `insufficient_balance`, ...).
+    pub code: &'static str,
+    /// A sentence for people.
+    pub message: String,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+impl ApiError {
+    /// An error with a status, a code and a message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 400: the request is malformed.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    /// 401: no token, or not a token of ours.
+    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, code, message)
+    }
+
+    /// 403: a valid token that may not do this.
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, code, message)
+    }
+
+    /// 404.
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, message)
+    }
+
+    /// 422: well-formed but invalid.
+    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Body {
+            error: Inner {
+                code: self.code,
+                message: &self.message,
+            },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(detail) => {
+                tracing::warn!(%detail, "storage unavailable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the service is busy or its database is unreachable; try again shortly",
+                )
+            }
+            StoreError::Failed(detail) => {
+                tracing::error!(%detail, "storage failure");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "an internal error occurred; it has been logged",
+                )
+            }
+        }
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(e: TokenError) -> Self {
+        Self::unauthorized("invalid_token", e.to_string())
+    }
+}
+
+impl From<GateError> for ApiError {
+    fn from(e: GateError) -> Self {
+        let msg = e.to_string();
+        match e {
+            GateError::Token(t) => t.into(),
+            GateError::UnknownToken => Self::unauthorized("unknown_token", msg),
+            GateError::Waiting { .. } => Self::forbidden("not_admitted", msg),
+            GateError::Expired => Self::unauthorized("token_expired", msg),
+            GateError::Ended => Self::unauthorized("token_ended", msg),
+            GateError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<StatusError> for ApiError {
+    fn from(e: StatusError) -> Self {
+        let msg = e.to_string();
+        match e {
+            StatusError::Token(t) => t.into(),
+            StatusError::UnknownToken => Self::unauthorized("unknown_token", msg),
+            StatusError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<IssueError> for ApiError {
+    fn from(e: IssueError) -> Self {
+        let msg = e.to_string();
+        match e {
+            IssueError::QueueFull { .. } => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "queue_full", msg)
+            }
+            IssueError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<CatalogError> for ApiError {
+    fn from(e: CatalogError) -> Self {
+        let msg = e.to_string();
+        match e {
+            CatalogError::UnknownConcert => Self::not_found("unknown_concert", msg),
+            CatalogError::UnknownDate(_) => Self::not_found("unknown_date", msg),
+            CatalogError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<HoldError> for ApiError {
+    fn from(e: HoldError) -> Self {
+        let msg = e.to_string();
+        match e {
+            HoldError::UnknownSchedule => Self::not_found("unknown_date", msg),
+            HoldError::Closed => Self::new(StatusCode::CONFLICT, "date_closed", msg),
+            HoldError::NoSuchSeat { .. } => Self::unprocessable("invalid_seat", msg),
+            HoldError::SeatTaken(_) => Self::new(StatusCode::CONFLICT, "seat_taken", msg),
+            HoldError::HoldLimit { .. } => Self::new(StatusCode::CONFLICT, "hold_limit", msg),
+            HoldError::SessionEnded => Self::unauthorized("token_ended", msg),
+            HoldError::Store(s) => s.into(),
+        }
+    }
+}
+
+fn not_held(state: HoldState, msg: String) -> ApiError {
+    match state {
+        HoldState::Expired => ApiError::new(StatusCode::GONE, "hold_expired", msg),
+        HoldState::Paid => ApiError::new(StatusCode::CONFLICT, "already_paid", msg),
+        HoldState::Cancelled | HoldState::Held => {
+            ApiError::new(StatusCode::CONFLICT, "reservation_cancelled", msg)
+        }
+    }
+}
+
+impl From<CancelError> for ApiError {
+    fn from(e: CancelError) -> Self {
+        let msg = e.to_string();
+        match e {
+            CancelError::NotFound => Self::not_found("unknown_reservation", msg),
+            CancelError::NotYours => Self::forbidden("not_yours", msg),
+            CancelError::NotHeld(state) => not_held(state, msg),
+            CancelError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<ChargeError> for ApiError {
+    fn from(e: ChargeError) -> Self {
+        let msg = e.to_string();
+        match e {
+            ChargeError::AboveMaxCharge { .. } => Self::unprocessable("invalid_amount", msg),
+            ChargeError::BalanceLimit { .. } => Self::unprocessable("balance_limit", msg),
+            ChargeError::KeyReused => Self::unprocessable("idempotency_key_reused", msg),
+            ChargeError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<PayError> for ApiError {
+    fn from(e: PayError) -> Self {
+        let msg = e.to_string();
+        match e {
+            PayError::Gate(g) => g.into(),
+            PayError::NotFound => Self::not_found("unknown_reservation", msg),
+            PayError::NotYours => Self::forbidden("not_yours", msg),
+            PayError::AlreadyPaid => not_held(HoldState::Paid, msg),
+            PayError::HoldExpired => not_held(HoldState::Expired, msg),
+            PayError::Cancelled => not_held(HoldState::Cancelled, msg),
+            PayError::InsufficientBalance { .. } => {
+                Self::unprocessable("insufficient_balance", msg)
+            }
+            PayError::SessionEnded => Self::unauthorized("token_ended", msg),
+            PayError::KeyReused => Self::unprocessable("idempotency_key_reused", msg),
+            PayError::Store(s) => s.into(),
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! # booking-http
+//!
+//! The REST API: a thin axum layer over `booking-core`. Handlers parse, call the
+//! core, and map results to HTTP; no rule lives here. [`router`] builds the
+//! application for any store and clock; [`serve`] runs it until shutdown.
+//!
+//! Endpoints (all JSON; errors are `{"error": {"code", "message"}}`):
+//!
+//! | method and path | needs | does |
+//! |---|---|---|
+//! | `POST /v1/queue/tokens` | - | take (or get back) a place: 201 |
+//! | `GET /v1/queue/status` | token | position, ETA, or active until |
+//! | `GET /v1/concerts` | admitted token | concerts |
+//! | `GET /v1/concerts/{id}/dates` | admitted token | bookable dates with seat counts |
+//! | `GET /v1/concerts/{id}/dates/{date}/seats` | admitted token | the seat map |
+//! | `POST /v1/reservations` | admitted token | hold a seat: 201 |
+//! | `GET /v1/reservations` | admitted token | my reservations |
+//! | `DELETE /v1/reservations/{id}` | admitted token | cancel a hold |
+//! | `GET /v1/users/{user_id}/balance` | token of that user | balance |
+//! | `POST /v1/users/{user_id}/charges` | token of that user | top up: 201 (200 on replay) |
+//! | `GET /v1/users/{user_id}/ledger` | token of that user | ledger |
+//! | `POST /v1/payments` | admitted token | pay a hold: 201 (200 on replay) |
+//! | `GET /v1/payments` | token | my payments |
+//! | `GET /healthz`, `GET /readyz` | - | liveness, database reachable |
+
+mod api;
+pub mod dto;
+pub mod error;
+mod extract;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{delete, get, post};
+use booking_core::{Booking, Clock, Store};
+use tokio::net::TcpListener;
+
+pub use error::ApiError;
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// What every handler shares.
+pub struct AppState<S, C> {
+    /// The engine.
+    pub booking: Arc<Booking<S, C>>,
+}
+
+impl<S, C> Clone for AppState<S, C> {
+    fn clone(&self) -> Self {
+        AppState {
+            booking: Arc::clone(&self.booking),
+        }
+    }
+}
+
+/// The application's router.
+pub fn router<S: Store + Clone, C: Clock>(booking: Arc<Booking<S, C>>) -> Router {
+    let state = AppState { booking };
+    Router::new()
+        .route("/v1/queue/tokens", post(api::issue_token::<S, C>))
+        .route("/v1/queue/status", get(api::queue_status::<S, C>))
+        .route("/v1/concerts", get(api::concerts::<S, C>))
+        .route("/v1/concerts/{id}/dates", get(api::dates::<S, C>))
+        .route(
+            "/v1/concerts/{id}/dates/{date}/seats",
+            get(api::seats::<S, C>),
+        )
+        .route(
+            "/v1/reservations",
+            post(api::hold::<S, C>).get(api::reservations::<S, C>),
+        )
+        .route("/v1/reservations/{id}", delete(api::cancel::<S, C>))
+        .route("/v1/users/{user_id}/balance", get(api::balance::<S, C>))
+        .route("/v1/users/{user_id}/charges", post(api::charge::<S, C>))
+        .route("/v1/users/{user_id}/ledger", get(api::ledger::<S, C>))
+        .route(
+            "/v1/payments",
+            post(api::pay::<S, C>).get(api::payments::<S, C>),
+        )
+        .route("/healthz", get(api::healthz))
+        .route("/readyz", get(api::readyz::<S, C>))
+        .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then finishes the
+/// requests in flight.
+///
+/// # Errors
+/// IO errors of the listener.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,462 @@
+//! The REST API over real HTTP: each test spawns the app on port 0 with a fresh
+//! SQLite database and a manual clock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use booking_core::domain::{AdmissionPolicy, UserId};
+use booking_core::{Booking, Config, ManualClock, TokenSigner};
+use booking_store::SqliteStore;
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+
+struct App {
+    base: String,
+    booking: Arc<Booking<SqliteStore, ManualClock>>,
+    clock: ManualClock,
+    http: Client,
+    _dir: tempfile::TempDir,
+}
+
+async fn spawn_app() -> App {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = SqliteStore::open_path(&dir.path().join("api.db"), 4)
+        .await
+        .expect("store");
+    let clock = ManualClock::new(booking_testkit::T0);
+    let signer = TokenSigner::new(booking_testkit::SECRET).expect("signer");
+    let booking =
+        Arc::new(Booking::new(store, clock.clone(), signer, Config::default()).expect("booking"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let app = booking_http::router(Arc::clone(&booking));
+    tokio::spawn(booking_http::serve(listener, app, std::future::pending()));
+    App {
+        base,
+        booking,
+        clock,
+        http: Client::new(),
+        _dir: dir,
+    }
+}
+
+impl App {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let url = format!("{}{}", self.base, path);
+        let mut req = self.http.request(method.parse().expect("method"), url);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("send");
+        let status = resp.status();
+        let text = resp.text().await.expect("body");
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, value)
+    }
+
+    async fn token(&self, user: UserId) -> String {
+        let (s, v) = self
+            .call(
+                "POST",
+                "/v1/queue/tokens",
+                None,
+                Some(json!({"user_id": user.to_string()})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v["token"].as_str().expect("token").to_owned()
+    }
+
+    async fn admit_all(&self) {
+        let p = AdmissionPolicy::rate(1_000, Duration::from_millis(10)).expect("policy");
+        self.booking.set_policy(p).await.expect("policy");
+        self.clock.advance(Duration::from_secs(1));
+        self.booking.tick().await.expect("tick");
+    }
+
+    /// A concert with one date 30 days on, seat n at 100 * n; returns (id, date).
+    async fn concert(&self) -> (i64, String) {
+        let s = booking_testkit::concert_date(&self.booking, 50, None).await;
+        (s.concert.get(), s.date().to_string())
+    }
+}
+
+fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("<no error code>")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_flow_over_http() {
+    let app = spawn_app().await;
+    let (concert, date) = app.concert().await;
+    let user = UserId::random();
+    let token = app.token(user).await;
+    // Asking again gives the same place and token.
+    assert_eq!(app.token(user).await, token);
+
+    let (s, v) = app
+        .call("GET", "/v1/queue/status", Some(&token), None)
+        .await;
+    assert_eq!(
+        (s, v["status"].as_str(), v["position"].as_u64()),
+        (StatusCode::OK, Some("waiting"), Some(1))
+    );
+    let (s, v) = app.call("GET", "/v1/concerts", Some(&token), None).await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "not_admitted"));
+
+    app.admit_all().await;
+    let (_, v) = app
+        .call("GET", "/v1/queue/status", Some(&token), None)
+        .await;
+    assert_eq!(v["status"], "active");
+
+    let (s, v) = app.call("GET", "/v1/concerts", Some(&token), None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v[0]["id"], concert);
+    let (s, v) = app
+        .call(
+            "GET",
+            &format!("/v1/concerts/{concert}/dates"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, v[0]["date"].as_str(), v[0]["seats_free"].as_u64()),
+        (StatusCode::OK, Some(date.as_str()), Some(50))
+    );
+    let seats_path = format!("/v1/concerts/{concert}/dates/{date}/seats");
+    let (s, v) = app.call("GET", &seats_path, Some(&token), None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["seats"].as_array().expect("seats").len(), 50);
+    assert_eq!(v["seats"][6]["price"], 700);
+
+    let hold_body = json!({"concert_id": concert, "date": date, "seat": 7});
+    let (s, hold) = app
+        .call(
+            "POST",
+            "/v1/reservations",
+            Some(&token),
+            Some(hold_body.clone()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{hold}");
+    assert_eq!(
+        (
+            hold["seat"].as_u64(),
+            hold["price"].as_i64(),
+            hold["state"].as_str()
+        ),
+        (Some(7), Some(700), Some("held"))
+    );
+
+    let wallet = format!("/v1/users/{user}");
+    let (s, v) = app
+        .call(
+            "POST",
+            &format!("{wallet}/charges"),
+            Some(&token),
+            Some(json!({"amount": 1_000})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["balance_after"].as_i64()),
+        (StatusCode::CREATED, Some(1_000))
+    );
+
+    let pay_body = json!({"reservation_id": hold["reservation_id"]});
+    let (s, paid) = app
+        .call("POST", "/v1/payments", Some(&token), Some(pay_body))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{paid}");
+    assert_eq!(
+        (paid["seat"].as_u64(), paid["amount"].as_i64()),
+        (Some(7), Some(700))
+    );
+
+    let (_, v) = app
+        .call("GET", &format!("{wallet}/balance"), Some(&token), None)
+        .await;
+    assert_eq!(v["balance"], 300);
+    let (_, v) = app
+        .call("GET", &format!("{wallet}/ledger"), Some(&token), None)
+        .await;
+    assert_eq!(
+        (v[0]["kind"].as_str(), v[0]["delta"].as_i64()),
+        (Some("payment"), Some(-700))
+    );
+    let (_, v) = app.call("GET", "/v1/payments", Some(&token), None).await;
+    assert_eq!(v.as_array().expect("payments").len(), 1);
+
+    // The token is ended: it can neither hold nor see the catalog again.
+    let (s, v) = app
+        .call(
+            "POST",
+            "/v1/reservations",
+            Some(&token),
+            Some(json!({"concert_id": concert, "date": date, "seat": 8})),
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "token_ended"));
+    let (_, v) = app
+        .call("GET", "/v1/queue/status", Some(&token), None)
+        .await;
+    assert_eq!(v["status"], "done");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_clear_4xx_errors() {
+    let app = spawn_app().await;
+    let (concert, date) = app.concert().await;
+    let (a, b) = (UserId::random(), UserId::random());
+    let ta = app.token(a).await;
+    let tb = app.token(b).await;
+    app.admit_all().await;
+
+    // Tokens.
+    let (s, v) = app.call("GET", "/v1/concerts", None, None).await;
+    assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "missing_token"));
+    let (s, v) = app.call("GET", "/v1/concerts", Some("garbage"), None).await;
+    assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "invalid_token"));
+    let forged = TokenSigner::new(&[9u8; 32])
+        .expect("signer")
+        .sign(&app.booking.verify_token(&ta).expect("claims"));
+    let (s, _) = app.call("GET", "/v1/concerts", Some(&forged), None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = app
+        .call("GET", "/v1/concerts", Some(&ta[..ta.len() - 2]), None)
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "a truncated token");
+
+    // Bodies and parameters.
+    let (s, v) = app
+        .call(
+            "POST",
+            "/v1/queue/tokens",
+            None,
+            Some(json!({"user_id": "not-a-uuid"})),
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "bad_request"));
+    let resp = app
+        .http
+        .post(format!("{}/v1/queue/tokens", app.base))
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let (s, _) = app
+        .call(
+            "GET",
+            &format!("/v1/concerts/{concert}/dates/2026-13-45/seats"),
+            Some(&ta),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, v) = app
+        .call("GET", "/v1/concerts/999/dates", Some(&ta), None)
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, "unknown_concert"));
+    let (s, v) = app
+        .call("GET", "/v1/concerts/abc/dates", Some(&ta), None)
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "bad_request"));
+
+    // Seats.
+    for seat in [0, 51, -1, 100_000] {
+        let (s, v) = app
+            .call(
+                "POST",
+                "/v1/reservations",
+                Some(&ta),
+                Some(json!({"concert_id": concert, "date": date, "seat": seat})),
+            )
+            .await;
+        assert_eq!(
+            (s, code(&v)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid_seat"),
+            "seat {seat}"
+        );
+    }
+    let (s, hold) = app
+        .call(
+            "POST",
+            "/v1/reservations",
+            Some(&ta),
+            Some(json!({"concert_id": concert, "date": date, "seat": 3})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, v) = app
+        .call(
+            "POST",
+            "/v1/reservations",
+            Some(&tb),
+            Some(json!({"concert_id": concert, "date": date, "seat": 3})),
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "seat_taken"));
+
+    // Another user's wallet and reservation.
+    let (s, v) = app
+        .call("GET", &format!("/v1/users/{a}/balance"), Some(&tb), None)
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "wrong_user"));
+    let rid = hold["reservation_id"].as_str().expect("id");
+    let (s, v) = app
+        .call(
+            "DELETE",
+            &format!("/v1/reservations/{rid}"),
+            Some(&tb),
+            None,
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "not_yours"));
+    let (s, v) = app
+        .call(
+            "POST",
+            "/v1/payments",
+            Some(&tb),
+            Some(json!({"reservation_id": rid})),
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "not_yours"));
+
+    // Money.
+    for amount in [0, -5] {
+        let (s, v) = app
+            .call(
+                "POST",
+                &format!("/v1/users/{a}/charges"),
+                Some(&ta),
+                Some(json!({"amount": amount})),
+            )
+            .await;
+        assert_eq!(
+            (s, code(&v)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid_amount")
+        );
+    }
+    let (s, v) = app
+        .call(
+            "POST",
+            "/v1/payments",
+            Some(&ta),
+            Some(json!({"reservation_id": rid})),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "insufficient_balance")
+    );
+    let (_, v) = app
+        .call("GET", &format!("/v1/users/{a}/balance"), Some(&ta), None)
+        .await;
+    assert_eq!(v["balance"], 0, "nothing changed");
+
+    // An expired hold.
+    app.clock.advance(Duration::from_secs(300));
+    app.call(
+        "POST",
+        &format!("/v1/users/{a}/charges"),
+        Some(&ta),
+        Some(json!({"amount": 1_000})),
+    )
+    .await;
+    let (s, v) = app
+        .call(
+            "POST",
+            "/v1/payments",
+            Some(&ta),
+            Some(json!({"reservation_id": rid})),
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::GONE, "hold_expired"));
+
+    // Unknown ids and routes.
+    let (s, v) = app
+        .call(
+            "DELETE",
+            &format!("/v1/reservations/{}", uuid::Uuid::new_v4()),
+            Some(&ta),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::NOT_FOUND, "unknown_reservation")
+    );
+    let (s, v) = app.call("GET", "/v1/nothing", None, None).await;
+    assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, "not_found"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_payment_replays_after_the_token_ended() {
+    let app = spawn_app().await;
+    let (concert, date) = app.concert().await;
+    let user = UserId::random();
+    let token = app.token(user).await;
+    app.admit_all().await;
+    let (_, hold) = app
+        .call(
+            "POST",
+            "/v1/reservations",
+            Some(&token),
+            Some(json!({"concert_id": concert, "date": date, "seat": 1})),
+        )
+        .await;
+    let charge = |key: &'static str| {
+        app.http
+            .post(format!("{}/v1/users/{user}/charges", app.base))
+            .bearer_auth(&token)
+            .header("Idempotency-Key", key)
+            .json(&json!({"amount": 500}))
+            .send()
+    };
+    assert_eq!(
+        charge("c-1").await.expect("send").status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        charge("c-1").await.expect("send").status(),
+        StatusCode::OK,
+        "a replay"
+    );
+    let pay = || {
+        app.http
+            .post(format!("{}/v1/payments", app.base))
+            .bearer_auth(&token)
+            .header("Idempotency-Key", "p-1")
+            .json(&json!({"reservation_id": hold["reservation_id"]}))
+            .send()
+    };
+    let first = pay().await.expect("send");
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first: Value = first.json().await.expect("json");
+    let again = pay().await.expect("send");
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(again.json::<Value>().await.expect("json"), first);
+    let (_, v) = app
+        .call(
+            "GET",
+            &format!("/v1/users/{user}/balance"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(v["balance"], 400, "charged once, paid once");
+}
