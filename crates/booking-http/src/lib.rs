@@ -31,15 +31,23 @@ mod extract;
 use std::future::Future;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use axum::Router;
+use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use booking_core::{Booking, Clock, Store};
 use tokio::net::TcpListener;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// Longest a request may take; past it the client gets 503.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What every handler shares.
 pub struct AppState<S, C> {
@@ -83,7 +91,63 @@ pub fn router<S: Store + Clone, C: Clock>(booking: Arc<Booking<S, C>>) -> Router
         .route("/readyz", get(api::readyz::<S, C>))
         .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// How often the background tasks run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackgroundOptions {
+    /// How often to try an admission tick (the policy decides when one is due).
+    pub tick_every: Duration,
+    /// How often to record expired holds and sessions.
+    pub sweep_every: Duration,
+}
+
+impl Default for BackgroundOptions {
+    fn default() -> Self {
+        BackgroundOptions {
+            tick_every: Duration::from_millis(100),
+            sweep_every: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Runs the admission ticker and the sweeper until `stop` resolves. Any number of
+/// instances may run them at once: each tick is a compare-and-set, and sweeping
+/// only records what has already expired. Failures are logged and retried at the
+/// next round.
+pub async fn run_background<S: Store, C: Clock>(
+    booking: Arc<Booking<S, C>>,
+    options: BackgroundOptions,
+    stop: impl Future<Output = ()> + Send,
+) {
+    let mut tick = tokio::time::interval(options.tick_every);
+    let mut sweep = tokio::time::interval(options.sweep_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            _ = tick.tick() => {
+                match booking.tick().await {
+                    Ok(outcome) => tracing::trace!(?outcome, "tick"),
+                    Err(e) => tracing::warn!(error = %e, "admission tick failed"),
+                }
+            }
+            _ = sweep.tick() => {
+                match booking.sweep().await {
+                    Ok(report) => tracing::debug!(?report, "sweep"),
+                    Err(e) => tracing::warn!(error = %e, "sweep failed"),
+                }
+            }
+        }
+    }
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then finishes the

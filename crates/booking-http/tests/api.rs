@@ -460,3 +460,88 @@ async fn idempotent_payment_replays_after_the_token_ended() {
         .await;
     assert_eq!(v["balance"], 400, "charged once, paid once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn i1_thousand_concurrent_http_holds_on_one_seat_have_one_201() {
+    const N: usize = 1_000;
+    let app = spawn_app().await;
+    let (concert, date) = app.concert().await;
+    let mut tokens = Vec::with_capacity(N);
+    for _ in 0..N {
+        tokens.push(
+            app.booking
+                .issue_token(UserId::random())
+                .await
+                .expect("issue")
+                .token,
+        );
+    }
+    app.admit_all().await;
+    let barrier = Arc::new(tokio::sync::Barrier::new(N));
+    let mut set = tokio::task::JoinSet::new();
+    for token in tokens {
+        let (http, url, barrier) = (
+            app.http.clone(),
+            format!("{}/v1/reservations", app.base),
+            Arc::clone(&barrier),
+        );
+        let body = json!({"concert_id": concert, "date": date, "seat": 25});
+        set.spawn(async move {
+            barrier.wait().await;
+            let resp = http
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .expect("send");
+            resp.status()
+        });
+    }
+    let statuses = set.join_all().await;
+    let created = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CREATED)
+        .count();
+    let conflicts = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CONFLICT)
+        .count();
+    assert_eq!((created, conflicts), (1, N - 1), "{statuses:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_background_ticker_admits_waiting_users() {
+    let app = spawn_app().await;
+    let token = app.token(UserId::random()).await;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let options = booking_http::BackgroundOptions {
+        tick_every: Duration::from_millis(10),
+        sweep_every: Duration::from_millis(10),
+    };
+    let task = tokio::spawn(booking_http::run_background(
+        Arc::clone(&app.booking),
+        options,
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    // The ticker runs on real time; wait for it, bounded.
+    let mut status = Value::Null;
+    for _ in 0..500 {
+        status = app
+            .call("GET", "/v1/queue/status", Some(&token), None)
+            .await
+            .1;
+        if status["status"] == "active" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(status["status"], "active", "{status}");
+    stop_tx.send(()).expect("stop");
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("stops")
+        .expect("task");
+}
