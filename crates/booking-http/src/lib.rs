@@ -22,7 +22,15 @@
 //! | `POST /v1/payments` | admitted token | pay a hold: 201 (200 on replay) |
 //! | `GET /v1/payments` | token | my payments |
 //! | `GET /healthz`, `GET /readyz` | - | liveness, database reachable |
+//! | `POST /v1/admin/concerts` | admin key | create a concert: 201 |
+//! | `POST /v1/admin/concerts/{id}/dates` | admin key | create a date with seats and prices: 201 |
+//! | `GET /v1/admin/concerts/{id}/sales` | admin key | sold / held / free and revenue per date |
+//! | `GET /v1/admin/queue` | admin key | issued, serving, waiting, active, policy, rate |
+//! | `PUT /v1/admin/queue/policy` | admin key | change the admission policy |
+//! | `POST /v1/admin/queue/pause`, `.../resume` | admin key | pause or resume admission |
+//! | `POST /v1/admin/sweep` | admin key | record expired holds and sessions |
 
+mod admin;
 mod api;
 pub mod dto;
 pub mod error;
@@ -53,20 +61,44 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct AppState<S, C> {
     /// The engine.
     pub booking: Arc<Booking<S, C>>,
+    /// The key of the admin API; `None` turns the admin API off.
+    pub admin_key: Option<Arc<str>>,
 }
 
 impl<S, C> Clone for AppState<S, C> {
     fn clone(&self) -> Self {
         AppState {
             booking: Arc::clone(&self.booking),
+            admin_key: self.admin_key.clone(),
         }
     }
 }
 
-/// The application's router.
-pub fn router<S: Store + Clone, C: Clock>(booking: Arc<Booking<S, C>>) -> Router {
-    let state = AppState { booking };
+/// The application's router. `admin_key` guards `/v1/admin`; without one, the
+/// admin API answers 403.
+pub fn router<S: Store + Clone, C: Clock>(
+    booking: Arc<Booking<S, C>>,
+    admin_key: Option<&str>,
+) -> Router {
+    let state = AppState {
+        booking,
+        admin_key: admin_key.map(Arc::from),
+    };
     Router::new()
+        .route("/v1/admin/concerts", post(admin::create_concert::<S, C>))
+        .route(
+            "/v1/admin/concerts/{id}/dates",
+            post(admin::create_date::<S, C>),
+        )
+        .route("/v1/admin/concerts/{id}/sales", get(admin::sales::<S, C>))
+        .route("/v1/admin/queue", get(admin::queue::<S, C>))
+        .route(
+            "/v1/admin/queue/policy",
+            axum::routing::put(admin::set_policy::<S, C>),
+        )
+        .route("/v1/admin/queue/pause", post(admin::pause::<S, C>))
+        .route("/v1/admin/queue/resume", post(admin::resume::<S, C>))
+        .route("/v1/admin/sweep", post(admin::sweep::<S, C>))
         .route("/v1/queue/tokens", post(api::issue_token::<S, C>))
         .route("/v1/queue/status", get(api::queue_status::<S, C>))
         .route("/v1/concerts", get(api::concerts::<S, C>))

@@ -10,6 +10,8 @@ use booking_store::SqliteStore;
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
+const ADMIN_KEY: &str = "test-admin-key";
+
 struct App {
     base: String,
     booking: Arc<Booking<SqliteStore, ManualClock>>,
@@ -31,7 +33,7 @@ async fn spawn_app() -> App {
         .await
         .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let app = booking_http::router(Arc::clone(&booking));
+    let app = booking_http::router(Arc::clone(&booking), Some(ADMIN_KEY));
     tokio::spawn(booking_http::serve(listener, app, std::future::pending()));
     App {
         base,
@@ -544,4 +546,156 @@ async fn the_background_ticker_admits_waiting_users() {
         .await
         .expect("stops")
         .expect("task");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_needs_its_key_and_runs_the_show() {
+    let app = spawn_app().await;
+    let (s, v) = app
+        .call(
+            "POST",
+            "/v1/admin/concerts",
+            None,
+            Some(json!({"name": "Night"})),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::UNAUTHORIZED, "admin_key_required")
+    );
+    let (s, _) = app
+        .call(
+            "POST",
+            "/v1/admin/concerts",
+            Some("wrong"),
+            Some(json!({"name": "Night"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, concert) = app
+        .call(
+            "POST",
+            "/v1/admin/concerts",
+            Some(ADMIN_KEY),
+            Some(json!({"name": "Night"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{concert}");
+    let id = concert["id"].as_i64().expect("id");
+    let dates = format!("/v1/admin/concerts/{id}/dates");
+    let (s, date) = app
+        .call(
+            "POST",
+            &dates,
+            Some(ADMIN_KEY),
+            Some(json!({"starts_at": "2026-02-01T19:00:00Z", "seats": 50, "price": 5000})),
+        )
+        .await;
+    assert_eq!(
+        (s, date["date"].as_str(), date["seats_free"].as_u64()),
+        (StatusCode::CREATED, Some("2026-02-01"), Some(50))
+    );
+    let (s, v) = app
+        .call(
+            "POST",
+            &dates,
+            Some(ADMIN_KEY),
+            Some(json!({"starts_at": "2026-02-01T21:00:00Z", "price": 5000})),
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "date_taken"));
+    let (s, v) = app
+        .call(
+            "POST",
+            &dates,
+            Some(ADMIN_KEY),
+            Some(json!({"starts_at": "2025-02-01T21:00:00Z", "price": 5000})),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "date_in_the_past")
+    );
+    let (s, _) = app
+        .call(
+            "POST",
+            &dates,
+            Some(ADMIN_KEY),
+            Some(json!({"starts_at": "2026-03-01T21:00:00Z", "seats": 51, "price": 0})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, _) = app
+        .call(
+            "POST",
+            &dates,
+            Some(ADMIN_KEY),
+            Some(json!({"starts_at": "soon", "price": 5})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+
+    let (s, v) = app
+        .call(
+            "PUT",
+            "/v1/admin/queue/policy",
+            Some(ADMIN_KEY),
+            Some(json!({"interval_ms": 500, "batch": 7, "max_active": 70})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = app
+        .call(
+            "PUT",
+            "/v1/admin/queue/policy",
+            Some(ADMIN_KEY),
+            Some(json!({"interval_ms": 1, "batch": 7})),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input")
+    );
+    app.call("POST", "/v1/admin/queue/pause", Some(ADMIN_KEY), None)
+        .await;
+    app.token(UserId::random()).await;
+    let (_, q) = app
+        .call("GET", "/v1/admin/queue", Some(ADMIN_KEY), None)
+        .await;
+    assert_eq!(
+        (
+            q["issued"].as_u64(),
+            q["waiting"].as_u64(),
+            q["paused"].as_bool()
+        ),
+        (Some(1), Some(1), Some(true))
+    );
+    assert_eq!(
+        q["policy"],
+        json!({"interval_ms": 500, "batch": 7, "max_active": 70})
+    );
+    let (s, _) = app
+        .call("POST", "/v1/admin/queue/resume", Some(ADMIN_KEY), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = app
+        .call("POST", "/v1/admin/sweep", Some(ADMIN_KEY), None)
+        .await;
+    assert_eq!((s, v["holds_expired"].as_u64()), (StatusCode::OK, Some(0)));
+    let (s, v) = app
+        .call(
+            "GET",
+            &format!("/v1/admin/concerts/{id}/sales"),
+            Some(ADMIN_KEY),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, v[0]["seats_free"].as_u64(), v[0]["revenue"].as_i64()),
+        (StatusCode::OK, Some(50), Some(0))
+    );
+    let (s, v) = app
+        .call("GET", "/v1/admin/concerts/999/sales", Some(ADMIN_KEY), None)
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, "unknown_concert"));
 }
