@@ -22,6 +22,7 @@
 //! | `POST /v1/payments` | admitted token | pay a hold: 201 (200 on replay) |
 //! | `GET /v1/payments` | token | my payments |
 //! | `GET /healthz`, `GET /readyz` | - | liveness, database reachable |
+//! | `GET /metrics` | - | Prometheus text |
 //! | `POST /v1/admin/concerts` | admin key | create a concert: 201 |
 //! | `POST /v1/admin/concerts/{id}/dates` | admin key | create a date with seats and prices: 201 |
 //! | `GET /v1/admin/concerts/{id}/sales` | admin key | sold / held / free and revenue per date |
@@ -35,6 +36,8 @@ mod api;
 pub mod dto;
 pub mod error;
 mod extract;
+pub mod limits;
+pub mod metrics;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -63,6 +66,8 @@ pub struct AppState<S, C> {
     pub booking: Arc<Booking<S, C>>,
     /// The key of the admin API; `None` turns the admin API off.
     pub admin_key: Option<Arc<str>>,
+    /// This instance's request metrics.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl<S, C> Clone for AppState<S, C> {
@@ -70,19 +75,32 @@ impl<S, C> Clone for AppState<S, C> {
         AppState {
             booking: Arc::clone(&self.booking),
             admin_key: self.admin_key.clone(),
+            metrics: Arc::clone(&self.metrics),
         }
     }
 }
 
-/// The application's router. `admin_key` guards `/v1/admin`; without one, the
-/// admin API answers 403.
+/// How the router behaves beyond the engine.
+#[derive(Debug, Clone, Default)]
+pub struct RouterOptions {
+    /// Guards `/v1/admin`; without one, the admin API answers 403.
+    pub admin_key: Option<String>,
+    /// Per-IP and per-token rate limits.
+    pub rate_limits: limits::RateLimits,
+}
+
+/// The application's router. Serve it with [`serve`], which passes the client's
+/// address on to the per-IP rate limit.
 pub fn router<S: Store + Clone, C: Clock>(
     booking: Arc<Booking<S, C>>,
-    admin_key: Option<&str>,
+    options: RouterOptions,
 ) -> Router {
+    let metrics = Arc::new(metrics::Metrics::default());
+    let limiter = Arc::new(limits::Limiter::new(options.rate_limits));
     let state = AppState {
         booking,
-        admin_key: admin_key.map(Arc::from),
+        admin_key: options.admin_key.map(Arc::from),
+        metrics: Arc::clone(&metrics),
     };
     Router::new()
         .route("/v1/admin/concerts", post(admin::create_concert::<S, C>))
@@ -121,13 +139,27 @@ pub fn router<S: Store + Clone, C: Clock>(
         )
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz::<S, C>))
+        .route("/metrics", get(metrics::metrics::<S, C>))
         .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             REQUEST_TIMEOUT,
         ))
-        .layer(TraceLayer::new_for_http())
+        .route_layer(axum::middleware::from_fn_with_state(metrics, metrics::track))
+        .layer(axum::middleware::from_fn_with_state(limiter, limits::limit))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+            let id = req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
+        }))
+        .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
+        .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(
+            tower_http::request_id::MakeRequestUuid,
+        ))
         .with_state(state)
 }
 
@@ -192,7 +224,10 @@ pub async fn serve(
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

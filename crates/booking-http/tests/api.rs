@@ -21,6 +21,10 @@ struct App {
 }
 
 async fn spawn_app() -> App {
+    spawn_app_with(booking_http::limits::RateLimits::off()).await
+}
+
+async fn spawn_app_with(rate_limits: booking_http::limits::RateLimits) -> App {
     let dir = tempfile::tempdir().expect("temporary directory");
     let store = SqliteStore::open_path(&dir.path().join("api.db"), 4)
         .await
@@ -33,7 +37,13 @@ async fn spawn_app() -> App {
         .await
         .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let app = booking_http::router(Arc::clone(&booking), Some(ADMIN_KEY));
+    let app = booking_http::router(
+        Arc::clone(&booking),
+        booking_http::RouterOptions {
+            admin_key: Some(ADMIN_KEY.into()),
+            rate_limits,
+        },
+    );
     tokio::spawn(booking_http::serve(listener, app, std::future::pending()));
     App {
         base,
@@ -698,4 +708,118 @@ async fn the_admin_api_needs_its_key_and_runs_the_show() {
         .call("GET", "/v1/admin/concerts/999/sales", Some(ADMIN_KEY), None)
         .await;
     assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, "unknown_concert"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_answer_429_with_retry_after() {
+    let app = spawn_app_with(booking_http::limits::RateLimits {
+        per_ip_per_sec: 0.0,
+        per_token_per_sec: 1.0,
+        burst: 3.0,
+    })
+    .await;
+    let token = app.token(UserId::random()).await;
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(
+            app.call("GET", "/v1/queue/status", Some(&token), None)
+                .await
+                .0,
+        );
+    }
+    assert_eq!(&statuses[..3], &[StatusCode::OK; 3]);
+    let resp = app
+        .http
+        .get(format!("{}/v1/queue/status", app.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(resp.headers().contains_key("retry-after"));
+    let v: Value = resp.json().await.expect("json");
+    assert_eq!(code(&v), "rate_limited");
+    // Another token is not affected.
+    let other = app.token(UserId::random()).await;
+    assert_eq!(
+        app.call("GET", "/v1/queue/status", Some(&other), None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+
+    let per_ip = spawn_app_with(booking_http::limits::RateLimits {
+        per_ip_per_sec: 1.0,
+        per_token_per_sec: 0.0,
+        burst: 2.0,
+    })
+    .await;
+    let codes: Vec<StatusCode> = futures_seq(&per_ip, 4).await;
+    assert_eq!(
+        codes,
+        vec![
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+}
+
+async fn futures_seq(app: &App, n: usize) -> Vec<StatusCode> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(app.call("GET", "/healthz", None, None).await.0);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_holds_and_conflicts_and_requests_get_ids() {
+    let app = spawn_app().await;
+    let (concert, date) = app.concert().await;
+    let (ta, tb) = (
+        app.token(UserId::random()).await,
+        app.token(UserId::random()).await,
+    );
+    app.admit_all().await;
+    let body = json!({"concert_id": concert, "date": date, "seat": 9});
+    assert_eq!(
+        app.call("POST", "/v1/reservations", Some(&ta), Some(body.clone()))
+            .await
+            .0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        app.call("POST", "/v1/reservations", Some(&tb), Some(body))
+            .await
+            .0,
+        StatusCode::CONFLICT
+    );
+    let resp = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        resp.headers().contains_key("x-request-id"),
+        "every answer carries a request id"
+    );
+    let text = resp.text().await.expect("text");
+    for line in [
+        "booking_holds_total 1",
+        "booking_hold_conflicts_total 1",
+        "booking_payments_total 0",
+        "booking_queue_issued 2",
+        "booking_active_users 2",
+        "booking_http_requests_total{method=\"POST\",route=\"/v1/reservations\",status=\"409\"} 1",
+        "booking_http_request_duration_seconds_count{method=\"POST\",route=\"/v1/reservations\"} 2",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
+    }
 }

@@ -51,7 +51,13 @@ async fn three_instances_on_one_postgres_keep_every_invariant() {
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         tokio::spawn(booking_http::serve(
             listener,
-            booking_http::router(Arc::clone(&booking), None),
+            booking_http::router(
+                Arc::clone(&booking),
+                booking_http::RouterOptions {
+                    admin_key: None,
+                    rate_limits: booking_http::limits::RateLimits::off(),
+                },
+            ),
             std::future::pending(),
         ));
         nodes.push(Node { base, booking });

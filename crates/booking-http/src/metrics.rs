@@ -1,0 +1,214 @@
+//! Prometheus metrics: requests by route and status, latency histograms by route,
+//! and the waiting room's and the sales' figures. Kept per instance, in memory.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use booking_core::{Clock, Store};
+
+use crate::AppState;
+
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+#[derive(Debug, Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    sum: f64,
+    n: u64,
+}
+
+/// Request counters and latency histograms.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+    latency: Mutex<BTreeMap<String, Histogram>>,
+}
+
+impl Metrics {
+    fn record(&self, method: &str, route: &str, status: StatusCode, secs: f64) {
+        let key = (method.to_owned(), route.to_owned(), status.as_u16());
+        *self
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key)
+            .or_default() += 1;
+        let mut lat = self.latency.lock().unwrap_or_else(|p| p.into_inner());
+        let h = lat.entry(format!("{method} {route}")).or_default();
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if secs <= *b {
+                h.counts[i] += 1;
+            }
+        }
+        h.sum += secs;
+        h.n += 1;
+    }
+
+    /// How many requests answered `status` on `method route`.
+    pub fn count(&self, method: &str, route: &str, status: u16) -> u64 {
+        let key = (method.to_owned(), route.to_owned(), status);
+        self.requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn render(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP booking_http_requests_total Requests answered, by route and status."
+        );
+        let _ = writeln!(out, "# TYPE booking_http_requests_total counter");
+        for ((method, route, status), n) in self
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "booking_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP booking_http_request_duration_seconds Request latency, by route."
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE booking_http_request_duration_seconds histogram"
+        );
+        for (route, h) in self
+            .latency
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let (method, path) = route.split_once(' ').unwrap_or(("", route));
+            let labels = format!("method=\"{method}\",route=\"{path}\"");
+            for (i, b) in BUCKETS.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "booking_http_request_duration_seconds_bucket{{{labels},le=\"{b}\"}} {}",
+                    h.counts[i]
+                );
+            }
+            let _ = writeln!(
+                out,
+                "booking_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                h.n
+            );
+            let _ = writeln!(
+                out,
+                "booking_http_request_duration_seconds_sum{{{labels}}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "booking_http_request_duration_seconds_count{{{labels}}} {}",
+                h.n
+            );
+        }
+    }
+}
+
+/// The middleware: times every request and counts it under its route pattern.
+pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().as_str().to_owned();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let resp = next.run(req).await;
+    metrics.record(
+        &method,
+        &route,
+        resp.status(),
+        start.elapsed().as_secs_f64(),
+    );
+    resp
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    let _ = writeln!(out, "{name} {value}");
+}
+
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} counter");
+    let _ = writeln!(out, "{name} {value}");
+}
+
+/// `GET /metrics`: Prometheus text.
+pub async fn metrics<S: Store + Clone, C: Clock>(State(st): State<AppState<S, C>>) -> Response {
+    let mut out = String::new();
+    if let Ok(q) = st.booking.queue_stats().await {
+        gauge(
+            &mut out,
+            "booking_queue_waiting",
+            "Users waiting to be admitted.",
+            q.counters.n_waiting(),
+        );
+        gauge(
+            &mut out,
+            "booking_queue_issued",
+            "Places issued so far.",
+            q.counters.last_seq,
+        );
+        gauge(
+            &mut out,
+            "booking_queue_serving",
+            "The serving counter.",
+            q.counters.serving,
+        );
+        gauge(
+            &mut out,
+            "booking_active_users",
+            "Users with an active session.",
+            q.n_active,
+        );
+    }
+    if let Ok(holds) = st.booking.live_holds().await {
+        gauge(
+            &mut out,
+            "booking_live_holds",
+            "Holds live now (up to the list limit).",
+            holds.len(),
+        );
+    }
+    let m = &st.metrics;
+    counter(
+        &mut out,
+        "booking_holds_total",
+        "Holds taken by this instance.",
+        m.count("POST", "/v1/reservations", 201),
+    );
+    counter(
+        &mut out,
+        "booking_hold_conflicts_total",
+        "Hold requests refused because the seat was taken or at the hold cap, on this instance.",
+        m.count("POST", "/v1/reservations", 409),
+    );
+    counter(
+        &mut out,
+        "booking_payments_total",
+        "Payments made through this instance.",
+        m.count("POST", "/v1/payments", 201),
+    );
+    m.render(&mut out);
+    ([("content-type", "text/plain; version=0.0.4")], out).into_response()
+}
