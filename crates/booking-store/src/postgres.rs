@@ -625,7 +625,9 @@ impl QueueRepo for PgStore {
     async fn set_policy(&self, policy: AdmissionPolicy) -> Result<(), StoreError> {
         let (interval_ms, batch, max_active) = cv::policy_parts(&policy);
         sqlx::query(
-            "UPDATE queue_counters SET interval_ms = $1, batch = $2, max_active = $3 WHERE id = 1",
+            "UPDATE queue_counters
+             SET interval_ms = $1, batch = $2, max_active = $3, version = version + 1
+             WHERE id = 1",
         )
         .bind(interval_ms)
         .bind(batch)
@@ -637,7 +639,7 @@ impl QueueRepo for PgStore {
     }
 
     async fn set_paused(&self, paused: bool) -> Result<(), StoreError> {
-        sqlx::query("UPDATE queue_counters SET paused = $1 WHERE id = 1")
+        sqlx::query("UPDATE queue_counters SET paused = $1, version = version + 1 WHERE id = 1")
             .bind(paused)
             .execute(&self.pool)
             .await
