@@ -12,6 +12,16 @@
 //! statement touches any row. That fixes the order in which rows are locked and keeps
 //! a later step from running when an earlier one found nothing.
 //!
+//! The hold and the payment are PL/pgSQL functions instead
+//! (`migrations/postgres/0002_write_functions.sql`), called in one autocommit
+//! round trip. Under READ COMMITTED each statement of a function takes a fresh
+//! snapshot, so a check made after a lock sees everything committed before the lock
+//! was granted: a hold counts the user's live holds exactly after locking the session
+//! row (no version of it is written), and a payment writes its rows with conditional
+//! updates in the lock order below, with no separate locking pass. Refusals are named
+//! from reads before anything is written; a condition that fails after a write raises
+//! SQLSTATE `BK001`, which rolls the whole call back, and the call is run again.
+//!
 //! Rows are always locked in this order, so two transactions never wait on each other
 //! in a cycle:
 //!
@@ -52,10 +62,6 @@ use crate::convert::{self as cv, is_unique_violation, pg_err as db};
 
 /// How many times a write is tried when it lost a race that a retry resolves.
 const MAX_ATTEMPTS: u32 = 8;
-
-/// How many times a hold runs optimistically (without locking the session first)
-/// before it takes the session's lock up front.
-const OPTIMISTIC_HOLDS: u32 = 2;
 
 /// How long a request waits for a pooled connection.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -678,67 +684,13 @@ impl QueueRepo for PgStore {
 // ---------------------------------------------------------------------------------
 // Holds
 
-/// A hold in one statement, without a round trip to lock the session first.
-///
-/// `seat`, `sess` and `cnt` read the statement's snapshot: the seat, the session (with
-/// its `hold_gen`), and the user's live holds; `go` says whether they allow the hold.
-/// Then, in this order:
-/// - `e` bumps the session's `hold_gen`: it locks the session row (serializing the
-///   user's holds and conflicting with a payment ending the session) and re-checks
-///   the session on its newest version. If `hold_gen` moved by more than our own
-///   bump, another hold of this user committed after our snapshot, so `cnt` may be
-///   short: the caller retries (`gen_after != gen_before + 1`).
-/// - `s` claims the seat with one conditional update, re-checked on the newest row
-///   after any wait: of concurrent claimers exactly one wins.
-/// - `x` records the seat's previous, lapsed reservation as expired (under the seat's
-///   lock), and `r` inserts the new one after it (the count forces the order, which
-///   the one-held-per-seat index needs).
-const HOLD: &str = concat!(
-    "WITH seat AS (
-        SELECT sold, hold_until FROM seats WHERE schedule_id = $1 AND seat_no = $2
-    ), sess AS (
-        SELECT hold_gen FROM queue_entries
-        WHERE seq = $3 AND user_id = $4 AND state = 'live' AND expires_at > $5
-    ), cnt AS (
-        SELECT count(*) AS n FROM reservations
-        WHERE user_id = $4 AND state = 'held' AND expires_at > $5
-    ), go AS (
-        SELECT 1 FROM seat, sess, cnt
-        WHERE cnt.n < $6 AND NOT seat.sold AND (seat.hold_until IS NULL OR seat.hold_until <= $5)
-    ), e AS (
-        UPDATE queue_entries SET hold_gen = hold_gen + 1
-        WHERE seq = $3 AND user_id = $4 AND state = 'live' AND expires_at > $5
-          AND EXISTS (SELECT 1 FROM go)
-        RETURNING hold_gen
-    ), s AS (
-        UPDATE seats SET hold_id = $7, hold_until = $8
-        WHERE schedule_id = $1 AND seat_no = $2
-          AND NOT sold AND (hold_until IS NULL OR hold_until <= $5)
-          AND EXISTS (SELECT 1 FROM e, sess WHERE e.hold_gen = sess.hold_gen + 1)
-        RETURNING price
-    ), x AS (
-        UPDATE reservations SET state = 'expired'
-        WHERE schedule_id = $1 AND seat_no = $2 AND state = 'held'
-          AND EXISTS (SELECT 1 FROM s)
-        RETURNING id
-    ), r AS (
-        INSERT INTO reservations
-            (id, user_id, schedule_id, seat_no, price, created_at, expires_at, state)
-        SELECT $7, $4, $1, $2, s.price, $5, $8, 'held'
-        FROM s, (SELECT count(*) FROM x) AS xc
-        RETURNING ",
-    hold_cols!(),
-    "
-    )
-    SELECT EXISTS (SELECT 1 FROM seat) AS seat_found,
-           EXISTS (SELECT 1 FROM sess) AS session_ok,
-           (SELECT n FROM cnt) AS n_live,
-           EXISTS (SELECT 1 FROM go) AS go,
-           (SELECT hold_gen FROM sess) AS gen_before,
-           (SELECT hold_gen FROM e) AS gen_after,
-           r.*
-    FROM (SELECT 1) AS one LEFT JOIN r ON TRUE"
-);
+/// A hold in one round trip: `booking_hold` (migration 0002) reads the seat, locks the
+/// session row (serializing the user's holds), counts the user's live holds in a fresh
+/// snapshot taken after that lock (so the count is exact), claims the seat with one
+/// conditional update, records the seat's lapsed reservation as expired and inserts
+/// the new one. A refusal is named in `o_refusal`; the seat's price in `o_price`.
+const HOLD: &str = "SELECT o_refusal, o_n_live, o_price
+     FROM booking_hold($1, $2, $3, $4, $5, $6, $7, $8)";
 
 /// Cancel: lock the seat (still claimed by this live hold), then the reservation
 /// (still held), then free the one and cancel the other. `r0` is the reservation in
@@ -799,103 +751,54 @@ const SWEEP: &str = "WITH lapsed AS (
     )
     SELECT (SELECT count(*) FROM freed) AS n_freed, (SELECT count(*) FROM done) AS n_expired";
 
-/// What one run of the hold statement decided.
-enum HoldOutcome {
-    Held(Hold),
-    Refused(HoldRepoError),
-    /// The snapshot missed a concurrent hold of the same user: run again.
-    Stale,
-}
-
-async fn hold_once<'c, E>(
-    ex: E,
-    req: &NewHold,
-) -> Result<Result<HoldOutcome, StoreError>, sqlx::Error>
-where
-    E: Executor<'c, Database = Postgres>,
-{
-    let row = sqlx::query(HOLD)
-        .bind(req.schedule.get())
-        .bind(i64::from(req.seat.get()))
-        .bind(cv::i64_of(req.session.get()))
-        .bind(req.user.as_uuid())
-        .bind(req.now.as_millis())
-        .bind(i64::from(req.max_live_per_user))
-        .bind(req.id.as_uuid())
-        .bind(req.expires_at.as_millis())
-        .fetch_one(ex)
-        .await?;
-    Ok(hold_outcome(&row, req))
-}
-
-fn hold_outcome(row: &PgRow, req: &NewHold) -> Result<HoldOutcome, StoreError> {
-    use HoldOutcome::{Held, Refused, Stale};
-    if !flag(row, "seat_found")? {
-        return Ok(Refused(HoldRepoError::NoSuchSeat));
-    }
-    if !flag(row, "session_ok")? {
-        return Ok(Refused(HoldRepoError::SessionEnded));
-    }
-    let n_live: i64 = row.try_get("n_live").map_err(db)?;
-    if n_live >= i64::from(req.max_live_per_user) {
-        return Ok(Refused(HoldRepoError::HoldLimit));
-    }
-    if !flag(row, "go")? {
-        return Ok(Refused(HoldRepoError::SeatTaken));
-    }
-    let before: Option<i64> = row.try_get("gen_before").map_err(db)?;
-    let after: Option<i64> = row.try_get("gen_after").map_err(db)?;
-    let Some(after) = after else {
-        // The session ended (a payment, say) after the snapshot.
-        return Ok(Refused(HoldRepoError::SessionEnded));
-    };
-    if before.and_then(|b| b.checked_add(1)) != Some(after) {
-        return Ok(Stale);
-    }
-    Ok(match maybe_hold(row)? {
-        Some(hold) => Held(hold),
-        // Someone else claimed the seat after the snapshot.
-        None => Refused(HoldRepoError::SeatTaken),
-    })
-}
-
-impl PgStore {
-    /// The hold statement after locking the session row, in one transaction: the
-    /// statement's snapshot is then taken after every other hold of the user
-    /// committed, so it cannot be stale.
-    async fn hold_locked(
-        &self,
-        req: &NewHold,
-    ) -> Result<Result<HoldOutcome, StoreError>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT 1 FROM queue_entries WHERE seq = $1 FOR NO KEY UPDATE")
-            .bind(cv::i64_of(req.session.get()))
-            .execute(&mut *tx)
-            .await?;
-        let outcome = hold_once(&mut *tx, req).await?;
-        if matches!(outcome, Ok(HoldOutcome::Held(_))) {
-            tx.commit().await?;
+/// What one run of the hold function decided.
+fn hold_outcome(row: &PgRow, req: &NewHold) -> Result<Result<Hold, HoldRepoError>, StoreError> {
+    let refusal: Option<String> = row.try_get("o_refusal").map_err(db)?;
+    let refused = match refusal.as_deref() {
+        None => {
+            let price: i64 = row.try_get("o_price").map_err(db)?;
+            return Ok(Ok(Hold {
+                id: req.id,
+                user: req.user,
+                schedule: req.schedule,
+                seat: req.seat,
+                price: cv::amount(price)?,
+                created_at: req.now,
+                expires_at: req.expires_at,
+                state: HoldState::Held,
+            }));
         }
-        Ok(outcome)
-    }
+        Some("no_such_seat") => HoldRepoError::NoSuchSeat,
+        Some("session_ended") => HoldRepoError::SessionEnded,
+        Some("hold_limit") => HoldRepoError::HoldLimit,
+        Some("seat_taken") => HoldRepoError::SeatTaken,
+        Some(other) => return Err(cv::corrupt("hold refusal", other)),
+    };
+    Ok(Err(refused))
 }
 
 impl HoldRepo for PgStore {
     async fn hold(&self, req: NewHold) -> Result<Hold, HoldRepoError> {
-        for attempt in 0..MAX_ATTEMPTS {
-            let run = if attempt < OPTIMISTIC_HOLDS {
-                hold_once(&self.pool, &req).await
-            } else {
-                self.hold_locked(&req).await
-            };
-            match run {
-                Ok(Ok(HoldOutcome::Held(hold))) => return Ok(hold),
-                Ok(Ok(HoldOutcome::Refused(e))) => return Err(e),
-                Ok(Ok(HoldOutcome::Stale)) => {}
-                Ok(Err(e)) => return Err(e.into()),
-                // A claim raced by a process whose clock is a hold's lifetime ahead
-                // left a held reservation our snapshot did not see: try again.
-                Err(e) if retryable(&e) || unique_on(&e, "reservations_one_held_per_seat") => {}
+        for _ in 0..MAX_ATTEMPTS {
+            let row = sqlx::query(HOLD)
+                .bind(req.schedule.get())
+                .bind(i64::from(req.seat.get()))
+                .bind(cv::i64_of(req.session.get()))
+                .bind(req.user.as_uuid())
+                .bind(req.now.as_millis())
+                .bind(i64::from(req.max_live_per_user))
+                .bind(req.id.as_uuid())
+                .bind(req.expires_at.as_millis())
+                .fetch_one(&self.pool)
+                .await;
+            match row {
+                Ok(row) => return hold_outcome(&row, &req)?,
+                // The seat kept changing under the claim (`STALE`), or a held
+                // reservation the claim did not know of showed up: try again.
+                Err(e)
+                    if retryable(&e)
+                        || stale(&e)
+                        || unique_on(&e, "reservations_one_held_per_seat") => {}
                 Err(e) => return Err(db(e).into()),
             }
         }
@@ -1129,154 +1032,67 @@ impl WalletRepo for PgStore {
 // ---------------------------------------------------------------------------------
 // Payment
 
-/// Pay in one statement (run in a transaction, so that a count that is not what the
-/// locks promise rolls everything back).
-///
-/// `r0` (the reservation) and `used` (the key) read the snapshot; `go` says whether
-/// they allow the payment. Then the rows are locked, each lock gated on the previous
-/// one and re-checked on the newest row version: the session (`le`: live, active),
-/// the seat (`ls`: still claimed by this hold, live), the reservation (`lr`: still
-/// held), the wallet (`lw`). Only when all are held and the balance covers the price
-/// (`ok`) do the writes run: session done, seat sold, reservation paid, debit,
-/// payment and ledger rows. A racing payment with the same key fails the unique
-/// (user, key) index.
-const PAY: &str = concat!(
-    "WITH r0 AS (
-        SELECT ",
-    hold_cols!(),
-    " FROM reservations WHERE id = $1
-    ), used AS (
-        SELECT EXISTS (SELECT 1 FROM payments WHERE user_id = $2 AND idem_key = $5) AS key_used
-    ), go AS (
-        SELECT r0.schedule_id, r0.seat_no FROM r0, used
-        WHERE r0.user_id = $2 AND r0.state = 'held' AND r0.expires_at > $4 AND NOT used.key_used
-    ), le AS MATERIALIZED (
-        SELECT seq FROM queue_entries
-        WHERE seq = $3 AND user_id = $2 AND state = 'live' AND expires_at > $4
-          AND EXISTS (SELECT 1 FROM go)
-        FOR NO KEY UPDATE
-    ), ls AS MATERIALIZED (
-        SELECT seat_no FROM seats
-        WHERE schedule_id = (SELECT schedule_id FROM go) AND seat_no = (SELECT seat_no FROM go)
-          AND hold_id = $1 AND NOT sold AND hold_until > $4
-          AND EXISTS (SELECT 1 FROM le)
-        FOR NO KEY UPDATE
-    ), lr AS MATERIALIZED (
-        SELECT price FROM reservations
-        WHERE id = $1 AND state = 'held' AND EXISTS (SELECT 1 FROM ls)
-        FOR NO KEY UPDATE
-    ), lw AS MATERIALIZED (
-        SELECT balance FROM wallets
-        WHERE user_id = $2 AND EXISTS (SELECT 1 FROM lr)
-        FOR NO KEY UPDATE
-    ), ok AS MATERIALIZED (
-        SELECT lr.price FROM lr, lw WHERE lw.balance >= lr.price
-    ), e AS (
-        UPDATE queue_entries SET state = 'done'
-        WHERE seq = $3 AND EXISTS (SELECT 1 FROM ok)
-        RETURNING seq
-    ), s AS (
-        UPDATE seats SET sold = TRUE, hold_id = NULL, hold_until = NULL
-        WHERE schedule_id = (SELECT schedule_id FROM go) AND seat_no = (SELECT seat_no FROM go)
-          AND EXISTS (SELECT 1 FROM ok)
-        RETURNING seat_no
-    ), r AS (
-        UPDATE reservations SET state = 'paid'
-        WHERE id = $1 AND EXISTS (SELECT 1 FROM ok)
-        RETURNING id
-    ), w AS (
-        UPDATE wallets SET balance = balance - (SELECT price FROM ok)
-        WHERE user_id = $2 AND EXISTS (SELECT 1 FROM ok)
-        RETURNING balance
-    ), p AS (
-        INSERT INTO payments
-            (id, reservation_id, user_id, schedule_id, seat_no, amount, paid_at, idem_key)
-        SELECT $6, $1, $2, go.schedule_id, go.seat_no, ok.price, $4, $5 FROM go, ok
-        RETURNING id
-    ), l AS (
-        INSERT INTO ledger (user_id, kind, payment_id, amount, balance_after, at)
-        SELECT $2, 'payment', $6, ok.price, w.balance, $4 FROM ok, w
-        RETURNING id
-    )
-    SELECT r0.*,
-           (SELECT key_used FROM used) AS key_used,
-           EXISTS (SELECT 1 FROM le) AS session_ok,
-           EXISTS (SELECT 1 FROM ls) AS seat_ok,
-           EXISTS (SELECT 1 FROM lr) AS reservation_ok,
-           (SELECT balance FROM lw) AS balance,
-           (SELECT count(*) FROM e) + (SELECT count(*) FROM s) + (SELECT count(*) FROM r)
-             + (SELECT count(*) FROM w) + (SELECT count(*) FROM p) + (SELECT count(*) FROM l)
-             AS n_written,
-           (SELECT balance FROM w) AS balance_after
-    FROM (SELECT 1) AS one LEFT JOIN r0 ON TRUE"
-);
+/// Pay in one round trip and one autocommit transaction: `booking_pay` (migration
+/// 0002) reads the reservation, the key, the session and the balance to name any
+/// refusal before writing anything, then writes in the lock order, each write a
+/// conditional update re-checked on the row's newest version and its count checked:
+/// session done, seat sold (still claimed by this live hold), reservation paid, debit
+/// (`balance >= price`), payment and ledger rows. A condition that fails after a
+/// write raises [`STALE`], which rolls the whole transaction back; the call is then
+/// run again, and its reads name the refusal. A racing payment with the same key
+/// fails the unique (user, key) index.
+const PAY: &str = "SELECT o_outcome AS outcome, o_balance AS balance, o_id AS id,
+            o_user_id AS user_id, o_schedule_id AS schedule_id, o_seat_no AS seat_no,
+            o_price AS price, o_created_at AS created_at, o_expires_at AS expires_at,
+            o_state AS state
+     FROM booking_pay($1, $2, $3, $4, $5, $6)";
 
-/// What one run of the payment statement decided.
-enum PayOutcome {
-    Paid(Payment),
-    Refused(PayRepoError),
-    /// The reservation changed after the snapshot: run again to name the refusal.
-    Stale,
+/// SQLSTATE raised by the write functions when a row changed between their reads and
+/// their writes: everything was rolled back, and the call may be run again.
+const STALE: &str = "BK001";
+
+fn stale(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some(STALE))
 }
 
-fn pay_outcome(row: &PgRow, req: &PayRequest) -> Result<PayOutcome, StoreError> {
-    use PayOutcome::{Paid, Refused, Stale};
+/// What one run of the payment function decided.
+fn pay_outcome(row: &PgRow, req: &PayRequest) -> Result<Result<Payment, PayRepoError>, StoreError> {
+    let outcome: String = row.try_get("outcome").map_err(db)?;
     let Some(hold) = maybe_hold(row)? else {
-        return Ok(Refused(PayRepoError::NotFound));
+        return Ok(Err(PayRepoError::NotFound));
     };
-    if hold.user != req.user {
-        return Ok(Refused(PayRepoError::NotYours));
-    }
-    let state = hold.state_at(req.now);
-    if state != HoldState::Held {
-        return Ok(Refused(PayRepoError::NotHeld(state)));
-    }
-    if flag(row, "key_used")? {
-        return Ok(Refused(PayRepoError::KeyReused));
-    }
-    if !flag(row, "session_ok")? {
-        return Ok(Refused(PayRepoError::SessionEnded));
-    }
-    if !flag(row, "seat_ok")? {
-        return Ok(Stale);
-    }
-    if !flag(row, "reservation_ok")? {
-        return Err(StoreError::Failed(format!(
-            "reservation {} is not held though its seat is claimed by it",
-            hold.id
-        )));
-    }
-    let balance: Option<i64> = row.try_get("balance").map_err(db)?;
-    let balance = cv::money(balance.unwrap_or(0))?;
-    if balance.minor_units() < hold.price.minor_units() {
-        return Ok(Refused(PayRepoError::InsufficientBalance {
-            balance,
-            price: hold.price,
-        }));
-    }
-    let n_written: i64 = row.try_get("n_written").map_err(db)?;
-    if n_written != 6 {
-        return Err(StoreError::Failed(format!(
-            "payment of {} wrote {n_written} of its 6 rows",
-            hold.id
-        )));
-    }
-    Ok(Paid(Payment {
-        id: req.id,
-        reservation: hold.id,
-        user: req.user,
-        schedule: hold.schedule,
-        seat: hold.seat,
-        amount: hold.price,
-        paid_at: req.now,
-        key: req.key.clone(),
-    }))
+    let refused = match outcome.as_str() {
+        "paid" => {
+            return Ok(Ok(Payment {
+                id: req.id,
+                reservation: hold.id,
+                user: req.user,
+                schedule: hold.schedule,
+                seat: hold.seat,
+                amount: hold.price,
+                paid_at: req.now,
+                key: req.key.clone(),
+            }));
+        }
+        "not_yours" => PayRepoError::NotYours,
+        "not_held" => PayRepoError::NotHeld(hold.state_at(req.now)),
+        "key_reused" => PayRepoError::KeyReused,
+        "session_ended" => PayRepoError::SessionEnded,
+        "insufficient_balance" => {
+            let balance: Option<i64> = row.try_get("balance").map_err(db)?;
+            PayRepoError::InsufficientBalance {
+                balance: cv::money(balance.unwrap_or(0))?,
+                price: hold.price,
+            }
+        }
+        other => return Err(cv::corrupt("payment outcome", other)),
+    };
+    Ok(Err(refused))
 }
 
 impl PaymentRepo for PgStore {
     async fn pay(&self, req: PayRequest) -> Result<Payment, PayRepoError> {
         for _ in 0..MAX_ATTEMPTS {
-            let mut tx = self.pool.begin().await.map_err(db)?;
             let row = sqlx::query(PAY)
                 .bind(req.reservation.as_uuid())
                 .bind(req.user.as_uuid())
@@ -1284,26 +1100,15 @@ impl PaymentRepo for PgStore {
                 .bind(req.now.as_millis())
                 .bind(req.key.as_ref().map(IdempotencyKey::as_str))
                 .bind(req.id.as_uuid())
-                .fetch_one(&mut *tx)
+                .fetch_one(&self.pool)
                 .await;
-            let row = match row {
-                Ok(row) => row,
-                Err(e) if retryable(&e) => continue,
+            match row {
+                Ok(row) => return pay_outcome(&row, &req)?,
+                Err(e) if retryable(&e) || stale(&e) => {}
                 Err(e) if unique_on(&e, "payments_key") => return Err(PayRepoError::KeyReused),
                 Err(e) if unique_on(&e, "payments_reservation_id_key") => {
                     return Err(PayRepoError::NotHeld(HoldState::Paid));
                 }
-                Err(e) => return Err(db(e).into()),
-            };
-            // Anything but a payment drops the transaction, which rolls it back.
-            let payment = match pay_outcome(&row, &req)? {
-                PayOutcome::Paid(p) => p,
-                PayOutcome::Refused(e) => return Err(e),
-                PayOutcome::Stale => continue,
-            };
-            match tx.commit().await {
-                Ok(()) => return Ok(payment),
-                Err(e) if retryable(&e) => continue,
                 Err(e) => return Err(db(e).into()),
             }
         }
