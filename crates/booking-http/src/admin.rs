@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::AppState;
 use crate::dto::{ConcertDto, DateDto};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Bearer, Json, Path};
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -71,13 +71,31 @@ fn invalid(e: impl std::fmt::Display) -> ApiError {
 }
 
 /// `POST /v1/admin/concerts`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewConcertDto {
     /// The name.
     pub name: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/admin/concerts",
+    tag = "admin",
+    summary = "Create a concert",
+    request_body = NewConcertDto,
+    security(("admin_key" = [])),
+    responses(
+        (status = 201, description = "The concert", body = ConcertDto),
+        (status = 400, description = "Malformed body, parameter or header (`bad_request`)", body = ErrorBody),
+        (status = 401, description = "Missing or wrong admin key (`admin_key_required`)", body = ErrorBody),
+        (status = 403, description = "The server has no admin key (`admin_disabled`)", body = ErrorBody),
+        (status = 422, description = "Invalid value (`invalid_input`, `date_in_the_past`)", body = ErrorBody),
+        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody),
+        (status = 500, description = "Internal storage failure, logged (`internal`)", body = ErrorBody),
+        (status = 503, description = "Database unavailable, queue full or request timed out (`unavailable`, `queue_full`)", body = ErrorBody)
+    )
+)]
 pub async fn create_concert<S: Store + Clone, C: Clock>(
     State(st): State<AppState<S, C>>,
     _: AdminKey,
@@ -89,7 +107,7 @@ pub async fn create_concert<S: Store + Clone, C: Clock>(
 }
 
 /// `POST /v1/admin/concerts/{id}/dates`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewDateDto {
     /// When the show starts, RFC 3339 (`2026-12-24T19:00:00Z`).
@@ -102,6 +120,27 @@ pub struct NewDateDto {
     pub prices: Option<Vec<i64>>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/admin/concerts/{id}/dates",
+    tag = "admin",
+    summary = "Create a date with its seat count and prices",
+    request_body = NewDateDto,
+    params(("id" = i64, Path, description = "The concert")),
+    security(("admin_key" = [])),
+    responses(
+        (status = 201, description = "The date", body = DateDto),
+        (status = 400, description = "Malformed body, parameter or header (`bad_request`)", body = ErrorBody),
+        (status = 401, description = "Missing or wrong admin key (`admin_key_required`)", body = ErrorBody),
+        (status = 403, description = "The server has no admin key (`admin_disabled`)", body = ErrorBody),
+        (status = 404, description = "Unknown concert or date (`unknown_concert`, `unknown_date`)", body = ErrorBody),
+        (status = 409, description = "The concert already has a show that day (`date_taken`)", body = ErrorBody),
+        (status = 422, description = "Invalid value (`invalid_input`, `date_in_the_past`)", body = ErrorBody),
+        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody),
+        (status = 500, description = "Internal storage failure, logged (`internal`)", body = ErrorBody),
+        (status = 503, description = "Database unavailable, queue full or request timed out (`unavailable`, `queue_full`)", body = ErrorBody)
+    )
+)]
 pub async fn create_date<S: Store + Clone, C: Clock>(
     State(st): State<AppState<S, C>>,
     _: AdminKey,
@@ -156,7 +195,7 @@ pub async fn create_date<S: Store + Clone, C: Clock>(
 }
 
 /// The sales of one date.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct SalesDto {
     /// The date and its counts.
     #[serde(flatten)]
@@ -165,6 +204,24 @@ pub struct SalesDto {
     pub revenue: i64,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/admin/concerts/{id}/sales",
+    tag = "admin",
+    summary = "Sold, held and free seats and revenue per date",
+    params(("id" = i64, Path, description = "The concert")),
+    security(("admin_key" = [])),
+    responses(
+        (status = 200, description = "One row per date", body = Vec<SalesDto>),
+        (status = 400, description = "Malformed body, parameter or header (`bad_request`)", body = ErrorBody),
+        (status = 401, description = "Missing or wrong admin key (`admin_key_required`)", body = ErrorBody),
+        (status = 403, description = "The server has no admin key (`admin_disabled`)", body = ErrorBody),
+        (status = 404, description = "Unknown concert or date (`unknown_concert`, `unknown_date`)", body = ErrorBody),
+        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody),
+        (status = 500, description = "Internal storage failure, logged (`internal`)", body = ErrorBody),
+        (status = 503, description = "Database unavailable, queue full or request timed out (`unavailable`, `queue_full`)", body = ErrorBody)
+    )
+)]
 pub async fn sales<S: Store + Clone, C: Clock>(
     State(st): State<AppState<S, C>>,
     _: AdminKey,
@@ -186,7 +243,7 @@ pub async fn sales<S: Store + Clone, C: Clock>(
 }
 
 /// The admission policy on the wire.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyDto {
     /// Tick interval in milliseconds (10..=3600000).
@@ -197,8 +254,24 @@ pub struct PolicyDto {
     pub max_active: Option<u32>,
 }
 
+/// Whether admission is paused.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct PausedDto {
+    /// True after a pause, false after a resume.
+    pub paused: bool,
+}
+
+/// What a sweep recorded.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct SweepDto {
+    /// Holds found expired and marked so.
+    pub holds_expired: u64,
+    /// Sessions found expired and marked so.
+    pub sessions_expired: u64,
+}
+
 /// The waiting room.
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct QueueStatsDto {
     /// Places issued so far.
     pub issued: u64,
@@ -216,6 +289,21 @@ pub struct QueueStatsDto {
     pub admit_rate_per_sec: f64,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/admin/queue",
+    tag = "admin",
+    summary = "The waiting room: issued, serving counter, waiting, active, policy, rate",
+    security(("admin_key" = [])),
+    responses(
+        (status = 200, description = "Queue figures", body = QueueStatsDto),
+        (status = 401, description = "Missing or wrong admin key (`admin_key_required`)", body = ErrorBody),
+        (status = 403, description = "The server has no admin key (`admin_disabled`)", body = ErrorBody),
+        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody),
+        (status = 500, description = "Internal storage failure, logged (`internal`)", body = ErrorBody),
+        (status = 503, description = "Database unavailable, queue full or request timed out (`unavailable`, `queue_full`)", body = ErrorBody)
+    )
+)]
 pub async fn queue<S: Store + Clone, C: Clock>(
     State(st): State<AppState<S, C>>,
     _: AdminKey,
@@ -240,6 +328,24 @@ pub async fn queue<S: Store + Clone, C: Clock>(
     ))
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/admin/queue/policy",
+    tag = "admin",
+    summary = "Change the admission policy at run time",
+    request_body = PolicyDto,
+    security(("admin_key" = [])),
+    responses(
+        (status = 200, description = "The policy now in force", body = PolicyDto),
+        (status = 400, description = "Malformed body, parameter or header (`bad_request`)", body = ErrorBody),
+        (status = 401, description = "Missing or wrong admin key (`admin_key_required`)", body = ErrorBody),
+        (status = 403, description = "The server has no admin key (`admin_disabled`)", body = ErrorBody),
+        (status = 422, description = "Invalid value (`invalid_input`, `date_in_the_past`)", body = ErrorBody),
+        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody),
+        (status = 500, description = "Internal storage failure, logged (`internal`)", body = ErrorBody),
+        (status = 503, description = "Database unavailable, queue full or request timed out (`unavailable`, `queue_full`)", body = ErrorBody)
+    )
+)]
 pub async fn set_policy<S: Store + Clone, C: Clock>(
     State(st): State<AppState<S, C>>,
     _: AdminKey,
@@ -255,22 +361,67 @@ pub async fn set_policy<S: Store + Clone, C: Clock>(
     Ok(json(StatusCode::OK, req))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/admin/queue/pause",
+    tag = "admin",
+    summary = "Pause admission",
+    security(("admin_key" = [])),
+    responses(
+        (status = 200, description = "Paused", body = PausedDto),
+        (status = 401, description = "Missing or wrong admin key (`admin_key_required`)", body = ErrorBody),
+        (status = 403, description = "The server has no admin key (`admin_disabled`)", body = ErrorBody),
+        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody),
+        (status = 500, description = "Internal storage failure, logged (`internal`)", body = ErrorBody),
+        (status = 503, description = "Database unavailable, queue full or request timed out (`unavailable`, `queue_full`)", body = ErrorBody)
+    )
+)]
 pub async fn pause<S: Store + Clone, C: Clock>(
     State(st): State<AppState<S, C>>,
     _: AdminKey,
 ) -> ApiResult<Response> {
     st.booking.set_paused(true).await?;
-    Ok(json(StatusCode::OK, serde_json::json!({ "paused": true })))
+    Ok(json(StatusCode::OK, PausedDto { paused: true }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/admin/queue/resume",
+    tag = "admin",
+    summary = "Resume admission",
+    security(("admin_key" = [])),
+    responses(
+        (status = 200, description = "Resumed", body = PausedDto),
+        (status = 401, description = "Missing or wrong admin key (`admin_key_required`)", body = ErrorBody),
+        (status = 403, description = "The server has no admin key (`admin_disabled`)", body = ErrorBody),
+        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody),
+        (status = 500, description = "Internal storage failure, logged (`internal`)", body = ErrorBody),
+        (status = 503, description = "Database unavailable, queue full or request timed out (`unavailable`, `queue_full`)", body = ErrorBody)
+    )
+)]
 pub async fn resume<S: Store + Clone, C: Clock>(
     State(st): State<AppState<S, C>>,
     _: AdminKey,
 ) -> ApiResult<Response> {
     st.booking.set_paused(false).await?;
-    Ok(json(StatusCode::OK, serde_json::json!({ "paused": false })))
+    Ok(json(StatusCode::OK, PausedDto { paused: false }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/admin/sweep",
+    tag = "admin",
+    summary = "Record expired holds and sessions",
+    security(("admin_key" = [])),
+    responses(
+        (status = 200, description = "What was swept", body = SweepDto),
+        (status = 401, description = "Missing or wrong admin key (`admin_key_required`)", body = ErrorBody),
+        (status = 403, description = "The server has no admin key (`admin_disabled`)", body = ErrorBody),
+        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody),
+        (status = 500, description = "Internal storage failure, logged (`internal`)", body = ErrorBody),
+        (status = 503, description = "Database unavailable, queue full or request timed out (`unavailable`, `queue_full`)", body = ErrorBody)
+    )
+)]
 pub async fn sweep<S: Store + Clone, C: Clock>(
     State(st): State<AppState<S, C>>,
     _: AdminKey,
@@ -278,6 +429,9 @@ pub async fn sweep<S: Store + Clone, C: Clock>(
     let r = st.booking.sweep().await?;
     Ok(json(
         StatusCode::OK,
-        serde_json::json!({ "holds_expired": r.n_holds_expired, "sessions_expired": r.n_sessions_expired }),
+        SweepDto {
+            holds_expired: r.n_holds_expired,
+            sessions_expired: r.n_sessions_expired,
+        },
     ))
 }

@@ -10,9 +10,9 @@ use chrono::NaiveDate;
 use crate::AppState;
 use crate::dto::{
     BalanceDto, ChargeRequest, ConcertDto, DateDto, HoldRequest, LedgerEntryDto, PayRequest,
-    PaymentDto, QueueDto, ReservationDto, SeatDto, SeatMapDto, TokenRequest,
+    PaymentDto, QueueDto, ReadyDto, ReservationDto, SeatDto, SeatMapDto, TokenRequest,
 };
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Bearer, Gate, IdemKey, Json, Path, Signed};
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -54,6 +54,20 @@ fn same_user(path_user: &str, token_user: UserId) -> ApiResult<UserId> {
 
 // --- waiting room -----------------------------------------------------------------
 
+#[utoipa::path(
+    post,
+    path = "/v1/queue/tokens",
+    tag = "queue",
+    summary = "Take a place in the waiting room (or get back the same place)",
+    request_body = TokenRequest,
+    responses(
+        (status = 201, description = "The token and its place", body = QueueDto),
+        (status = 400, description = "Malformed body, parameter or header (`bad_request`)", body = ErrorBody),
+        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody),
+        (status = 500, description = "Internal storage failure, logged (`internal`)", body = ErrorBody),
+        (status = 503, description = "Database unavailable, queue full or request timed out (`unavailable`, `queue_full`)", body = ErrorBody)
+    )
+)]
 pub async fn issue_token<S: Store + Clone, C: Clock>(
     State(st): State<AppState<S, C>>,
     Json(req): Json<TokenRequest>,
@@ -64,6 +78,20 @@ pub async fn issue_token<S: Store + Clone, C: Clock>(
     Ok(json(StatusCode::CREATED, dto))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/queue/status",
+    tag = "queue",
+    summary = "Where the token stands: position and ETA, or active until",
+    security(("queue_token" = [])),
+    responses(
+        (status = 200, description = "Status", body = QueueDto),
+        (status = 401, description = "Missing, forged, expired or ended token (`missing_token`, `invalid_token`, `unknown_token`, `token_expired`, `token_ended`)", body = ErrorBody),
+        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody),
+        (status = 500, description = "Internal storage failure, logged (`internal`)", body = ErrorBody),
+        (status = 503, description = "Database unavailable, queue full or request timed out (`unavailable`, `queue_full`)", body = ErrorBody)
+    )
+)]
 pub async fn queue_status<S: Store + Clone, C: Clock>(
     State(st): State<AppState<S, C>>,
     Bearer(token): Bearer,
@@ -77,6 +105,21 @@ pub async fn queue_status<S: Store + Clone, C: Clock>(
 
 // --- catalog ----------------------------------------------------------------------
 
+#[utoipa::path(
+    get,
+    path = "/v1/concerts",
+    tag = "catalog",
+    summary = "The concerts",
+    security(("queue_token" = [])),
+    responses(
+        (status = 200, description = "Concerts", body = Vec<ConcertDto>),
+        (status = 401, description = "Missing, forged, expired or ended token (`missing_token`, `invalid_token`, `unknown_token`, `token_expired`, `token_ended`)", body = ErrorBody),
+        (status = 403, description = "Not admitted yet (`not_admitted`)", body = ErrorBody),
+        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody),
+        (status = 500, description = "Internal storage failure, logged (`internal`)", body = ErrorBody),
+        (status = 503, description = "Database unavailable, queue full or request timed out (`unavailable`, `queue_full`)", body = ErrorBody)
+    )
+)]
 pub async fn concerts<S: Store + Clone, C: Clock>(
     State(st): State<AppState<S, C>>,
     Gate(_): Gate,
@@ -91,6 +134,24 @@ pub async fn concerts<S: Store + Clone, C: Clock>(
     Ok(json(StatusCode::OK, list))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/concerts/{id}/dates",
+    tag = "catalog",
+    summary = "Bookable dates of a concert with free-seat counts",
+    params(("id" = i64, Path, description = "The concert")),
+    security(("queue_token" = [])),
+    responses(
+        (status = 200, description = "Dates", body = Vec<DateDto>),
+        (status = 400, description = "Malformed body, parameter or header (`bad_request`)", body = ErrorBody),
+        (status = 401, description = "Missing, forged, expired or ended token (`missing_token`, `invalid_token`, `unknown_token`, `token_expired`, `token_ended`)", body = ErrorBody),
+        (status = 403, description = "Not admitted yet (`not_admitted`)", body = ErrorBody),
+        (status = 404, description = "Unknown concert or date (`unknown_concert`, `unknown_date`)", body = ErrorBody),
+        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody),
+        (status = 500, description = "Internal storage failure, logged (`internal`)", body = ErrorBody),
+        (status = 503, description = "Database unavailable, queue full or request timed out (`unavailable`, `queue_full`)", body = ErrorBody)
+    )
+)]
 pub async fn dates<S: Store + Clone, C: Clock>(
     State(st): State<AppState<S, C>>,
     Gate(_): Gate,
@@ -107,6 +168,24 @@ pub async fn dates<S: Store + Clone, C: Clock>(
     Ok(json(StatusCode::OK, dates))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/concerts/{id}/dates/{date}/seats",
+    tag = "catalog",
+    summary = "The seat map of a date: every seat with its state and price",
+    params(("id" = i64, Path, description = "The concert"), ("date" = String, Path, description = "`YYYY-MM-DD`")),
+    security(("queue_token" = [])),
+    responses(
+        (status = 200, description = "Seat map", body = SeatMapDto),
+        (status = 400, description = "Malformed body, parameter or header (`bad_request`)", body = ErrorBody),
+        (status = 401, description = "Missing, forged, expired or ended token (`missing_token`, `invalid_token`, `unknown_token`, `token_expired`, `token_ended`)", body = ErrorBody),
+        (status = 403, description = "Not admitted yet (`not_admitted`)", body = ErrorBody),
+        (status = 404, description = "Unknown concert or date (`unknown_concert`, `unknown_date`)", body = ErrorBody),
+        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody),
+        (status = 500, description = "Internal storage failure, logged (`internal`)", body = ErrorBody),
+        (status = 503, description = "Database unavailable, queue full or request timed out (`unavailable`, `queue_full`)", body = ErrorBody)
+    )
+)]
 pub async fn seats<S: Store + Clone, C: Clock>(
     State(st): State<AppState<S, C>>,
     Gate(_): Gate,
@@ -126,6 +205,26 @@ pub async fn seats<S: Store + Clone, C: Clock>(
 
 // --- reservations -----------------------------------------------------------------
 
+#[utoipa::path(
+    post,
+    path = "/v1/reservations",
+    tag = "reservations",
+    summary = "Hold a seat for the hold TTL",
+    request_body = HoldRequest,
+    security(("queue_token" = [])),
+    responses(
+        (status = 201, description = "The hold", body = ReservationDto),
+        (status = 400, description = "Malformed body, parameter or header (`bad_request`)", body = ErrorBody),
+        (status = 401, description = "Missing, forged, expired or ended token (`missing_token`, `invalid_token`, `unknown_token`, `token_expired`, `token_ended`)", body = ErrorBody),
+        (status = 403, description = "Not admitted yet (`not_admitted`)", body = ErrorBody),
+        (status = 404, description = "Unknown concert or date (`unknown_concert`, `unknown_date`)", body = ErrorBody),
+        (status = 409, description = "Seat taken, hold limit reached or date closed (`seat_taken`, `hold_limit`, `date_closed`)", body = ErrorBody),
+        (status = 422, description = "Seat number out of range (`invalid_seat`)", body = ErrorBody),
+        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody),
+        (status = 500, description = "Internal storage failure, logged (`internal`)", body = ErrorBody),
+        (status = 503, description = "Database unavailable, queue full or request timed out (`unavailable`, `queue_full`)", body = ErrorBody)
+    )
+)]
 pub async fn hold<S: Store + Clone, C: Clock>(
     State(st): State<AppState<S, C>>,
     Gate(who): Gate,
@@ -140,6 +239,26 @@ pub async fn hold<S: Store + Clone, C: Clock>(
     Ok(json(StatusCode::CREATED, ReservationDto::from(&hold)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/reservations/{id}",
+    tag = "reservations",
+    summary = "Cancel a hold",
+    params(("id" = String, Path, description = "The reservation id (UUID)")),
+    security(("queue_token" = [])),
+    responses(
+        (status = 200, description = "The cancelled reservation", body = ReservationDto),
+        (status = 400, description = "Malformed body, parameter or header (`bad_request`)", body = ErrorBody),
+        (status = 401, description = "Missing, forged, expired or ended token (`missing_token`, `invalid_token`, `unknown_token`, `token_expired`, `token_ended`)", body = ErrorBody),
+        (status = 403, description = "Not admitted yet, or not the caller's reservation (`not_admitted`, `not_yours`)", body = ErrorBody),
+        (status = 404, description = "Unknown reservation (`unknown_reservation`)", body = ErrorBody),
+        (status = 409, description = "Already paid or cancelled (`already_paid`, `reservation_cancelled`)", body = ErrorBody),
+        (status = 410, description = "The hold expired (`hold_expired`)", body = ErrorBody),
+        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody),
+        (status = 500, description = "Internal storage failure, logged (`internal`)", body = ErrorBody),
+        (status = 503, description = "Database unavailable, queue full or request timed out (`unavailable`, `queue_full`)", body = ErrorBody)
+    )
+)]
 pub async fn cancel<S: Store + Clone, C: Clock>(
     State(st): State<AppState<S, C>>,
     Gate(who): Gate,
@@ -150,6 +269,21 @@ pub async fn cancel<S: Store + Clone, C: Clock>(
     Ok(json(StatusCode::OK, ReservationDto::from(&hold)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/reservations",
+    tag = "reservations",
+    summary = "The caller's reservations",
+    security(("queue_token" = [])),
+    responses(
+        (status = 200, description = "Reservations", body = Vec<ReservationDto>),
+        (status = 401, description = "Missing, forged, expired or ended token (`missing_token`, `invalid_token`, `unknown_token`, `token_expired`, `token_ended`)", body = ErrorBody),
+        (status = 403, description = "Not admitted yet (`not_admitted`)", body = ErrorBody),
+        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody),
+        (status = 500, description = "Internal storage failure, logged (`internal`)", body = ErrorBody),
+        (status = 503, description = "Database unavailable, queue full or request timed out (`unavailable`, `queue_full`)", body = ErrorBody)
+    )
+)]
 pub async fn reservations<S: Store + Clone, C: Clock>(
     State(st): State<AppState<S, C>>,
     Gate(who): Gate,
@@ -166,6 +300,23 @@ pub async fn reservations<S: Store + Clone, C: Clock>(
 
 // --- wallet -----------------------------------------------------------------------
 
+#[utoipa::path(
+    get,
+    path = "/v1/users/{user_id}/balance",
+    tag = "wallet",
+    summary = "The token user's balance",
+    params(("user_id" = String, Path, description = "Must be the token's user")),
+    security(("queue_token" = [])),
+    responses(
+        (status = 200, description = "Balance", body = BalanceDto),
+        (status = 400, description = "Malformed body, parameter or header (`bad_request`)", body = ErrorBody),
+        (status = 401, description = "Missing, forged, expired or ended token (`missing_token`, `invalid_token`, `unknown_token`, `token_expired`, `token_ended`)", body = ErrorBody),
+        (status = 403, description = "The path's user is not the token's user (`wrong_user`)", body = ErrorBody),
+        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody),
+        (status = 500, description = "Internal storage failure, logged (`internal`)", body = ErrorBody),
+        (status = 503, description = "Database unavailable, queue full or request timed out (`unavailable`, `queue_full`)", body = ErrorBody)
+    )
+)]
 pub async fn balance<S: Store + Clone, C: Clock>(
     State(st): State<AppState<S, C>>,
     Signed(claims): Signed,
@@ -182,6 +333,25 @@ pub async fn balance<S: Store + Clone, C: Clock>(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/users/{user_id}/charges",
+    tag = "wallet",
+    summary = "Top up the balance",
+    request_body = ChargeRequest,
+    params(("user_id" = String, Path, description = "Must be the token's user"), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first answer instead of acting twice")),
+    security(("queue_token" = [])),
+    responses(
+        (status = 201, description = "The ledger row of the charge", body = LedgerEntryDto), (status = 200, description = "A replay of an earlier charge with this Idempotency-Key", body = LedgerEntryDto),
+        (status = 400, description = "Malformed body, parameter or header (`bad_request`)", body = ErrorBody),
+        (status = 401, description = "Missing, forged, expired or ended token (`missing_token`, `invalid_token`, `unknown_token`, `token_expired`, `token_ended`)", body = ErrorBody),
+        (status = 403, description = "The path's user is not the token's user (`wrong_user`)", body = ErrorBody),
+        (status = 422, description = "Invalid amount, balance limit, or Idempotency-Key reused for another request (`invalid_amount`, `balance_limit`, `idempotency_key_reused`)", body = ErrorBody),
+        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody),
+        (status = 500, description = "Internal storage failure, logged (`internal`)", body = ErrorBody),
+        (status = 503, description = "Database unavailable, queue full or request timed out (`unavailable`, `queue_full`)", body = ErrorBody)
+    )
+)]
 pub async fn charge<S: Store + Clone, C: Clock>(
     State(st): State<AppState<S, C>>,
     Signed(claims): Signed,
@@ -201,6 +371,23 @@ pub async fn charge<S: Store + Clone, C: Clock>(
     Ok(json(status, LedgerEntryDto::from(&receipt.entry)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/users/{user_id}/ledger",
+    tag = "wallet",
+    summary = "The token user's ledger, oldest first",
+    params(("user_id" = String, Path, description = "Must be the token's user")),
+    security(("queue_token" = [])),
+    responses(
+        (status = 200, description = "Ledger rows", body = Vec<LedgerEntryDto>),
+        (status = 400, description = "Malformed body, parameter or header (`bad_request`)", body = ErrorBody),
+        (status = 401, description = "Missing, forged, expired or ended token (`missing_token`, `invalid_token`, `unknown_token`, `token_expired`, `token_ended`)", body = ErrorBody),
+        (status = 403, description = "The path's user is not the token's user (`wrong_user`)", body = ErrorBody),
+        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody),
+        (status = 500, description = "Internal storage failure, logged (`internal`)", body = ErrorBody),
+        (status = 503, description = "Database unavailable, queue full or request timed out (`unavailable`, `queue_full`)", body = ErrorBody)
+    )
+)]
 pub async fn ledger<S: Store + Clone, C: Clock>(
     State(st): State<AppState<S, C>>,
     Signed(claims): Signed,
@@ -219,6 +406,28 @@ pub async fn ledger<S: Store + Clone, C: Clock>(
 
 // --- payments ---------------------------------------------------------------------
 
+#[utoipa::path(
+    post,
+    path = "/v1/payments",
+    tag = "payments",
+    summary = "Pay a held reservation from the balance; ends the token",
+    request_body = PayRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first answer instead of acting twice")),
+    security(("queue_token" = [])),
+    responses(
+        (status = 201, description = "The payment", body = PaymentDto), (status = 200, description = "A replay of an earlier payment", body = PaymentDto),
+        (status = 400, description = "Malformed body, parameter or header (`bad_request`)", body = ErrorBody),
+        (status = 401, description = "Missing, forged, expired or ended token (`missing_token`, `invalid_token`, `unknown_token`, `token_expired`, `token_ended`)", body = ErrorBody),
+        (status = 403, description = "Not admitted yet, or not the caller's reservation (`not_admitted`, `not_yours`)", body = ErrorBody),
+        (status = 404, description = "Unknown reservation (`unknown_reservation`)", body = ErrorBody),
+        (status = 409, description = "Already paid or cancelled (`already_paid`, `reservation_cancelled`)", body = ErrorBody),
+        (status = 410, description = "The hold expired (`hold_expired`)", body = ErrorBody),
+        (status = 422, description = "Insufficient balance, or Idempotency-Key reused (`insufficient_balance`, `idempotency_key_reused`)", body = ErrorBody),
+        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody),
+        (status = 500, description = "Internal storage failure, logged (`internal`)", body = ErrorBody),
+        (status = 503, description = "Database unavailable, queue full or request timed out (`unavailable`, `queue_full`)", body = ErrorBody)
+    )
+)]
 pub async fn pay<S: Store + Clone, C: Clock>(
     State(st): State<AppState<S, C>>,
     Bearer(token): Bearer,
@@ -235,6 +444,20 @@ pub async fn pay<S: Store + Clone, C: Clock>(
     Ok(json(status, PaymentDto::from(&receipt.payment)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/payments",
+    tag = "payments",
+    summary = "The caller's payments",
+    security(("queue_token" = [])),
+    responses(
+        (status = 200, description = "Payments", body = Vec<PaymentDto>),
+        (status = 401, description = "Missing, forged, expired or ended token (`missing_token`, `invalid_token`, `unknown_token`, `token_expired`, `token_ended`)", body = ErrorBody),
+        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody),
+        (status = 500, description = "Internal storage failure, logged (`internal`)", body = ErrorBody),
+        (status = 503, description = "Database unavailable, queue full or request timed out (`unavailable`, `queue_full`)", body = ErrorBody)
+    )
+)]
 pub async fn payments<S: Store + Clone, C: Clock>(
     State(st): State<AppState<S, C>>,
     Signed(claims): Signed,
@@ -251,16 +474,40 @@ pub async fn payments<S: Store + Clone, C: Clock>(
 
 // --- operations -------------------------------------------------------------------
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    summary = "Liveness",
+    responses(
+        (status = 200, description = "The process answers", body = String, content_type = "text/plain"),
+        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody)
+    )
+)]
 pub async fn healthz() -> &'static str {
     "ok"
 }
 
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    summary = "Readiness: the database answers",
+    responses(
+        (status = 200, description = "Ready", body = ReadyDto),
+        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody),
+        (status = 500, description = "Internal storage failure, logged (`internal`)", body = ErrorBody),
+        (status = 503, description = "Database unavailable, queue full or request timed out (`unavailable`, `queue_full`)", body = ErrorBody)
+    )
+)]
 pub async fn readyz<S: Store + Clone, C: Clock>(
     State(st): State<AppState<S, C>>,
 ) -> ApiResult<Response> {
     st.booking.store().counters().await?;
     Ok(json(
         StatusCode::OK,
-        serde_json::json!({ "status": "ready" }),
+        ReadyDto {
+            status: "ready".into(),
+        },
     ))
 }

@@ -13,7 +13,7 @@ fn time(t: Timestamp) -> String {
 }
 
 /// `POST /v1/queue/tokens`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
     /// The user's UUID.
@@ -21,7 +21,7 @@ pub struct TokenRequest {
 }
 
 /// Where a token stands.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct QueueDto {
     /// The signed token (only when it is issued).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -67,7 +67,7 @@ impl QueueDto {
 }
 
 /// A concert.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ConcertDto {
     /// Its id.
     pub id: i64,
@@ -85,7 +85,7 @@ impl From<&Concert> for ConcertDto {
 }
 
 /// A date of a concert with its seat counts.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct DateDto {
     /// `YYYY-MM-DD` (UTC).
     pub date: String,
@@ -115,7 +115,7 @@ impl From<&ScheduleSummary> for DateDto {
 }
 
 /// One seat of a seat map.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct SeatDto {
     /// 1..=seat count.
     pub seat: u16,
@@ -144,7 +144,7 @@ impl From<&Seat> for SeatDto {
 }
 
 /// The seats of one date.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct SeatMapDto {
     /// The concert.
     pub concert_id: i64,
@@ -157,7 +157,7 @@ pub struct SeatMapDto {
 }
 
 /// `POST /v1/reservations`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HoldRequest {
     /// The concert.
@@ -178,7 +178,7 @@ fn hold_state(s: HoldState) -> &'static str {
 }
 
 /// A reservation.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ReservationDto {
     /// Its id.
     pub reservation_id: String,
@@ -211,7 +211,7 @@ impl From<&Hold> for ReservationDto {
 }
 
 /// `POST /v1/users/{user_id}/charges`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChargeRequest {
     /// In minor units, at least 1.
@@ -219,7 +219,7 @@ pub struct ChargeRequest {
 }
 
 /// A balance.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct BalanceDto {
     /// The user.
     pub user_id: String,
@@ -228,7 +228,7 @@ pub struct BalanceDto {
 }
 
 /// A ledger row.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct LedgerEntryDto {
     /// Its id, increasing.
     pub id: i64,
@@ -262,7 +262,7 @@ impl From<&LedgerEntry> for LedgerEntryDto {
 }
 
 /// `POST /v1/payments`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PayRequest {
     /// The held reservation to pay.
@@ -270,7 +270,7 @@ pub struct PayRequest {
 }
 
 /// A payment.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct PaymentDto {
     /// Its id.
     pub payment_id: String,
@@ -297,4 +297,11 @@ impl From<&Payment> for PaymentDto {
             paid_at: time(p.paid_at),
         }
     }
+}
+
+/// `GET /readyz`.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct ReadyDto {
+    /// `ready`.
+    pub status: String,
 }

@@ -23,6 +23,7 @@
 //! | `GET /v1/payments` | token | my payments |
 //! | `GET /healthz`, `GET /readyz` | - | liveness, database reachable |
 //! | `GET /metrics` | - | Prometheus text |
+//! | `GET /openapi.json` | - | the OpenAPI 3.1 document of all of this |
 //! | `POST /v1/admin/concerts` | admin key | create a concert: 201 |
 //! | `POST /v1/admin/concerts/{id}/dates` | admin key | create a date with seats and prices: 201 |
 //! | `GET /v1/admin/concerts/{id}/sales` | admin key | sold / held / free and revenue per date |
@@ -38,6 +39,7 @@ pub mod error;
 mod extract;
 pub mod limits;
 pub mod metrics;
+pub mod openapi;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -46,7 +48,6 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
 use booking_core::{Booking, Clock, Store};
 use tokio::net::TcpListener;
 use tower_http::timeout::TimeoutLayer;
@@ -89,6 +90,49 @@ pub struct RouterOptions {
     pub rate_limits: limits::RateLimits,
 }
 
+/// Declares every route once: [`ROUTES`] lists them for the OpenAPI test and
+/// `add_routes` mounts them, so the two cannot differ.
+macro_rules! route_table {
+    ($($method:ident $path:literal => $handler:expr;)*) => {
+        /// Every `(method, path)` the router serves, spelled as in the OpenAPI document.
+        pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
+
+        fn add_routes<S: Store + Clone, C: Clock>(
+            router: Router<AppState<S, C>>,
+        ) -> Router<AppState<S, C>> {
+            router$(.route($path, axum::routing::$method($handler)))*
+        }
+    };
+}
+
+route_table! {
+    post "/v1/queue/tokens" => api::issue_token::<S, C>;
+    get "/v1/queue/status" => api::queue_status::<S, C>;
+    get "/v1/concerts" => api::concerts::<S, C>;
+    get "/v1/concerts/{id}/dates" => api::dates::<S, C>;
+    get "/v1/concerts/{id}/dates/{date}/seats" => api::seats::<S, C>;
+    post "/v1/reservations" => api::hold::<S, C>;
+    get "/v1/reservations" => api::reservations::<S, C>;
+    delete "/v1/reservations/{id}" => api::cancel::<S, C>;
+    get "/v1/users/{user_id}/balance" => api::balance::<S, C>;
+    post "/v1/users/{user_id}/charges" => api::charge::<S, C>;
+    get "/v1/users/{user_id}/ledger" => api::ledger::<S, C>;
+    post "/v1/payments" => api::pay::<S, C>;
+    get "/v1/payments" => api::payments::<S, C>;
+    get "/healthz" => api::healthz;
+    get "/readyz" => api::readyz::<S, C>;
+    get "/metrics" => metrics::metrics::<S, C>;
+    get "/openapi.json" => openapi::openapi_json;
+    post "/v1/admin/concerts" => admin::create_concert::<S, C>;
+    post "/v1/admin/concerts/{id}/dates" => admin::create_date::<S, C>;
+    get "/v1/admin/concerts/{id}/sales" => admin::sales::<S, C>;
+    get "/v1/admin/queue" => admin::queue::<S, C>;
+    put "/v1/admin/queue/policy" => admin::set_policy::<S, C>;
+    post "/v1/admin/queue/pause" => admin::pause::<S, C>;
+    post "/v1/admin/queue/resume" => admin::resume::<S, C>;
+    post "/v1/admin/sweep" => admin::sweep::<S, C>;
+}
+
 /// The application's router. Serve it with [`serve`], which passes the client's
 /// address on to the per-IP rate limit.
 pub fn router<S: Store + Clone, C: Clock>(
@@ -102,45 +146,8 @@ pub fn router<S: Store + Clone, C: Clock>(
         admin_key: options.admin_key.map(Arc::from),
         metrics: Arc::clone(&metrics),
     };
-    Router::new()
-        .route("/v1/admin/concerts", post(admin::create_concert::<S, C>))
-        .route(
-            "/v1/admin/concerts/{id}/dates",
-            post(admin::create_date::<S, C>),
-        )
-        .route("/v1/admin/concerts/{id}/sales", get(admin::sales::<S, C>))
-        .route("/v1/admin/queue", get(admin::queue::<S, C>))
-        .route(
-            "/v1/admin/queue/policy",
-            axum::routing::put(admin::set_policy::<S, C>),
-        )
-        .route("/v1/admin/queue/pause", post(admin::pause::<S, C>))
-        .route("/v1/admin/queue/resume", post(admin::resume::<S, C>))
-        .route("/v1/admin/sweep", post(admin::sweep::<S, C>))
-        .route("/v1/queue/tokens", post(api::issue_token::<S, C>))
-        .route("/v1/queue/status", get(api::queue_status::<S, C>))
-        .route("/v1/concerts", get(api::concerts::<S, C>))
-        .route("/v1/concerts/{id}/dates", get(api::dates::<S, C>))
-        .route(
-            "/v1/concerts/{id}/dates/{date}/seats",
-            get(api::seats::<S, C>),
-        )
-        .route(
-            "/v1/reservations",
-            post(api::hold::<S, C>).get(api::reservations::<S, C>),
-        )
-        .route("/v1/reservations/{id}", delete(api::cancel::<S, C>))
-        .route("/v1/users/{user_id}/balance", get(api::balance::<S, C>))
-        .route("/v1/users/{user_id}/charges", post(api::charge::<S, C>))
-        .route("/v1/users/{user_id}/ledger", get(api::ledger::<S, C>))
-        .route(
-            "/v1/payments",
-            post(api::pay::<S, C>).get(api::payments::<S, C>),
-        )
-        .route("/healthz", get(api::healthz))
-        .route("/readyz", get(api::readyz::<S, C>))
-        .route("/metrics", get(metrics::metrics::<S, C>))
-        .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") })
+    add_routes::<S, C>(Router::new())
+        .fallback(|| async { ApiError::not_found("no_such_endpoint", "no such endpoint") })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,

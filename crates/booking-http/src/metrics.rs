@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use booking_core::{Clock, Store};
 
 use crate::AppState;
+use crate::error::ErrorBody;
 
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 12] = [
@@ -153,6 +154,16 @@ fn counter(out: &mut String, name: &str, help: &str, value: u64) {
     let _ = writeln!(out, "{name} {value}");
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    summary = "Prometheus metrics",
+    responses(
+        (status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain; version=0.0.4"),
+        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody)
+    )
+)]
 /// `GET /metrics`: Prometheus text.
 pub async fn metrics<S: Store + Clone, C: Clock>(State(st): State<AppState<S, C>>) -> Response {
     let mut out = String::new();

@@ -1,12 +1,12 @@
 //! The REST API over real HTTP: each test spawns the app on port 0 with a fresh
-//! SQLite database and a manual clock.
+//! database (SQLite, and PostgreSQL for the whole flow) and a manual clock.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use booking_core::domain::{AdmissionPolicy, UserId};
 use booking_core::{Booking, Config, ManualClock, TokenSigner};
-use booking_store::SqliteStore;
+use booking_store::{AnyStore, PgStore, SqliteStore};
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
@@ -14,10 +14,11 @@ const ADMIN_KEY: &str = "test-admin-key";
 
 struct App {
     base: String,
-    booking: Arc<Booking<SqliteStore, ManualClock>>,
+    booking: Arc<Booking<AnyStore, ManualClock>>,
     clock: ManualClock,
     http: Client,
     _dir: tempfile::TempDir,
+    _db: Option<booking_testkit::pg::TestDatabase>,
 }
 
 async fn spawn_app() -> App {
@@ -29,6 +30,23 @@ async fn spawn_app_with(rate_limits: booking_http::limits::RateLimits) -> App {
     let store = SqliteStore::open_path(&dir.path().join("api.db"), 4)
         .await
         .expect("store");
+    spawn_app_on(AnyStore::Sqlite(store), rate_limits, dir, None).await
+}
+
+async fn spawn_app_on_postgres() -> App {
+    let db = booking_testkit::pg::fresh_database().await;
+    let store = PgStore::open(&db.url, 8).await.expect("store");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let limits = booking_http::limits::RateLimits::off();
+    spawn_app_on(AnyStore::Postgres(store), limits, dir, Some(db)).await
+}
+
+async fn spawn_app_on(
+    store: AnyStore,
+    rate_limits: booking_http::limits::RateLimits,
+    dir: tempfile::TempDir,
+    db: Option<booking_testkit::pg::TestDatabase>,
+) -> App {
     let clock = ManualClock::new(booking_testkit::T0);
     let signer = TokenSigner::new(booking_testkit::SECRET).expect("signer");
     let booking =
@@ -51,6 +69,7 @@ async fn spawn_app_with(rate_limits: booking_http::limits::RateLimits) -> App {
         clock,
         http: Client::new(),
         _dir: dir,
+        _db: db,
     }
 }
 
@@ -109,8 +128,17 @@ fn code(v: &Value) -> &str {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_whole_flow_over_http() {
-    let app = spawn_app().await;
+async fn the_whole_flow_over_http_on_sqlite() {
+    whole_flow(&spawn_app().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_flow_over_http_on_postgres() {
+    whole_flow(&spawn_app_on_postgres().await).await;
+}
+
+/// Token, wait, admission, catalog, seat map, hold, charge, pay, and the token's end.
+async fn whole_flow(app: &App) {
     let (concert, date) = app.concert().await;
     let user = UserId::random();
     let token = app.token(user).await;
@@ -413,7 +441,7 @@ async fn bad_requests_get_clear_4xx_errors() {
         (StatusCode::NOT_FOUND, "unknown_reservation")
     );
     let (s, v) = app.call("GET", "/v1/nothing", None, None).await;
-    assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, "not_found"));
+    assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, "no_such_endpoint"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -822,4 +850,102 @@ async fn metrics_count_requests_holds_and_conflicts_and_requests_get_ids() {
             "missing {line:?} in\n{text}"
         );
     }
+}
+
+/// Every `$ref` in `v`.
+fn refs(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(map) => {
+            for (k, x) in map {
+                match (k.as_str(), x) {
+                    ("$ref", Value::String(r)) => out.push(r.clone()),
+                    _ => refs(x, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|x| refs(x, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_parses_and_lists_exactly_the_routes_served() {
+    let app = spawn_app().await;
+    let (s, doc) = app.call("GET", "/openapi.json", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        doc["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1")),
+        "not OpenAPI 3.1: {}",
+        doc["openapi"]
+    );
+    let typed: utoipa::openapi::OpenApi =
+        serde_json::from_value(doc.clone()).expect("the document parses as OpenAPI");
+    assert_eq!(
+        typed.paths.paths.len(),
+        doc["paths"].as_object().map_or(0, |p| p.len())
+    );
+
+    // The document's operations are exactly the router's routes.
+    let mut documented = std::collections::BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in item.as_object().expect("path item").keys() {
+            if ["get", "post", "put", "delete", "patch"].contains(&method.as_str()) {
+                documented.insert((method.clone(), path.clone()));
+            }
+        }
+    }
+    let routed: std::collections::BTreeSet<(String, String)> = booking_http::ROUTES
+        .iter()
+        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    assert_eq!(documented, routed);
+
+    // Each listed route is served: neither the fallback nor 405 answers it...
+    let user = UserId::random().to_string();
+    for (method, path) in booking_http::ROUTES {
+        let concrete = path
+            .replace("{id}", "1")
+            .replace("{date}", "2030-01-01")
+            .replace("{user_id}", &user);
+        let (s, v) = app
+            .call(&method.to_uppercase(), &concrete, None, None)
+            .await;
+        assert_ne!(s, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        assert_ne!(code(&v), "no_such_endpoint", "{method} {path}");
+    }
+    // ...while a path that is not listed is.
+    let (s, v) = app.call("GET", "/v1/nothing-here", None, None).await;
+    assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, "no_such_endpoint"));
+
+    // Every schema reference resolves, and every operation documents its errors.
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    assert!(!all.is_empty());
+    for r in &all {
+        let name = r
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("unexpected reference {r}"));
+        assert!(
+            doc["components"]["schemas"][name].is_object(),
+            "dangling reference {r}"
+        );
+    }
+    for (method, path) in booking_http::ROUTES {
+        let responses = &doc["paths"][path][method]["responses"];
+        assert!(
+            responses["429"].is_object(),
+            "{method} {path} documents no 429"
+        );
+        let secured = doc["paths"][path][method]["security"].is_array();
+        if secured {
+            assert!(
+                responses["401"].is_object(),
+                "{method} {path} documents no 401"
+            );
+        }
+    }
+    assert!(doc["components"]["securitySchemes"]["queue_token"].is_object());
+    assert!(doc["components"]["securitySchemes"]["admin_key"].is_object());
 }
