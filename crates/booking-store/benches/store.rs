@@ -28,153 +28,13 @@ use booking_core::domain::{
 };
 use booking_core::ports::{Advance, ChargeRequest, IssueRequest, NewHold, PayRequest};
 use booking_store::{PgStore, SqliteStore};
+use booking_testkit::bench::{RawDb, rate};
 use tokio::task::JoinSet;
 
 const LEVELS: [usize; 3] = [1, 16, 64];
 const T0: Timestamp = Timestamp::from_millis(1_767_225_600_000);
 /// Payments measured per level (each needs its own session, hold and balance).
 const PAYMENTS: usize = 2_000;
-
-/// Raw statements on the same database, for the ratios.
-trait Raw: Send + Sync + 'static {
-    fn setup(&self) -> impl Future<Output = ()> + Send;
-    /// One durable single-row UPDATE of row `id`.
-    fn update(&self, id: i64) -> impl Future<Output = ()> + Send;
-    /// One transaction: a conditional debit, a row update and an insert.
-    fn three(&self, id: i64, n: i64) -> impl Future<Output = ()> + Send;
-}
-
-impl Raw for SqliteStore {
-    async fn setup(&self) {
-        for sql in [
-            "CREATE TABLE IF NOT EXISTS bench_rows (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)",
-            "CREATE TABLE IF NOT EXISTS bench_wallets (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL)",
-            "CREATE TABLE IF NOT EXISTS bench_history (id INTEGER, n INTEGER)",
-        ] {
-            sqlx::query(sql)
-                .execute(self.write_pool())
-                .await
-                .expect("setup");
-        }
-        for id in 0..64i64 {
-            sqlx::query("INSERT OR IGNORE INTO bench_rows VALUES (?, 0)")
-                .bind(id)
-                .execute(self.write_pool())
-                .await
-                .expect("row");
-            sqlx::query("INSERT OR IGNORE INTO bench_wallets VALUES (?, 1000000000)")
-                .bind(id)
-                .execute(self.write_pool())
-                .await
-                .expect("wallet");
-        }
-    }
-
-    async fn update(&self, id: i64) {
-        sqlx::query("UPDATE bench_rows SET n = n + 1 WHERE id = ?")
-            .bind(id)
-            .execute(self.write_pool())
-            .await
-            .expect("update");
-    }
-
-    async fn three(&self, id: i64, n: i64) {
-        let mut tx = self
-            .write_pool()
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .expect("begin");
-        sqlx::query("UPDATE bench_wallets SET balance = balance - 1 WHERE id = ? AND balance >= 1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .expect("debit");
-        sqlx::query("UPDATE bench_rows SET n = n + 1 WHERE id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .expect("seat");
-        sqlx::query("INSERT INTO bench_history VALUES (?, ?)")
-            .bind(id)
-            .bind(n)
-            .execute(&mut *tx)
-            .await
-            .expect("history");
-        tx.commit().await.expect("commit");
-    }
-}
-
-impl Raw for PgStore {
-    async fn setup(&self) {
-        for sql in [
-            "CREATE TABLE IF NOT EXISTS bench_rows (id BIGINT PRIMARY KEY, n BIGINT NOT NULL)",
-            "CREATE TABLE IF NOT EXISTS bench_wallets (id BIGINT PRIMARY KEY, balance BIGINT NOT NULL)",
-            "CREATE TABLE IF NOT EXISTS bench_history (id BIGINT, n BIGINT)",
-            "INSERT INTO bench_rows SELECT g, 0 FROM generate_series(0, 63) g ON CONFLICT DO NOTHING",
-            "INSERT INTO bench_wallets SELECT g, 1000000000 FROM generate_series(0, 63) g
-             ON CONFLICT DO NOTHING",
-        ] {
-            sqlx::query(sql).execute(self.pool()).await.expect("setup");
-        }
-    }
-
-    async fn update(&self, id: i64) {
-        sqlx::query("UPDATE bench_rows SET n = n + 1 WHERE id = $1")
-            .bind(id)
-            .execute(self.pool())
-            .await
-            .expect("update");
-    }
-
-    async fn three(&self, id: i64, n: i64) {
-        let mut tx = self.pool().begin().await.expect("begin");
-        sqlx::query(
-            "UPDATE bench_wallets SET balance = balance - 1 WHERE id = $1 AND balance >= 1",
-        )
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .expect("debit");
-        sqlx::query("UPDATE bench_rows SET n = n + 1 WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .expect("seat");
-        sqlx::query("INSERT INTO bench_history VALUES ($1, $2)")
-            .bind(id)
-            .bind(n)
-            .execute(&mut *tx)
-            .await
-            .expect("history");
-        tx.commit().await.expect("commit");
-    }
-}
-
-/// Runs `op(task, i)` on `tasks` tasks for `secs`; returns operations per second.
-async fn rate<F, Fut>(tasks: usize, secs: f64, op: F) -> f64
-where
-    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    let op = Arc::new(op);
-    let done = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let deadline = start + Duration::from_secs_f64(secs);
-    let mut set = JoinSet::new();
-    for t in 0..tasks {
-        let (op, done) = (Arc::clone(&op), Arc::clone(&done));
-        set.spawn(async move {
-            let mut i = 0u64;
-            while Instant::now() < deadline {
-                op(t, i).await;
-                i += 1;
-            }
-            done.fetch_add(i, Ordering::Relaxed);
-        });
-    }
-    set.join_all().await;
-    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
-}
 
 fn seat(n: usize) -> SeatNo {
     SeatNo::new(n as i64).expect("seat")
@@ -240,16 +100,19 @@ struct Row {
     pay: f64,
 }
 
-async fn bench<S: Store + Raw + Clone>(name: &str, store: S, secs: f64) -> Vec<Row> {
-    store.setup().await;
+async fn bench<S: Store + Clone>(name: &str, store: S, raw: RawDb, secs: f64) -> Vec<Row> {
+    raw.setup().await;
     let mut rows = Vec::new();
     let mut day = 1;
     for &tasks in &LEVELS {
         // Raw single-row UPDATE: each task its own row.
-        let s = store.clone();
+        let r = raw.clone();
         let raw_update = rate(tasks, secs, move |t, _| {
-            let s = s.clone();
-            async move { s.update(t as i64).await }
+            let r = r.clone();
+            async move {
+                r.update(t as i64).await;
+                true
+            }
         })
         .await;
 
@@ -290,6 +153,7 @@ async fn bench<S: Store + Raw + Clone>(name: &str, store: S, secs: f64) -> Vec<R
                 })
                 .await
                 .expect("hold");
+                true
             }
         })
         .await;
@@ -317,6 +181,7 @@ async fn bench<S: Store + Raw + Clone>(name: &str, store: S, secs: f64) -> Vec<R
                 })
                 .await
                 .expect("hold");
+                true
             }
         })
         .await;
@@ -337,15 +202,19 @@ async fn bench<S: Store + Raw + Clone>(name: &str, store: S, secs: f64) -> Vec<R
                 })
                 .await
                 .expect("charge");
+                true
             }
         })
         .await;
 
         // Raw three-statement transaction.
-        let s = store.clone();
+        let r = raw.clone();
         let raw_three = rate(tasks, secs, move |t, i| {
-            let s = s.clone();
-            async move { s.three(t as i64, i as i64).await }
+            let r = r.clone();
+            async move {
+                r.three(t as i64, i as i64).await;
+                true
+            }
         })
         .await;
 
@@ -465,7 +334,8 @@ async fn main() {
         let store = SqliteStore::open_path(&dir.path().join("bench.db"), 8)
             .await
             .expect("sqlite");
-        let rows = bench("SQLite", store, secs).await;
+        let raw = RawDb::Sqlite(store.write_pool().clone());
+        let rows = bench("SQLite", store, raw, secs).await;
         print(
             "SQLite (WAL, synchronous=NORMAL, one writer connection)",
             &rows,
@@ -474,7 +344,8 @@ async fn main() {
     if backends.contains("postgres") {
         let db = booking_testkit::pg::database_on(booking_testkit::pg::durable_server_url()).await;
         let store = PgStore::open(&db.url, 64).await.expect("postgres");
-        let rows = bench("PostgreSQL", store.clone(), secs).await;
+        let raw = RawDb::Postgres(store.pool().clone());
+        let rows = bench("PostgreSQL", store.clone(), raw, secs).await;
         print("PostgreSQL 15 (fsync on, pool of 64)", &rows);
         store.close().await;
     }

@@ -13,6 +13,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod contract;
 pub mod pg;
 pub mod stress;

@@ -1,0 +1,398 @@
+//! HTTP load benchmark: queue-status polls/s, seat-map reads/s, holds/s and
+//! payments/s through the real router on loopback, on SQLite and on PostgreSQL,
+//! each beside a rate measured in the same run:
+//!
+//! - polls and seat-map reads beside a hello-world axum handler (same server stack,
+//!   same load generator, same number of connections);
+//! - holds beside a raw single-row `UPDATE`, payments beside a raw three-statement
+//!   transaction, on the same database (the store benchmark's raw rates).
+//!
+//! ```text
+//! cargo bench -p booking-http --bench http
+//! BOOKING_BENCH_SECS=5 BOOKING_BENCH_CONNS=64 BOOKING_BENCH_BACKENDS=sqlite cargo bench -p booking-http --bench http
+//! ```
+//!
+//! The load generator is a closed loop of `BOOKING_BENCH_CONNS` (default 32) tasks,
+//! each with a keep-alive connection, in the same process as the server: on a small
+//! machine both share the cores, the same way for every row, so compare ratios.
+//! PostgreSQL: `BOOKING_TEST_POSTGRES_URL` if set, else a throwaway local server with
+//! `fsync` on.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use booking_core::domain::{
+    AdmissionPolicy, Amount, ConcertId, ConcertName, NewSchedule, SeatCount, SeatNo, SeatPrices,
+    UserId,
+};
+use booking_core::{Booking, Clock, Config, SystemClock, TokenSigner};
+use booking_store::{AnyStore, PgStore, SqliteStore};
+use booking_testkit::bench::{RawDb, rate};
+use reqwest::{Client, StatusCode};
+use serde_json::json;
+
+type Engine = Arc<Booking<AnyStore, SystemClock>>;
+
+/// Seats per date of the hold pool (the most a date may have).
+const POOL_SEATS: usize = 1_000;
+
+struct Settings {
+    secs: f64,
+    conns: usize,
+}
+
+fn client(conns: usize) -> Client {
+    Client::builder()
+        .pool_max_idle_per_host(conns)
+        .build()
+        .expect("client")
+}
+
+async fn listen() -> (tokio::net::TcpListener, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    (listener, base)
+}
+
+/// GETs `url` (with `token`) in a closed loop; counts 200s per second.
+async fn get_rate(http: &Client, url: String, token: Option<String>, set: &Settings) -> f64 {
+    let (http, url, token) = (http.clone(), Arc::new(url), token.map(Arc::<str>::from));
+    rate(set.conns, set.secs, move |_, _| {
+        let (http, url, token) = (http.clone(), Arc::clone(&url), token.clone());
+        async move {
+            let mut req = http.get(url.as_str());
+            if let Some(t) = token {
+                req = req.bearer_auth(&*t);
+            }
+            match req.send().await {
+                Ok(r) => r.status() == StatusCode::OK && r.bytes().await.is_ok(),
+                Err(_) => false,
+            }
+        }
+    })
+    .await
+}
+
+/// The hello-world baseline: the same axum stack with one trivial handler.
+async fn hello_rate(http: &Client, set: &Settings) -> f64 {
+    let (listener, base) = listen().await;
+    let app = axum::Router::new().route("/", axum::routing::get(|| async { "hello, world" }));
+    let server = tokio::spawn(booking_http::serve(listener, app, std::future::pending()));
+    let r = get_rate(http, format!("{base}/"), None, set).await;
+    server.abort();
+    r
+}
+
+/// Issues, admits and shows up `n` users; returns their ids and tokens.
+async fn admitted(booking: &Engine, n: usize) -> Vec<(UserId, String)> {
+    let users: Vec<UserId> = (0..n).map(|_| UserId::random()).collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    for part in users.chunks(n.div_ceil(16).max(1)) {
+        let (b, part) = (Arc::clone(booking), part.to_vec());
+        tasks.spawn(async move {
+            let mut out = Vec::with_capacity(part.len());
+            for u in part {
+                out.push((u, b.issue_token(u).await.expect("issue").token));
+            }
+            out
+        });
+    }
+    let tokens: Vec<(UserId, String)> = tasks.join_all().await.into_iter().flatten().collect();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    booking.tick().await.expect("tick");
+    for (_, t) in &tokens {
+        booking.gate(t).await.expect("admitted");
+    }
+    tokens
+}
+
+/// A new concert with `dates` dates of `seats` seats at 100 each.
+async fn concert(
+    booking: &Engine,
+    name: &str,
+    dates: usize,
+    seats: usize,
+) -> (ConcertId, Vec<String>) {
+    let c = booking
+        .create_concert(ConcertName::new(name).expect("name"))
+        .await
+        .expect("concert");
+    let mut days = Vec::new();
+    for d in 0..dates {
+        let starts = SystemClock
+            .now()
+            .plus(Duration::from_secs(86_400 * (d as u64 + 1)));
+        let new = NewSchedule::new(
+            c.id,
+            starts,
+            SeatCount::new(seats as i64).expect("seats"),
+            SeatPrices::Uniform(Amount::new(100).expect("price")),
+        )
+        .expect("schedule");
+        days.push(
+            booking
+                .create_schedule(new)
+                .await
+                .expect("date")
+                .date()
+                .to_string(),
+        );
+    }
+    (c.id, days)
+}
+
+struct Row {
+    name: String,
+    hello: f64,
+    poll: f64,
+    seats: f64,
+    raw_update: f64,
+    hold: f64,
+    raw_three: f64,
+    pay: f64,
+}
+
+async fn bench(name: &str, booking: Engine, raw: RawDb, http: &Client, set: &Settings) -> Row {
+    raw.setup().await;
+    let p = AdmissionPolicy::rate(AdmissionPolicy::MAX_BATCH, Duration::from_millis(10))
+        .expect("policy");
+    booking.set_policy(p).await.expect("policy");
+    let (listener, base) = listen().await;
+    let app = booking_http::router(
+        Arc::clone(&booking),
+        booking_http::RouterOptions {
+            admin_key: None,
+            rate_limits: booking_http::limits::RateLimits::off(),
+        },
+    );
+    let server = tokio::spawn(booking_http::serve(listener, app, std::future::pending()));
+
+    // Reads: one admitted user's token, on every connection.
+    let reader = admitted(&booking, 1).await.remove(0).1;
+    let (map_concert, map_days) = concert(&booking, "Seat maps", 1, 50).await;
+    let hello = hello_rate(http, set).await;
+    let poll = get_rate(
+        http,
+        format!("{base}/v1/queue/status"),
+        Some(reader.clone()),
+        set,
+    )
+    .await;
+    let seats_url = format!(
+        "{base}/v1/concerts/{}/dates/{}/seats",
+        map_concert.get(),
+        map_days[0]
+    );
+    let seats = get_rate(http, seats_url, Some(reader), set).await;
+
+    // Holds: every hold takes the next untouched seat of a pool; each connection
+    // rotates through its own users, four holds each (the per-user cap).
+    let r = raw.clone();
+    let raw_update = rate(set.conns, set.secs, move |t, _| {
+        let r = r.clone();
+        async move {
+            r.update(t as i64 % 64).await;
+            true
+        }
+    })
+    .await;
+    let expected = (set.secs * 6_000.0) as usize;
+    let (pool_concert, pool_days) =
+        concert(&booking, "Holds", expected.div_ceil(POOL_SEATS), POOL_SEATS).await;
+    let per_conn = 2 * expected.div_ceil(4 * set.conns) + 1;
+    let holders = Arc::new(admitted(&booking, per_conn * set.conns).await);
+    let next = Arc::new(AtomicUsize::new(0));
+    let (h, b) = (http.clone(), Arc::new(base.clone()));
+    let pool_days = Arc::new(pool_days);
+    let hold = rate(set.conns, set.secs, move |t, i| {
+        let (h, b, holders, next, days) = (
+            h.clone(),
+            Arc::clone(&b),
+            Arc::clone(&holders),
+            Arc::clone(&next),
+            Arc::clone(&pool_days),
+        );
+        async move {
+            let k = next.fetch_add(1, Ordering::Relaxed);
+            if k >= days.len() * POOL_SEATS {
+                return false;
+            }
+            let user = &holders[(t * per_conn + i as usize / 4) % holders.len()].1;
+            let body = json!({
+                "concert_id": pool_concert.get(),
+                "date": days[k / POOL_SEATS],
+                "seat": k % POOL_SEATS + 1,
+            });
+            let resp = h
+                .post(format!("{b}/v1/reservations"))
+                .bearer_auth(user)
+                .json(&body)
+                .send()
+                .await;
+            matches!(resp, Ok(r) if r.status() == StatusCode::CREATED)
+        }
+    })
+    .await;
+
+    // Payments: users with a hold and a balance each, paid over HTTP as fast as the
+    // connections go until the deadline or the work runs out.
+    let r = raw.clone();
+    let raw_three = rate(set.conns, set.secs, move |t, i| {
+        let r = r.clone();
+        async move {
+            r.three(t as i64 % 64, i as i64).await;
+            true
+        }
+    })
+    .await;
+    let payers_n = (set.secs * 2_500.0) as usize;
+    let (pay_concert, pay_days) = concert(
+        &booking,
+        "Payments",
+        payers_n.div_ceil(POOL_SEATS),
+        POOL_SEATS,
+    )
+    .await;
+    let payers = admitted(&booking, payers_n).await;
+    let mut work = Vec::with_capacity(payers_n);
+    for (k, (user, token)) in payers.into_iter().enumerate() {
+        let who = booking.gate(&token).await.expect("gate");
+        let sched = booking
+            .schedule_on(pay_concert, pay_days[k / POOL_SEATS].parse().expect("date"))
+            .await
+            .expect("date");
+        let seat = SeatNo::new((k % POOL_SEATS + 1) as i64).expect("seat");
+        let held = booking.hold(&who, sched.id, seat).await.expect("hold");
+        booking
+            .charge(user, Amount::new(100).expect("amount"), None)
+            .await
+            .expect("charge");
+        work.push((token, held.id.to_string()));
+    }
+    let work = Arc::new(work);
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(set.secs);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..set.conns {
+        let (h, b, work, next) = (
+            http.clone(),
+            base.clone(),
+            Arc::clone(&work),
+            Arc::clone(&next),
+        );
+        tasks.spawn(async move {
+            let mut ok = 0usize;
+            while Instant::now() < deadline {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                let Some((token, id)) = work.get(k) else {
+                    break;
+                };
+                let resp = h
+                    .post(format!("{b}/v1/payments"))
+                    .bearer_auth(token)
+                    .json(&json!({ "reservation_id": id }))
+                    .send()
+                    .await;
+                ok += usize::from(matches!(resp, Ok(r) if r.status() == StatusCode::CREATED));
+            }
+            ok
+        });
+    }
+    let paid: usize = tasks.join_all().await.into_iter().sum();
+    let pay = paid as f64 / start.elapsed().as_secs_f64();
+    server.abort();
+    Row {
+        name: name.into(),
+        hello,
+        poll,
+        seats,
+        raw_update,
+        hold,
+        raw_three,
+        pay,
+    }
+}
+
+fn print(rows: &[Row]) {
+    println!(
+        "| backend | hello/s | polls/s | polls/hello | seat maps/s | maps/hello | raw UPDATE/s | holds/s | holds/raw | raw 3-stmt/s | payments/s | pay/raw3 |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in rows {
+        println!(
+            "| {} | {:.0} | {:.0} | {:.0}% | {:.0} | {:.0}% | {:.0} | {:.0} | {:.0}% | {:.0} | {:.0} | {:.0}% |",
+            r.name,
+            r.hello,
+            r.poll,
+            100.0 * r.poll / r.hello,
+            r.seats,
+            100.0 * r.seats / r.hello,
+            r.raw_update,
+            r.hold,
+            100.0 * r.hold / r.raw_update,
+            r.raw_three,
+            r.pay,
+            100.0 * r.pay / r.raw_three,
+        );
+    }
+}
+
+fn engine(store: AnyStore) -> Engine {
+    let signer = TokenSigner::new(b"benchmark secret of at least 32 bytes!").expect("signer");
+    let config = Config {
+        max_waiting: 10_000_000,
+        ..Config::default()
+    };
+    Arc::new(Booking::new(store, SystemClock, signer, config).expect("engine"))
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let env = |k: &str| std::env::var(k).ok();
+    let set = Settings {
+        secs: env("BOOKING_BENCH_SECS")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(3.0),
+        conns: env("BOOKING_BENCH_CONNS")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(32),
+    };
+    let backends = env("BOOKING_BENCH_BACKENDS").unwrap_or_else(|| "sqlite,postgres".into());
+    println!(
+        "# booking-http benchmark ({} s per measurement, {} connections, {} cores)",
+        set.secs,
+        set.conns,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    let http = client(set.conns);
+    let mut rows = Vec::new();
+    if backends.contains("sqlite") {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = SqliteStore::open_path(&dir.path().join("bench.db"), 8)
+            .await
+            .expect("sqlite");
+        let raw = RawDb::Sqlite(store.write_pool().clone());
+        rows.push(bench("SQLite", engine(AnyStore::Sqlite(store)), raw, &http, &set).await);
+    }
+    if backends.contains("postgres") {
+        let db = booking_testkit::pg::database_on(booking_testkit::pg::durable_server_url()).await;
+        let store = PgStore::open(&db.url, 64).await.expect("postgres");
+        let raw = RawDb::Postgres(store.pool().clone());
+        rows.push(
+            bench(
+                "PostgreSQL",
+                engine(AnyStore::Postgres(store.clone())),
+                raw,
+                &http,
+                &set,
+            )
+            .await,
+        );
+        store.close().await;
+    }
+    print(&rows);
+}

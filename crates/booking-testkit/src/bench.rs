@@ -1,0 +1,168 @@
+//! What the benchmarks share: raw SQL rates on the database under test, measured in
+//! the same run as the engine's rates so that their ratio means something, and a
+//! closed-loop rate meter.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use sqlx::{PgPool, SqlitePool};
+use tokio::task::JoinSet;
+
+/// Raw statements on one database, beside the engine's own tables.
+#[derive(Debug, Clone)]
+pub enum RawDb {
+    /// An SQLite database, through its writer pool.
+    Sqlite(SqlitePool),
+    /// A PostgreSQL database.
+    Postgres(PgPool),
+}
+
+impl RawDb {
+    /// Creates the raw tables: 64 rows and 64 wallets.
+    ///
+    /// # Panics
+    /// On any database error (this is benchmark code).
+    pub async fn setup(&self) {
+        match self {
+            RawDb::Sqlite(pool) => {
+                for sql in [
+                    "CREATE TABLE IF NOT EXISTS bench_rows (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)",
+                    "CREATE TABLE IF NOT EXISTS bench_wallets (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL)",
+                    "CREATE TABLE IF NOT EXISTS bench_history (id INTEGER, n INTEGER)",
+                ] {
+                    sqlx::query(sql).execute(pool).await.expect("setup");
+                }
+                for id in 0..64i64 {
+                    sqlx::query("INSERT OR IGNORE INTO bench_rows VALUES (?, 0)")
+                        .bind(id)
+                        .execute(pool)
+                        .await
+                        .expect("row");
+                    sqlx::query("INSERT OR IGNORE INTO bench_wallets VALUES (?, 1000000000)")
+                        .bind(id)
+                        .execute(pool)
+                        .await
+                        .expect("wallet");
+                }
+            }
+            RawDb::Postgres(pool) => {
+                for sql in [
+                    "CREATE TABLE IF NOT EXISTS bench_rows (id BIGINT PRIMARY KEY, n BIGINT NOT NULL)",
+                    "CREATE TABLE IF NOT EXISTS bench_wallets (id BIGINT PRIMARY KEY, balance BIGINT NOT NULL)",
+                    "CREATE TABLE IF NOT EXISTS bench_history (id BIGINT, n BIGINT)",
+                    "INSERT INTO bench_rows SELECT g, 0 FROM generate_series(0, 63) g ON CONFLICT DO NOTHING",
+                    "INSERT INTO bench_wallets SELECT g, 1000000000 FROM generate_series(0, 63) g
+                     ON CONFLICT DO NOTHING",
+                ] {
+                    sqlx::query(sql).execute(pool).await.expect("setup");
+                }
+            }
+        }
+    }
+
+    /// One durable single-row `UPDATE` of row `id` (0..64).
+    ///
+    /// # Panics
+    /// On any database error.
+    pub async fn update(&self, id: i64) {
+        match self {
+            RawDb::Sqlite(pool) => {
+                sqlx::query("UPDATE bench_rows SET n = n + 1 WHERE id = ?")
+                    .bind(id)
+                    .execute(pool)
+                    .await
+                    .expect("update");
+            }
+            RawDb::Postgres(pool) => {
+                sqlx::query("UPDATE bench_rows SET n = n + 1 WHERE id = $1")
+                    .bind(id)
+                    .execute(pool)
+                    .await
+                    .expect("update");
+            }
+        }
+    }
+
+    /// One transaction of three statements, a payment's bare bones: a conditional
+    /// debit, a row update and an insert.
+    ///
+    /// # Panics
+    /// On any database error.
+    pub async fn three(&self, id: i64, n: i64) {
+        match self {
+            RawDb::Sqlite(pool) => {
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.expect("begin");
+                sqlx::query(
+                    "UPDATE bench_wallets SET balance = balance - 1 WHERE id = ? AND balance >= 1",
+                )
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .expect("debit");
+                sqlx::query("UPDATE bench_rows SET n = n + 1 WHERE id = ?")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .expect("seat");
+                sqlx::query("INSERT INTO bench_history VALUES (?, ?)")
+                    .bind(id)
+                    .bind(n)
+                    .execute(&mut *tx)
+                    .await
+                    .expect("history");
+                tx.commit().await.expect("commit");
+            }
+            RawDb::Postgres(pool) => {
+                let mut tx = pool.begin().await.expect("begin");
+                sqlx::query(
+                    "UPDATE bench_wallets SET balance = balance - 1 WHERE id = $1 AND balance >= 1",
+                )
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .expect("debit");
+                sqlx::query("UPDATE bench_rows SET n = n + 1 WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .expect("seat");
+                sqlx::query("INSERT INTO bench_history VALUES ($1, $2)")
+                    .bind(id)
+                    .bind(n)
+                    .execute(&mut *tx)
+                    .await
+                    .expect("history");
+                tx.commit().await.expect("commit");
+            }
+        }
+    }
+}
+
+/// Runs `op(task, i)` in a closed loop on `tasks` tasks for `secs` seconds; returns
+/// operations per second. An operation that returns `false` is not counted (it was
+/// refused or failed).
+pub async fn rate<F, Fut>(tasks: usize, secs: f64, op: F) -> f64
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = bool> + Send,
+{
+    let op = Arc::new(op);
+    let done = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(secs);
+    let mut set = JoinSet::new();
+    for t in 0..tasks {
+        let (op, done) = (Arc::clone(&op), Arc::clone(&done));
+        set.spawn(async move {
+            let (mut i, mut ok) = (0u64, 0u64);
+            while Instant::now() < deadline {
+                ok += u64::from(op(t, i).await);
+                i += 1;
+            }
+            done.fetch_add(ok, Ordering::Relaxed);
+        });
+    }
+    set.join_all().await;
+    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
