@@ -53,8 +53,14 @@ impl<S: Store, C: Clock> Booking<S, C> {
                 None => Err(CatalogError::UnknownConcert),
             };
         }
+        if let Some(s) = self.cached_schedule(concert, date) {
+            return Ok(s);
+        }
         match self.store.schedule_on(concert, date).await? {
-            Some(s) => Ok(s),
+            Some(s) => {
+                self.remember_schedule(s);
+                Ok(s)
+            }
             None if self.store.concert(concert).await?.is_none() => {
                 Err(CatalogError::UnknownConcert)
             }
@@ -75,5 +81,18 @@ impl<S: Store, C: Clock> Booking<S, C> {
         let schedule = self.schedule_on(concert, date).await?;
         let seats = self.store.seats(schedule.id, self.now()).await?;
         Ok((schedule, seats))
+    }
+
+    fn cached_schedule(&self, concert: ConcertId, date: NaiveDate) -> Option<Schedule> {
+        let cache = self.schedules.lock().unwrap_or_else(|p| p.into_inner());
+        cache.get(&(concert, date)).copied()
+    }
+
+    fn remember_schedule(&self, s: Schedule) {
+        let mut cache = self.schedules.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= super::SCHEDULE_CACHE {
+            cache.clear();
+        }
+        cache.insert((s.concert, s.date()), s);
     }
 }

@@ -1,8 +1,9 @@
 //! The services: every rule of the waiting room, holds, wallet and payment.
 //!
 //! [`Booking`] is generic over its storage ([`Store`]) and its [`Clock`]. It keeps no
-//! state of its own but a short-lived cache of the queue counters, so any number of
-//! `Booking` values (in one process or in many) can share one store.
+//! state of its own but a short-lived cache of the queue counters and a cache of
+//! schedules (which never change once created), so any number of `Booking` values
+//! (in one process or in many) can share one store.
 
 mod admin;
 mod catalog;
@@ -11,11 +12,14 @@ mod payment;
 mod queue;
 mod wallet;
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use chrono::NaiveDate;
+
 use crate::clock::Clock;
-use crate::domain::{Amount, Money, QueueCounters, Timestamp};
+use crate::domain::{Amount, ConcertId, Money, QueueCounters, Schedule, Timestamp};
 use crate::ports::Store;
 use crate::token::TokenSigner;
 
@@ -128,7 +132,13 @@ pub struct Booking<S, C> {
     signer: TokenSigner,
     config: Config,
     counters_cache: Mutex<Option<(Timestamp, QueueCounters)>>,
+    /// Schedules found by (concert, date). A schedule is never changed or removed
+    /// once created, so an entry never goes stale; the map is emptied when full.
+    schedules: Mutex<HashMap<(ConcertId, NaiveDate), Schedule>>,
 }
+
+/// How many schedules [`Booking`] remembers before it starts over.
+const SCHEDULE_CACHE: usize = 10_000;
 
 impl<S: Store, C: Clock> Booking<S, C> {
     /// A booking engine over `store`, reading time from `clock` and signing queue
@@ -149,6 +159,7 @@ impl<S: Store, C: Clock> Booking<S, C> {
             signer,
             config,
             counters_cache: Mutex::new(None),
+            schedules: Mutex::new(HashMap::new()),
         })
     }
 
