@@ -315,8 +315,9 @@ pub struct TokenArg {
     /// Your queue token (from `booking token take`).
     #[arg(long, env = "BOOKING_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// A file holding your queue token (`booking token take --save FILE`).
-    #[arg(long, env = "BOOKING_TOKEN_FILE", conflicts_with = "token")]
+    /// A file holding your queue token (`booking token take --save FILE`); --token
+    /// wins when both are given.
+    #[arg(long, env = "BOOKING_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
 }
 

@@ -68,8 +68,11 @@ pub fn clock_time(t: Timestamp) -> String {
     t.to_datetime().format("%H:%M:%S UTC").to_string()
 }
 
-/// A rough duration: `45 s`, `3 min`, `2 h 5 min`.
+/// A rough duration: `250 ms`, `45 s`, `3 min`, `2 h 5 min`.
 pub fn rough(d: std::time::Duration) -> String {
+    if d < std::time::Duration::from_secs(1) && d.subsec_millis() > 0 {
+        return format!("{} ms", d.subsec_millis());
+    }
     let s = d.as_secs_f64().ceil() as u64;
     match s {
         0..=89 => format!("{s} s"),
@@ -207,6 +210,7 @@ mod tests {
     #[test]
     fn rough_durations() {
         assert_eq!(rough(std::time::Duration::from_millis(1_200)), "2 s");
+        assert_eq!(rough(std::time::Duration::from_millis(250)), "250 ms");
         assert_eq!(rough(std::time::Duration::from_secs(600)), "10 min");
         assert_eq!(rough(std::time::Duration::from_secs(7_500)), "2 h 5 min");
     }
