@@ -16,7 +16,7 @@ pub enum Exit {
     Failure = 1,
     /// A usage error (clap's own) or a value out of range.
     BadInput = 2,
-    /// No such concert, date, reservation or queue place.
+    /// No such concert, date or reservation.
     NotFound = 3,
     /// The seat is taken, the date exists, the reservation is already paid or
     /// cancelled, an idempotency key was used for something else.
@@ -33,7 +33,7 @@ Exit codes:
   1  failure: the database cannot be opened or reached, or an internal error
   2  bad input: a usage error, or a value out of range (seat 51, a negative
      amount, a malformed URL, date or id)
-  3  not found: no such concert, date, reservation or queue place
+  3  not found: no such concert, date or reservation
   4  conflict: the seat is taken, the date exists, the reservation is already
      paid or cancelled, an idempotency key was used for another request
   5  refused: the queue token is invalid, not admitted yet, expired or ended;
