@@ -1,7 +1,7 @@
 //! User commands: a queue token, then dates, seats, holds, the wallet and payment,
 //! each through the same gate as the REST API.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
 use booking_core::domain::{Amount, IdempotencyKey, ReservationId, SeatNo, SeatState};
@@ -123,7 +123,8 @@ async fn wait(engine: &Engine, token: &str, a: &StatusArgs) -> CliResult<booking
                 if last_shown != Some(position) {
                     let line = describe(view.status);
                     if tty {
-                        eprint!("\r\x1b[2K{line}");
+                        // Rewrite the line in place.
+                        let _ = write!(std::io::stderr(), "\r\x1b[2K{line}");
                     } else {
                         note(&line);
                     }

@@ -1122,6 +1122,41 @@ async fn postgres_migrate_seed_and_a_user_flow() {
     assert_eq!(sales["total"]["seats_sold"], 1);
     assert_eq!(sales["total"]["revenue"], 12_000);
 
+    // Two servers on the database: a token from one works on the other, and the
+    // other CLI data is there. Without the secret, serve refuses to start.
+    let mut no_secret = Sandbox::new();
+    no_secret.set("DATABASE_URL", &db.url);
+    no_secret
+        .run(&["serve", "--bind", "127.0.0.1:0"])
+        .fails(BAD_INPUT, "needs the token secret");
+    let a = sb.serve(&[]);
+    let b = sb.serve(&[]);
+    assert!(
+        a.banner
+            .join("\n")
+            .contains("token secret: from --token-secret")
+    );
+    let (status, body) = http(
+        &a.addr,
+        "POST",
+        "/v1/queue/tokens",
+        &[],
+        Some(&format!("{{\"user_id\":\"{}\"}}", user())),
+    );
+    assert_eq!(status, 201, "{body}");
+    let t: Value = serde_json::from_str(&body).unwrap();
+    let bearer = format!("Bearer {}", t["token"].as_str().unwrap());
+    let (status, body) = http(
+        &b.addr,
+        "GET",
+        "/v1/queue/status",
+        &[("Authorization", &bearer)],
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(a.terminate(), OK);
+    assert_eq!(b.terminate(), OK);
+
     // A token signed with another secret is refused.
     let mut other = Sandbox::new();
     other.set("DATABASE_URL", &db.url);

@@ -88,17 +88,54 @@ impl Sandbox {
         c
     }
 
-    /// Runs `booking args...` to completion.
+    /// Runs `booking args...` to completion; a run that takes more than two
+    /// minutes is killed and fails the test, so a command that hangs cannot hang
+    /// the suite.
     pub fn run(&self, args: &[&str]) -> Run {
-        let out = self
+        let mut child = self
             .command(args)
             .stdin(Stdio::null())
-            .output()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .expect("run the booking binary");
+        let drain = |r: Option<Box<dyn Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                if let Some(mut r) = r {
+                    let _ = r.read_to_string(&mut text);
+                }
+                text
+            })
+        };
+        let stdout = drain(
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        );
+        let stderr = drain(
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        );
+        let started = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait for booking") {
+                break status;
+            }
+            if started.elapsed() > Duration::from_secs(120) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("booking {args:?} did not finish within two minutes");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
         Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            code: status.code().unwrap_or(-1),
+            stdout: stdout.join().expect("stdout"),
+            stderr: stderr.join().expect("stderr"),
         }
     }
 
