@@ -33,6 +33,15 @@ impl Default for StoreOptions {
     }
 }
 
+/// What [`AnyStore::schema_version`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaVersion {
+    /// The newest migration applied to the database (0 for none).
+    pub applied: i64,
+    /// The newest migration this build carries.
+    pub latest: i64,
+}
+
 /// A store of either backend. Clones share the pools.
 #[derive(Debug, Clone)]
 pub enum AnyStore {
@@ -107,6 +116,38 @@ impl AnyStore {
         tokio::time::timeout(timeout, ping)
             .await
             .map_err(|_| StoreError::Unavailable("the database did not answer in time".into()))?
+    }
+
+    /// The schema version: the newest migration applied to this database, and the
+    /// newest this build knows (they are equal once [`connect`] has returned).
+    ///
+    /// # Errors
+    /// Only storage failures.
+    pub async fn schema_version(&self) -> Result<SchemaVersion, StoreError> {
+        const SQL: &str = "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success";
+        let (applied, latest) = match self {
+            AnyStore::Sqlite(s) => {
+                let applied: i64 = sqlx::query_scalar(SQL)
+                    .fetch_one(s.read_pool())
+                    .await
+                    .map_err(crate::convert::sqlite_err)?;
+                (applied, sqlx::migrate!("../../migrations/sqlite"))
+            }
+            AnyStore::Postgres(s) => {
+                let applied: i64 = sqlx::query_scalar(SQL)
+                    .fetch_one(s.pool())
+                    .await
+                    .map_err(crate::convert::pg_err)?;
+                (applied, sqlx::migrate!("../../migrations/postgres"))
+            }
+        };
+        let latest = latest
+            .migrations
+            .iter()
+            .map(|m| m.version)
+            .max()
+            .unwrap_or(0);
+        Ok(SchemaVersion { applied, latest })
     }
 
     /// Closes the pools.

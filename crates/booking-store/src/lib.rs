@@ -11,7 +11,7 @@ mod convert;
 pub mod postgres;
 pub mod sqlite;
 
-pub use any::{AnyStore, Backend, StoreOptions, connect};
+pub use any::{AnyStore, Backend, SchemaVersion, StoreOptions, connect};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 

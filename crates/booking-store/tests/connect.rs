@@ -91,3 +91,39 @@ async fn an_unwritable_sqlite_path_is_reported() {
     .expect_err("no such directory");
     assert!(matches!(err, OpenError::Unreachable(_)), "{err:?}");
 }
+
+#[tokio::test]
+async fn the_schema_version_is_the_newest_migration_on_both_backends() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let url = format!("sqlite://{}", dir.path().join("v.db").display());
+    let sqlite = connect(&url, StoreOptions::default())
+        .await
+        .expect("connect");
+    let v = sqlite.schema_version().await.expect("schema version");
+    let newest = newest_migration("sqlite");
+    assert!(newest >= 2, "migrations/sqlite has at least 0001 and 0002");
+    assert_eq!((v.applied, v.latest), (newest, newest));
+    sqlite.close().await;
+
+    let db = booking_testkit::pg::fresh_database().await;
+    let pg = connect(&db.url, StoreOptions { max_connections: 2 })
+        .await
+        .expect("connect");
+    let v = pg.schema_version().await.expect("schema version");
+    let newest = newest_migration("postgres");
+    assert_eq!((v.applied, v.latest), (newest, newest));
+    pg.close().await;
+}
+
+/// The number in front of the newest file of `migrations/<backend>`.
+fn newest_migration(backend: &str) -> i64 {
+    let dir = format!("{}/../../migrations/{backend}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_dir(&dir)
+        .expect("migrations directory")
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.split('_').next()?.parse::<i64>().ok()
+        })
+        .max()
+        .expect("at least one migration")
+}

@@ -17,6 +17,17 @@ impl<S: Store, C: Clock> Booking<S, C> {
         Ok(self.store.concerts().await?)
     }
 
+    /// One concert by id.
+    ///
+    /// # Errors
+    /// [`CatalogError::UnknownConcert`].
+    pub async fn concert(&self, id: ConcertId) -> Result<Concert, CatalogError> {
+        self.store
+            .concert(id)
+            .await?
+            .ok_or(CatalogError::UnknownConcert)
+    }
+
     /// The dates of `concert` that can still be booked: the show has not started
     /// and at least one seat is free now. Earliest first, with seat counts.
     ///
@@ -94,5 +105,25 @@ impl<S: Store, C: Clock> Booking<S, C> {
             cache.clear();
         }
         cache.insert((s.concert, s.date()), s);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::domain::{ConcertId, ConcertName, Timestamp};
+    use crate::{Booking, CatalogError, Config, ManualClock, MemoryStore, TokenSigner};
+
+    #[tokio::test]
+    async fn a_concert_by_id_or_unknown_concert() {
+        let signer = TokenSigner::new(b"a secret of at least thirty-two bytes").unwrap();
+        let clock = ManualClock::new(Timestamp::from_millis(1_767_225_600_000));
+        let b = Booking::new(MemoryStore::new(), clock, signer, Config::default()).unwrap();
+        let made = b
+            .create_concert(ConcertName::new("Blue Night").unwrap())
+            .await
+            .unwrap();
+        assert_eq!(b.concert(made.id).await.unwrap(), made);
+        let other = ConcertId::new(made.id.get() + 1).unwrap();
+        assert_eq!(b.concert(other).await, Err(CatalogError::UnknownConcert));
     }
 }

@@ -1,0 +1,548 @@
+//! The command line: every command, flag and environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use booking_core::domain::AdmissionPolicy;
+use booking_http::limits::RateLimits;
+use clap::{Args, Parser, Subcommand};
+
+use crate::error::EXIT_CODES;
+
+/// The default database: a SQLite file in the current directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://booking.db";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "booking",
+    version,
+    about = "A concert-booking engine with a virtual waiting room.",
+    long_about = "A concert-booking engine with a virtual waiting room.\n\n\
+        `booking serve` runs the REST API. Every other command works directly \
+        against the database (SQLite by default, or PostgreSQL), so it needs no \
+        running server: operators set up concerts and watch the waiting room, users \
+        take a queue token and book with it.\n\n\
+        Read commands take --json for scripts. Commands that create something print \
+        its id on standard output and a sentence on standard error, so that \
+        `ID=$(booking ...)` captures the id.",
+    after_help = EXIT_CODES,
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What every command that opens the database shares.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Database and rules (every command)")]
+pub struct Global {
+    /// The database: sqlite://path/to/file.db (created on first use by serve,
+    /// migrate and seed) or postgres://user:password@host:port/database.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, global = true)]
+    pub database_url: String,
+
+    /// The secret that signs queue tokens, at least 32 bytes; the same for every
+    /// server instance and for the user commands. Without it, a SQLite database
+    /// keeps a generated one in a file beside it (<database>.secret, mode 0600);
+    /// PostgreSQL requires it.
+    #[arg(
+        long,
+        env = "BOOKING_TOKEN_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub token_secret: Option<String>,
+
+    /// How long a hold keeps its seat (e.g. 300s, 5m) [default: 300s].
+    #[arg(long, env = "BOOKING_HOLD_TTL", value_parser = parse_duration, global = true)]
+    pub hold_ttl: Option<Duration>,
+
+    /// How long an admitted user's session lasts after its first use [default: 600s].
+    #[arg(long, env = "BOOKING_SESSION_TTL", value_parser = parse_duration, global = true)]
+    pub session_ttl: Option<Duration>,
+
+    /// How long an admitted user has to show up before losing the place [default: 60s].
+    #[arg(long, env = "BOOKING_SHOW_UP_GRACE", value_parser = parse_duration, global = true)]
+    pub show_up_grace: Option<Duration>,
+
+    /// Live holds per user at most, 1 to 50 [default: 4].
+    #[arg(long, env = "BOOKING_MAX_HOLDS", global = true)]
+    pub max_holds: Option<u32>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the REST API, with the admission ticker and the hold sweeper.
+    Serve(ServeArgs),
+    /// Apply the migrations to the database and report the schema version.
+    Migrate(JsonFlag),
+    /// Create demo concerts with future dates, 50 seats each, with prices.
+    Seed(JsonFlag),
+
+    /// Admin: add, list and show concerts.
+    #[command(subcommand)]
+    Concert(ConcertCmd),
+    /// Admin: add and list the dates (schedules) of a concert.
+    #[command(subcommand)]
+    Schedule(ScheduleCmd),
+    /// Admin: the waiting room: its state, the admission policy, pause and resume.
+    #[command(subcommand)]
+    Queue(QueueCmd),
+    /// Admin: live holds, and sweeping expired holds and sessions.
+    #[command(subcommand)]
+    Holds(HoldsCmd),
+    /// Admin: the sales report of a concert, per date (sold, held, free, revenue).
+    Sales(SalesArgs),
+    /// Admin: a user's balance and ledger.
+    Wallet(WalletArgs),
+
+    /// User: take a queue token (or get back the one you have).
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// User: where your token stands (position and ETA); --wait until admitted.
+    Status(StatusArgs),
+    /// User: the bookable dates of a concert.
+    Dates(DatesArgs),
+    /// User: the seat map of a concert on a date.
+    Seats(SeatsArgs),
+    /// User: hold a seat for a few minutes.
+    Hold(HoldArgs),
+    /// User: cancel one of your holds.
+    Cancel(ReservationArgs),
+    /// User: your reservations (held, paid, cancelled, expired).
+    Reservations(UserRead),
+    /// User: top up your balance.
+    Charge(ChargeArgs),
+    /// User: your balance.
+    Balance(UserRead),
+    /// User: pay a hold from your balance; the seat is yours and the token ends.
+    Pay(PayArgs),
+}
+
+/// Just `--json`.
+#[derive(Debug, Args)]
+pub struct JsonFlag {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Where to listen (port 0 picks a free one).
+    #[arg(long, env = "BOOKING_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+
+    /// The key of the admin API (Authorization: Bearer <key>); generated and
+    /// printed when not given.
+    #[arg(long, env = "BOOKING_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<String>,
+
+    /// Set the admission policy at start, e.g. "batch=50,every=1s,max-active=500"
+    /// (batch: users admitted per tick; every: the tick interval; max-active: the
+    /// most users active at once). Stored in the database for every instance;
+    /// left as it is when not given (a new database starts with batch=50,
+    /// every=1s, max-active=500).
+    #[arg(long, env = "BOOKING_POLICY", value_parser = parse_policy)]
+    pub policy: Option<AdmissionPolicy>,
+
+    /// Requests per second from one IP address, 0 for no limit.
+    #[arg(long, env = "BOOKING_RATE_LIMIT_IP", default_value_t = RateLimits::default().per_ip_per_sec)]
+    pub rate_limit_ip: f64,
+
+    /// Requests per second with one queue token, 0 for no limit.
+    #[arg(long, env = "BOOKING_RATE_LIMIT_TOKEN", default_value_t = RateLimits::default().per_token_per_sec)]
+    pub rate_limit_token: f64,
+
+    /// Requests a client may send at once above its rate.
+    #[arg(long, env = "BOOKING_RATE_LIMIT_BURST", default_value_t = RateLimits::default().burst)]
+    pub rate_limit_burst: f64,
+
+    /// How often to try an admission tick (the policy decides when one is due).
+    #[arg(long, env = "BOOKING_TICK_EVERY", value_parser = parse_duration, default_value = "100ms")]
+    pub tick_every: Duration,
+
+    /// How often to record expired holds and sessions.
+    #[arg(long, env = "BOOKING_SWEEP_EVERY", value_parser = parse_duration, default_value = "10s")]
+    pub sweep_every: Duration,
+
+    /// How long status polls may use this instance's cached queue counters (0 to 10s).
+    #[arg(long, env = "BOOKING_COUNTERS_CACHE", value_parser = parse_duration, default_value = "100ms")]
+    pub counters_cache: Duration,
+
+    /// Database connections in the pool.
+    #[arg(long, env = "BOOKING_MAX_CONNECTIONS", default_value_t = 16)]
+    pub max_connections: u32,
+
+    /// Load the demo concerts if the database has no concert yet.
+    #[arg(long)]
+    pub demo: bool,
+
+    /// Log filter, e.g. "info" or "booking_http=debug,info" (logs go to standard error).
+    #[arg(long, env = "RUST_LOG", default_value = "info,tower_http=debug")]
+    pub log: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConcertCmd {
+    /// Create a concert; prints its id.
+    Add {
+        /// Its name.
+        name: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every concert.
+    List(JsonFlag),
+    /// One concert with all its dates (past ones too) and seat counts.
+    Show {
+        /// The concert's id.
+        concert: i64,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCmd {
+    /// Add a date to a concert; prints the schedule's id.
+    Add(ScheduleAddArgs),
+    /// Every date of a concert, past ones too, with seat counts.
+    List {
+        /// The concert's id.
+        concert: i64,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ScheduleAddArgs {
+    /// The concert's id.
+    pub concert: i64,
+    /// The date, YYYY-MM-DD (one per concert).
+    #[arg(long)]
+    pub date: String,
+    /// When the show starts on that date, HH:MM, UTC.
+    #[arg(long, default_value = "19:00")]
+    pub time: String,
+    /// How many seats (1 to 1000).
+    #[arg(long, default_value_t = 50, allow_negative_numbers = true)]
+    pub seats: i64,
+    /// One price for every seat, in minor units.
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        conflicts_with = "prices",
+        required_unless_present = "prices"
+    )]
+    pub price: Option<i64>,
+    /// Or one price per seat, seat 1 first, comma-separated.
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+    pub prices: Option<Vec<i64>>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueCmd {
+    /// Issued, serving counter, waiting and active users, policy, admission rate.
+    Show(JsonFlag),
+    /// Replace the admission policy (for every instance).
+    Policy(PolicyArgs),
+    /// Stop admitting anyone until `booking queue resume`.
+    Pause(JsonFlag),
+    /// Admit again.
+    Resume(JsonFlag),
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// Users admitted per tick at most ("amusement park").
+    #[arg(long)]
+    pub batch: Option<u32>,
+    /// Active users at most ("bank teller").
+    #[arg(long)]
+    pub max_active: Option<u32>,
+    /// The tick interval (10ms to 1h).
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub every: Duration,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HoldsCmd {
+    /// Holds live now, soonest expiry first.
+    List(JsonFlag),
+    /// Record expired holds and lapsed sessions (the server does it every few seconds).
+    Sweep(JsonFlag),
+}
+
+#[derive(Debug, Args)]
+pub struct SalesArgs {
+    /// The concert's id.
+    pub concert: i64,
+    /// Only this date, YYYY-MM-DD.
+    #[arg(long)]
+    pub date: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WalletArgs {
+    /// The user's UUID.
+    pub user: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The queue token of a user command.
+#[derive(Debug, Args)]
+pub struct TokenArg {
+    /// Your queue token (from `booking token take`).
+    #[arg(long, env = "BOOKING_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// A file holding your queue token (`booking token take --save FILE`); --token
+    /// wins when both are given.
+    #[arg(long, env = "BOOKING_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Take a place in the waiting room; prints the token. Asking again while the
+    /// place is live gives the same place back.
+    Take {
+        /// Your user id (a UUID).
+        #[arg(long)]
+        user: String,
+        /// Also write the token to this file (mode 0600), for --token-file.
+        #[arg(long)]
+        save: Option<PathBuf>,
+        /// Print JSON instead of the token.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub token: TokenArg,
+    /// Poll until admitted, showing the position; exit 5 if the token ends or the
+    /// timeout passes first.
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up after this long.
+    #[arg(long, value_parser = parse_duration, default_value = "10m")]
+    pub timeout: Duration,
+    /// With --wait: how often to poll.
+    #[arg(long, value_parser = parse_duration, default_value = "250ms")]
+    pub poll: Duration,
+    /// With --wait: only watch; leave the admission ticks to a running server.
+    /// Without it, the command also runs ticks itself while it waits (safe beside
+    /// any number of servers: a tick is a compare-and-set).
+    #[arg(long)]
+    pub no_tick: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DatesArgs {
+    /// The concert's id.
+    pub concert: i64,
+    #[command(flatten)]
+    pub token: TokenArg,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SeatsArgs {
+    /// The concert's id.
+    pub concert: i64,
+    /// The date, YYYY-MM-DD.
+    pub date: String,
+    #[command(flatten)]
+    pub token: TokenArg,
+    /// Print JSON instead of the seat map.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HoldArgs {
+    /// The concert's id.
+    pub concert: i64,
+    /// The date, YYYY-MM-DD.
+    pub date: String,
+    /// The seat number.
+    #[arg(allow_negative_numbers = true)]
+    pub seat: i64,
+    #[command(flatten)]
+    pub token: TokenArg,
+    /// Print JSON instead of the reservation id.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReservationArgs {
+    /// The reservation's id (printed by `booking hold`).
+    pub reservation: String,
+    #[command(flatten)]
+    pub token: TokenArg,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UserRead {
+    #[command(flatten)]
+    pub token: TokenArg,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ChargeArgs {
+    /// The amount, in minor units (at least 1).
+    #[arg(allow_negative_numbers = true)]
+    pub amount: i64,
+    /// An idempotency key: a retry with the same key adds nothing.
+    #[arg(long)]
+    pub key: Option<String>,
+    #[command(flatten)]
+    pub token: TokenArg,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PayArgs {
+    /// The held reservation's id.
+    pub reservation: String,
+    /// An idempotency key: a retry with the same key returns the first payment.
+    #[arg(long)]
+    pub key: Option<String>,
+    #[command(flatten)]
+    pub token: TokenArg,
+    /// Print JSON instead of the payment id.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parses `300`, `300s`, `250ms`, `5m`, `2h`, `1d` (a bare number is seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration such as 300s, 250ms, 5m or 1h"))?;
+    let ms_per = match unit.trim() {
+        "ms" => 1,
+        "" | "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        other => return Err(format!("unknown unit {other:?}: use ms, s, m, h or d")),
+    };
+    n.checked_mul(ms_per)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("{s:?} is too long"))
+}
+
+/// Parses an admission policy: `batch=N`, `max-active=N`, `every=DURATION`,
+/// comma-separated; at least one of batch and max-active; `every` defaults to 1s.
+pub fn parse_policy(s: &str) -> Result<AdmissionPolicy, String> {
+    let mut batch = None;
+    let mut max_active = None;
+    let mut every = Duration::from_secs(1);
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (key, value) = part
+            .split_once('=')
+            .ok_or_else(|| format!("{part:?}: write key=value (batch, every, max-active)"))?;
+        let number = |v: &str| {
+            v.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("{key}: {v:?} is not a whole number"))
+        };
+        match key.trim() {
+            "batch" => batch = Some(number(value)?),
+            "max-active" | "max_active" => max_active = Some(number(value)?),
+            "every" | "interval" => every = parse_duration(value)?,
+            other => {
+                return Err(format!(
+                    "unknown policy key {other:?}: use batch, every, max-active"
+                ));
+            }
+        }
+    }
+    AdmissionPolicy::new(every, batch, max_active).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("300"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("300s"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7_200)));
+        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
+        assert!(parse_duration("-5s").is_err());
+        assert!(parse_duration("5 years").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("99999999999999999999d").is_err());
+    }
+
+    #[test]
+    fn policies() {
+        let p = parse_policy("batch=10,every=500ms").unwrap();
+        assert_eq!(
+            (p.batch(), p.max_active(), p.interval()),
+            (Some(10), None, Duration::from_millis(500))
+        );
+        let p = parse_policy("max-active=100").unwrap();
+        assert_eq!(
+            (p.batch(), p.max_active(), p.interval()),
+            (None, Some(100), Duration::from_secs(1))
+        );
+        let p = parse_policy("batch=5, max-active=20, every=2s").unwrap();
+        assert_eq!((p.batch(), p.max_active()), (Some(5), Some(20)));
+        assert!(parse_policy("every=1s").is_err(), "batch or capacity");
+        assert!(parse_policy("batch=0").is_err());
+        assert!(parse_policy("batch=-1").is_err());
+        assert!(parse_policy("speed=3").is_err());
+        assert!(parse_policy("batch").is_err());
+    }
+}

@@ -1,0 +1,185 @@
+//! `booking serve`: the REST API, the admission ticker and the sweeper, until
+//! Ctrl-C or SIGTERM.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use booking_core::domain::UserId;
+use booking_http::limits::RateLimits;
+use booking_http::{BackgroundOptions, RouterOptions};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Global, ServeArgs};
+use crate::db::{self, Create, SecretSource, Tokens};
+use crate::error::{CliError, CliResult};
+use crate::out;
+use crate::seed;
+
+pub async fn run(global: &Global, args: &ServeArgs) -> CliResult<()> {
+    let filter = EnvFilter::try_new(&args.log)
+        .map_err(|e| CliError::bad_input(format!("--log {:?}: {e}", args.log)))?;
+    // A second subscriber (tests running several servers in one process) is not
+    // an error worth stopping for.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+
+    for (name, v) in [
+        ("--rate-limit-ip", args.rate_limit_ip),
+        ("--rate-limit-token", args.rate_limit_token),
+        ("--rate-limit-burst", args.rate_limit_burst),
+    ] {
+        if !v.is_finite() || v < 0.0 {
+            return Err(CliError::bad_input(format!(
+                "{name} must be 0 or more, got {v}"
+            )));
+        }
+    }
+    for (name, d) in [
+        ("--tick-every", args.tick_every),
+        ("--sweep-every", args.sweep_every),
+    ] {
+        if d.is_zero() {
+            return Err(CliError::bad_input(format!("{name} must be more than 0")));
+        }
+    }
+
+    let mut config = db::config(global);
+    config.counters_cache = args.counters_cache;
+    let db = db::open(
+        global,
+        config,
+        Create::Yes,
+        Tokens::Needed,
+        args.max_connections.max(1),
+    )
+    .await?;
+    let engine = Arc::new(db.engine);
+    let version = engine.store().schema_version().await?;
+
+    if let Some(policy) = args.policy {
+        engine.set_policy(policy).await?;
+    }
+    let mut seeded = None;
+    if args.demo && engine.concerts().await?.is_empty() {
+        seeded = Some(seed::seed(&engine).await?);
+    }
+
+    let listener = TcpListener::bind(args.bind)
+        .await
+        .map_err(|e| CliError::failure(format!("cannot listen on {}: {e}", args.bind)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| CliError::failure(format!("cannot read the listening address: {e}")))?;
+    let (admin_key, key_generated) = match &args.admin_key {
+        Some(k) if k.trim().is_empty() => {
+            return Err(CliError::bad_input("--admin-key must not be empty"));
+        }
+        Some(k) => (k.clone(), false),
+        None => (db::random_hex(1), true),
+    };
+
+    let base = format!("http://{addr}");
+    let mut lines = vec![format!("listening on {base}")];
+    lines.push(format!(
+        "database: {} ({}schema version {})",
+        db.url,
+        if db.created { "created, " } else { "" },
+        version.applied
+    ));
+    if let Some(s) = &seeded {
+        lines.push(format!(
+            "demo data loaded: {} concerts (`booking concert list`)",
+            s.concerts.len()
+        ));
+    }
+    lines.push(match &db.secret {
+        SecretSource::Given => "token secret: from --token-secret / BOOKING_TOKEN_SECRET".into(),
+        SecretSource::File(p, true) => format!(
+            "token secret: generated and kept in {} (mode 0600); every instance and \
+             `booking` command on this database uses it",
+            p.display()
+        ),
+        SecretSource::File(p, false) => format!("token secret: from {}", p.display()),
+        SecretSource::Ephemeral => "token secret: random for this run (in-memory database)".into(),
+    });
+    lines.push(if key_generated {
+        format!(
+            "admin key: {admin_key} (generated for this run; set --admin-key or \
+             BOOKING_ADMIN_KEY to choose one)"
+        )
+    } else {
+        "admin key: from --admin-key / BOOKING_ADMIN_KEY".into()
+    });
+    lines.push("try:".into());
+    lines.push(format!(
+        "  curl -s -X POST {base}/v1/queue/tokens -H 'content-type: application/json' \
+         -d '{{\"user_id\":\"{}\"}}'",
+        UserId::random()
+    ));
+    lines.push("stop with Ctrl-C".into());
+    out::print(&lines.join("\n"))?;
+    tracing::info!(%addr, database = %db.url, "listening");
+
+    let options = RouterOptions {
+        admin_key: Some(admin_key),
+        rate_limits: RateLimits {
+            per_ip_per_sec: args.rate_limit_ip,
+            per_token_per_sec: args.rate_limit_token,
+            burst: args.rate_limit_burst,
+        },
+    };
+    let app = booking_http::router(Arc::clone(&engine), options);
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing the requests in flight");
+        let _ = stop_tx.send(true);
+    });
+    let background = tokio::spawn(booking_http::run_background(
+        Arc::clone(&engine),
+        BackgroundOptions {
+            tick_every: args.tick_every,
+            sweep_every: args.sweep_every,
+        },
+        stopped(stop_rx.clone()),
+    ));
+    let served = booking_http::serve(listener, app, stopped(stop_rx)).await;
+    let _ = background.await;
+    engine.store().close().await;
+    served.map_err(|e| CliError::failure(format!("the server failed: {e}")))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Ctrl-C, or SIGTERM on Unix.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
