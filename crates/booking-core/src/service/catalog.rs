@@ -4,9 +4,9 @@ use chrono::NaiveDate;
 
 use super::Booking;
 use crate::clock::Clock;
-use crate::domain::{Concert, ConcertId, Schedule, ScheduleSummary, Seat, Timestamp};
+use crate::domain::{Concert, ConcertId, Schedule, ScheduleId, ScheduleSummary, Seat, Timestamp};
 use crate::error::CatalogError;
-use crate::ports::Store;
+use crate::ports::{Store, StoreError};
 
 impl<S: Store, C: Clock> Booking<S, C> {
     /// Every concert.
@@ -96,34 +96,36 @@ impl<S: Store, C: Clock> Booking<S, C> {
 
     fn cached_schedule(&self, concert: ConcertId, date: NaiveDate) -> Option<Schedule> {
         let cache = self.schedules.lock().unwrap_or_else(|p| p.into_inner());
-        cache.get(&(concert, date)).copied()
+        let id = cache.by_date.get(&(concert, date))?;
+        cache.by_id.get(id).copied()
     }
 
     fn remember_schedule(&self, s: Schedule) {
         let mut cache = self.schedules.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= super::SCHEDULE_CACHE {
-            cache.clear();
+        if cache.by_id.len() >= super::SCHEDULE_CACHE {
+            cache.by_id.clear();
+            cache.by_date.clear();
         }
-        cache.insert((s.concert, s.date()), s);
+        cache.by_id.insert(s.id, s);
+        cache.by_date.insert((s.concert, s.date()), s.id);
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use crate::domain::{ConcertId, ConcertName, Timestamp};
-    use crate::{Booking, CatalogError, Config, ManualClock, MemoryStore, TokenSigner};
-
-    #[tokio::test]
-    async fn a_concert_by_id_or_unknown_concert() {
-        let signer = TokenSigner::new(b"a secret of at least thirty-two bytes").unwrap();
-        let clock = ManualClock::new(Timestamp::from_millis(1_767_225_600_000));
-        let b = Booking::new(MemoryStore::new(), clock, signer, Config::default()).unwrap();
-        let made = b
-            .create_concert(ConcertName::new("Blue Night").unwrap())
-            .await
-            .unwrap();
-        assert_eq!(b.concert(made.id).await.unwrap(), made);
-        let other = ConcertId::new(made.id.get() + 1).unwrap();
-        assert_eq!(b.concert(other).await, Err(CatalogError::UnknownConcert));
+    /// The schedule of `id`, from this instance's cache when it has seen it.
+    pub(crate) async fn schedule_by_id(
+        &self,
+        id: ScheduleId,
+    ) -> Result<Option<Schedule>, StoreError> {
+        let cached = {
+            let cache = self.schedules.lock().unwrap_or_else(|p| p.into_inner());
+            cache.by_id.get(&id).copied()
+        };
+        if let Some(s) = cached {
+            return Ok(Some(s));
+        }
+        let found = self.store.schedule(id).await?;
+        if let Some(s) = found {
+            self.remember_schedule(s);
+        }
+        Ok(found)
     }
 }

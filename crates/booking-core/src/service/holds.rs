@@ -26,8 +26,7 @@ impl<S: Store, C: Clock> Booking<S, C> {
     ) -> Result<Hold, HoldError> {
         let now = self.now();
         let sched = self
-            .store
-            .schedule(schedule)
+            .schedule_by_id(schedule)
             .await?
             .ok_or(HoldError::UnknownSchedule)?;
         if !sched.is_open_at(now) {

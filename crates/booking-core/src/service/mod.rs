@@ -19,7 +19,7 @@ use std::time::Duration;
 use chrono::NaiveDate;
 
 use crate::clock::Clock;
-use crate::domain::{Amount, ConcertId, Money, QueueCounters, Schedule, Timestamp};
+use crate::domain::{Amount, ConcertId, Money, QueueCounters, Schedule, ScheduleId, Timestamp};
 use crate::ports::Store;
 use crate::token::TokenSigner;
 
@@ -132,13 +132,20 @@ pub struct Booking<S, C> {
     signer: TokenSigner,
     config: Config,
     counters_cache: Mutex<Option<(Timestamp, QueueCounters)>>,
-    /// Schedules found by (concert, date). A schedule is never changed or removed
-    /// once created, so an entry never goes stale; the map is emptied when full.
-    schedules: Mutex<HashMap<(ConcertId, NaiveDate), Schedule>>,
+    /// Schedules found so far. A schedule is never changed or removed once
+    /// created, so an entry never goes stale; the cache is emptied when full.
+    schedules: Mutex<ScheduleCache>,
 }
 
 /// How many schedules [`Booking`] remembers before it starts over.
 const SCHEDULE_CACHE: usize = 10_000;
+
+/// Schedules by id, and their ids by (concert, date).
+#[derive(Default)]
+struct ScheduleCache {
+    by_id: HashMap<ScheduleId, Schedule>,
+    by_date: HashMap<(ConcertId, NaiveDate), ScheduleId>,
+}
 
 impl<S: Store, C: Clock> Booking<S, C> {
     /// A booking engine over `store`, reading time from `clock` and signing queue
@@ -159,7 +166,7 @@ impl<S: Store, C: Clock> Booking<S, C> {
             signer,
             config,
             counters_cache: Mutex::new(None),
-            schedules: Mutex::new(HashMap::new()),
+            schedules: Mutex::new(ScheduleCache::default()),
         })
     }
 
