@@ -162,7 +162,31 @@ struct SeatCell {
 
 struct DateMap {
     n_attempts: u64,
+    /// Attempts in the current second and the one before: (second, now, before).
+    recent: (u64, u64, u64),
     seats: Vec<SeatCell>,
+}
+
+impl DateMap {
+    fn attempt(&mut self, sec: u64) {
+        self.n_attempts += 1;
+        let (at, now, before) = self.recent;
+        self.recent = match sec.saturating_sub(at) {
+            0 => (at, now + 1, before),
+            1 => (sec, 1, now),
+            _ => (sec, 1, 0),
+        };
+    }
+
+    /// Attempts over the last two seconds as of `sec`.
+    fn recent_attempts(&self, sec: u64) -> u64 {
+        let (at, now, before) = self.recent;
+        match sec.saturating_sub(at) {
+            0 => now + before,
+            1 => now,
+            _ => 0,
+        }
+    }
 }
 
 /// Counts events into figures and the record.
@@ -251,7 +275,7 @@ impl Aggregator {
                     if let Some((schedule, _)) = seat
                         && let Some(d) = self.dates.get_mut(&schedule)
                     {
-                        d.n_attempts += 1;
+                        d.attempt(sec_i as u64);
                     }
                 }
             }
@@ -277,6 +301,7 @@ impl Aggregator {
                     schedule,
                     DateMap {
                         n_attempts: 0,
+                        recent: (0, 0, 0),
                         seats: vec![
                             SeatCell {
                                 sold: false,
@@ -380,10 +405,11 @@ impl Aggregator {
             totals.n_ops += s.n_ops;
         }
         let now_ms = crate::now_ms();
+        // The busiest date: the most hold attempts lately, then overall.
         let heat = self
             .dates
             .iter()
-            .max_by_key(|(id, d)| (d.n_attempts, -**id))
+            .max_by_key(|(id, d)| (d.recent_attempts(cur as u64), d.n_attempts, -**id))
             .map(|(id, d)| HeatMap {
                 schedule: *id,
                 n_attempts: d.n_attempts,
