@@ -75,11 +75,9 @@ impl Audit {
 pub struct AuditOptions {
     /// The active-user cap the run set, if any (else the database's is used).
     pub cap: Option<u32>,
-    /// How far apart the clocks that stamp admissions, holds and payments may be,
-    /// plus a request's time in flight (ms): the engine's clock tolerance. A
-    /// session ended by a payment counts as ended this long before its payment's
-    /// time, and a cancelled hold as released this long before its cancel was sent
-    /// (a write's time is read when its request starts).
+    /// How far apart the clocks that stamp admissions and payments may be, plus a
+    /// request's time in flight (ms): the engine's clock tolerance. A session
+    /// ended by a payment counts as ended this long before its payment's time.
     pub clock_tolerance_ms: i64,
     /// How stale a waiting-room answer may be (ms): the servers' counters cache.
     pub status_staleness_ms: i64,
@@ -158,7 +156,7 @@ pub fn audit(db: Option<&DbState>, rec: &Record, opts: &AuditOptions) -> Audit {
     match db {
         Some(db) => {
             checks.push(seats(db));
-            checks.push(told_seats(rec, opts));
+            checks.push(told_seats(rec));
             checks.push(balances(db));
             checks.push(payment_ledger(db));
             checks.push(acknowledged_money(db, rec));
@@ -175,7 +173,7 @@ pub fn audit(db: Option<&DbState>, rec: &Record, opts: &AuditOptions) -> Audit {
         None => {
             let why = "no database to read (give --database)";
             checks.push(Builder::new(ID_SEATS, "I1", T_SEATS).skipped(why));
-            checks.push(told_seats(rec, opts));
+            checks.push(told_seats(rec));
             checks.push(Builder::new(ID_BALANCES, "I2", T_BALANCES).skipped(why));
             checks.push(Builder::new(ID_LEDGER, "I2", T_LEDGER).skipped(why));
             checks.push(Builder::new(ID_ACK_MONEY, "I2", T_ACK_MONEY).skipped(why));
@@ -318,7 +316,7 @@ fn seats(db: &DbState) -> Check {
     b.done()
 }
 
-fn told_seats(rec: &Record, opts: &AuditOptions) -> Check {
+fn told_seats(rec: &Record) -> Check {
     let mut b = Builder::new(ID_TOLD_SEATS, "I1", T_TOLD_SEATS);
     let mut sold: HashMap<(i64, u16), Uuid> = HashMap::new();
     let paid_res: HashMap<Uuid, ()> = rec
@@ -342,39 +340,48 @@ fn told_seats(rec: &Record, opts: &AuditOptions) -> Check {
             });
         }
     }
-    let mut by_seat: HashMap<(i64, u16), Vec<_>> = HashMap::new();
-    for (user, h) in &rec.holds {
+    // Each hold was surely live from when its answer arrived until the earliest
+    // instant it may have ended: its lapse, or when its cancel was sent (a paid
+    // hold never ends). Two holds of one seat surely live at one instant are two
+    // owners. Only certain overlaps count: a hold's time is read when its request
+    // starts, and its write may come much later under load.
+    // Per seat: (user, surely live from, surely live until).
+    type Live = (Uuid, i64, i64);
+    let mut by_seat: HashMap<(i64, u16), Vec<Live>> = HashMap::new();
+    for (user, h, received) in &rec.holds {
+        let end = if paid_res.contains_key(&h.reservation) {
+            i64::MAX
+        } else {
+            rec.released_ms
+                .get(&h.reservation)
+                .copied()
+                .unwrap_or(i64::MAX)
+                .min(h.expires_at_ms)
+        };
         by_seat
             .entry((h.schedule, h.seat))
             .or_default()
-            .push((*user, *h));
+            .push((*user, *received, end));
     }
     for ((schedule, seat), mut holds) in by_seat {
-        holds.sort_by_key(|(_, h)| h.created_at_ms);
-        for w in holds.windows(2) {
-            let (u1, h1) = w[0];
-            let (u2, h2) = w[1];
+        holds.sort_by_key(|(_, start, _)| *start);
+        for (i, (u1, s1, e1)) in holds.iter().enumerate() {
             b.n_checked += 1;
-            // The earliest instant the first hold may have ended. Lazy expiry is
-            // exact (a hold's write compares the lapse with its own time), but a
-            // hold's time is read when its request starts: one that started just
-            // before a cancel was sent may be written just after it.
-            let end = if paid_res.contains_key(&h1.reservation) {
-                i64::MAX
-            } else {
-                rec.released_ms
-                    .get(&h1.reservation)
-                    .map_or(i64::MAX, |t| t - opts.clock_tolerance_ms)
-                    .min(h1.expires_at_ms)
-            };
-            if h2.created_at_ms < end {
-                b.violation(|| {
-                    format!(
-                        "date {schedule} seat {seat}: {} was told it holds the seat while {}'s hold was live",
-                        short(&u2),
-                        short(&u1)
-                    )
-                });
+            for (u2, s2, e2) in &holds[i + 1..] {
+                if s2 >= e1 {
+                    // Sorted by start: every later hold starts after this one ended.
+                    break;
+                }
+                if (*s1).max(*s2) < (*e1).min(*e2) {
+                    b.violation(|| {
+                        format!(
+                            "date {schedule} seat {seat}: {} and {} were both told they hold it at {}",
+                            short(u1),
+                            short(u2),
+                            (*s1).max(*s2)
+                        )
+                    });
+                }
             }
         }
     }
@@ -986,7 +993,8 @@ mod tests {
 
     #[test]
     fn two_users_told_they_hold_one_seat_at_once_are_caught() {
-        let hold = |n: u128, created: i64| {
+        // A hold taken at `created`, answered at `received`, lapsing 1 s later.
+        let hold = |n: u128, created: i64, received: i64| {
             (
                 uid(n),
                 crate::target::HoldAck {
@@ -997,23 +1005,38 @@ mod tests {
                     created_at_ms: created,
                     expires_at_ms: created + 1_000,
                 },
+                received,
             )
         };
         let opts = AuditOptions::default();
+        // The second hold is answered after the first lapsed: fine.
         let mut rec = Record {
-            holds: vec![hold(1, 0), hold(2, 1_000)],
+            holds: vec![hold(1, 0, 10), hold(2, 1_000, 1_010)],
             ..Record::default()
         };
-        // The second hold comes after the first lapsed: fine.
-
         assert!(audit(None, &rec, &opts).clean);
-        // Within the first one's life: two owners.
-        rec.holds = vec![hold(1, 0), hold(2, 999)];
+        // Answered while the first was live: two owners.
+        rec.holds = vec![hold(1, 0, 10), hold(2, 900, 950)];
         assert_eq!(audit(None, &rec, &opts).failed(), vec![ID_TOLD_SEATS]);
-        // Unless the first was cancelled before (allowing for the time in flight).
-        rec.released_ms.insert(uid(101), 100);
-        rec.holds = vec![hold(1, 0), hold(2, 500)];
+        // Unless the first one's cancel was sent before the second was answered.
+        rec.released_ms.insert(uid(101), 940);
         assert!(audit(None, &rec, &opts).clean);
+        // A paid hold never ends: a later hold answered any time is a violation.
+        rec.released_ms.clear();
+        rec.payments.push((
+            uid(1),
+            crate::target::PayAck {
+                payment: uid(300),
+                reservation: uid(101),
+                schedule: 1,
+                seat: 3,
+                amount: 10,
+                paid_at_ms: 500,
+                replayed: false,
+            },
+        ));
+        rec.holds = vec![hold(1, 0, 10), hold(2, 5_000, 5_010)];
+        assert_eq!(audit(None, &rec, &opts).failed(), vec![ID_TOLD_SEATS]);
     }
 
     #[test]

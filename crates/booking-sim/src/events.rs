@@ -170,12 +170,14 @@ pub enum Fact {
         /// When the answer arrived.
         received_at_ms: i64,
     },
-    /// A hold was acknowledged.
+    /// A hold was acknowledged; the answer arrived at `received_at_ms`.
     Held {
         /// The user.
         user: Uuid,
         /// What the answer said.
         ack: HoldAck,
+        /// When the answer arrived.
+        received_at_ms: i64,
     },
     /// A cancel of a hold, sent at `sent_at_ms`, was acknowledged (the seat was
     /// free again at some instant after `sent_at_ms`).

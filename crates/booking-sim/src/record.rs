@@ -18,8 +18,8 @@ pub struct Record {
     pub last_waiting_sent_ms: HashMap<u64, i64>,
     /// For each place, when the first answer "admitted" arrived.
     pub first_admitted_ms: HashMap<u64, i64>,
-    /// Every acknowledged hold, with its user.
-    pub holds: Vec<(Uuid, HoldAck)>,
+    /// Every acknowledged hold, with its user and when its answer arrived.
+    pub holds: Vec<(Uuid, HoldAck, i64)>,
     /// Holds whose cancel was acknowledged, and when the cancel was sent.
     pub released_ms: HashMap<Uuid, i64>,
     /// Holds their users walked away from.
@@ -63,7 +63,11 @@ impl Record {
                     .or_insert(*received_at_ms);
                 *e = (*e).min(*received_at_ms);
             }
-            Fact::Held { user, ack } => self.holds.push((*user, *ack)),
+            Fact::Held {
+                user,
+                ack,
+                received_at_ms,
+            } => self.holds.push((*user, *ack, *received_at_ms)),
             Fact::Released {
                 reservation,
                 sent_at_ms,

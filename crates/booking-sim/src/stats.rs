@@ -338,8 +338,8 @@ impl Aggregator {
                     .holds
                     .iter()
                     .rev()
-                    .find(|(_, h)| h.reservation == *reservation)
-                    .map(|(_, h)| *h);
+                    .find(|(_, h, _)| h.reservation == *reservation)
+                    .map(|(_, h, _)| *h);
                 if let Some(h) = hold
                     && let Some(cell) = self.cell(h.schedule, h.seat)
                 {
@@ -560,7 +560,14 @@ mod tests {
         let (h1, h2) = (hold(1), hold(2));
         let user = Uuid::new_v4();
         for h in [h1, h2] {
-            a.apply(Event::Fact(Fact::Held { user, ack: h }), t0);
+            a.apply(
+                Event::Fact(Fact::Held {
+                    user,
+                    ack: h,
+                    received_at_ms: 0,
+                }),
+                t0,
+            );
         }
         a.apply(
             Event::Fact(Fact::Released {

@@ -362,7 +362,11 @@ impl<T: Target> Ctx<T> {
             Ok(h) => h,
             Err(end) => return Ok(end),
         };
-        self.fact(Fact::Held { user, ack: hold });
+        self.fact(Fact::Held {
+            user,
+            ack: hold,
+            received_at_ms: now_ms(),
+        });
 
         // Walk away, cancel, or pay.
         self.think(rng).await?;
@@ -480,7 +484,11 @@ impl<T: Target> Ctx<T> {
                 }),
                 Err(OpError::Failed(_)) => {}
                 Ok(ack) => {
-                    self.fact(Fact::Held { user, ack });
+                    self.fact(Fact::Held {
+                        user,
+                        ack,
+                        received_at_ms: now_ms(),
+                    });
                     self.fact(Fact::Probed {
                         user,
                         wrongly: Some(format!("an ended token held seat {}", ack.seat)),
