@@ -37,6 +37,43 @@ struct SeatRow {
     hold: Option<(ReservationId, Timestamp)>,
 }
 
+/// Every row of a [`MemoryStore`] at one instant: see [`MemoryStore::snapshot`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemorySnapshot {
+    /// Every schedule, by id.
+    pub schedules: Vec<Schedule>,
+    /// Every seat's current claim, by schedule and number.
+    pub seats: Vec<SeatSnapshot>,
+    /// Every reservation with its stored state, oldest first.
+    pub reservations: Vec<Hold>,
+    /// Every queue entry, by sequence.
+    pub entries: Vec<QueueEntry>,
+    /// The queue counters.
+    pub counters: QueueCounters,
+    /// Every wallet's balance, by user.
+    pub balances: Vec<(UserId, Money)>,
+    /// Every ledger row, in write order.
+    pub ledger: Vec<LedgerEntry>,
+    /// Every payment, in write order.
+    pub payments: Vec<Payment>,
+}
+
+/// The stored claim on one seat, as a SQL backend's `seats` row holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeatSnapshot {
+    /// The schedule.
+    pub schedule: ScheduleId,
+    /// The seat number.
+    pub no: SeatNo,
+    /// Its price.
+    pub price: Amount,
+    /// Whether it is sold.
+    pub sold: bool,
+    /// The reservation that claims it and until when (possibly lapsed: expiry is
+    /// lazy).
+    pub hold: Option<(ReservationId, Timestamp)>,
+}
+
 #[derive(Debug, Default)]
 struct State {
     concerts: BTreeMap<ConcertId, Concert>,
@@ -65,6 +102,50 @@ impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A copy of every stored row, taken atomically (under the one lock), for
+    /// auditors and tests that check invariants against the stored state, as they
+    /// would read the tables of a SQL backend. Read-only: nothing in the snapshot
+    /// writes back. It copies the whole state, so it is meant for the end of a run,
+    /// not for a hot path.
+    pub fn snapshot(&self) -> MemorySnapshot {
+        let st = self.lock();
+        let mut seats: Vec<SeatSnapshot> = st
+            .seats
+            .iter()
+            .map(|((schedule, no), row)| SeatSnapshot {
+                schedule: *schedule,
+                no: *no,
+                price: row.price,
+                sold: row.sold,
+                hold: row.hold,
+            })
+            .collect();
+        seats.sort_by_key(|s| (s.schedule, s.no));
+        let mut reservations: Vec<Hold> = st.reservations.values().copied().collect();
+        reservations.sort_by_key(|h| (h.created_at, h.id));
+        let mut balances: Vec<(UserId, Money)> =
+            st.balances.iter().map(|(u, m)| (*u, *m)).collect();
+        balances.sort_by_key(|(u, _)| *u);
+        MemorySnapshot {
+            schedules: st.schedules.values().copied().collect(),
+            seats,
+            reservations,
+            entries: st.entries.clone(),
+            counters: st.counters.unwrap_or(QueueCounters {
+                last_seq: 0,
+                serving: 0,
+                version: 0,
+                last_tick_at: None,
+                paused: false,
+                policy: AdmissionPolicy::default(),
+                admit_rate_milli: 0,
+            }),
+            balances,
+            ledger: st.ledger.clone(),
+            payments: st.payments.clone(),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -673,5 +754,66 @@ impl PaymentRepo for MemoryStore {
             &st.payments,
             limit,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::domain::{ConcertName, SeatCount, SeatPrices};
+    use crate::{Booking, Clock, Config, ManualClock, TokenSigner};
+
+    #[tokio::test]
+    async fn a_snapshot_shows_every_row_of_a_sale() {
+        let clock = ManualClock::new(Timestamp::from_millis(1_767_225_600_000));
+        let signer = TokenSigner::new(b"a secret of at least thirty-two bytes").unwrap();
+        let store = MemoryStore::new();
+        let b = Booking::new(store.clone(), clock.clone(), signer, Config::default()).unwrap();
+        let concert = b
+            .create_concert(ConcertName::new("Snap").unwrap())
+            .await
+            .unwrap();
+        let starts = clock.now().plus(Duration::from_secs(86_400));
+        let price = Amount::new(700).unwrap();
+        let new = NewSchedule::new(
+            concert.id,
+            starts,
+            SeatCount::new(3).unwrap(),
+            SeatPrices::Uniform(price),
+        )
+        .unwrap();
+        let date = b.create_schedule(new).await.unwrap();
+        b.set_policy(AdmissionPolicy::rate(10, Duration::from_millis(10)).unwrap())
+            .await
+            .unwrap();
+        let user = UserId::random();
+        let issued = b.issue_token(user).await.unwrap();
+        clock.advance(Duration::from_secs(1));
+        b.tick().await.unwrap();
+        let who = b.gate(&issued.token).await.unwrap();
+        let hold = b
+            .hold(&who, date.id, SeatNo::new(2).unwrap())
+            .await
+            .unwrap();
+        b.charge(user, Amount::new(1_000).unwrap(), None)
+            .await
+            .unwrap();
+        let paid = b.pay(&issued.token, hold.id, None).await.unwrap();
+
+        let snap = store.snapshot();
+        assert_eq!(snap.schedules, vec![date]);
+        assert_eq!(snap.seats.len(), 3);
+        let sold: Vec<_> = snap.seats.iter().filter(|s| s.sold).collect();
+        assert_eq!((sold.len(), sold[0].no.get(), sold[0].hold), (1, 2, None));
+        assert_eq!(snap.reservations.len(), 1);
+        assert_eq!(snap.reservations[0].state, HoldState::Paid);
+        assert_eq!(snap.entries.len(), 1);
+        assert_eq!(snap.entries[0].state, EntryState::Done);
+        assert_eq!((snap.counters.last_seq, snap.counters.serving), (1, 1));
+        assert_eq!(snap.balances, vec![(user, Money::new(300).unwrap())]);
+        assert_eq!(snap.ledger.len(), 2);
+        assert_eq!(snap.payments, vec![paid.payment]);
     }
 }

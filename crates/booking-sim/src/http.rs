@@ -1,0 +1,601 @@
+//! The HTTP target: virtual users call one or several booking-http instances (all
+//! on one database), each user sticking to one instance, spread round-robin. The
+//! operator side (concert, dates, policy, queue counters) uses the admin API of the
+//! first instance.
+//!
+//! [`spawn_servers`] starts booking-http instances in this process, for
+//! `--spawn N`: each one has its own engine, connection pool and background tasks
+//! (admission ticker, sweeper), on a tokio runtime of its own so that their CPU time
+//! can be told apart from the simulator's.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use booking_core::domain::{AdmissionPolicy, Timestamp, UserId};
+use booking_core::{Booking, Config, SystemClock, TokenSigner};
+use booking_store::{StoreOptions, connect};
+use chrono::NaiveDate;
+use reqwest::{Client, RequestBuilder, StatusCode};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::target::{
+    ChargeAck, DateCreated, DateInfo, FailureKind, HoldAck, OpError, OpResult, PayAck, QueueSample,
+    QueueState, Refusal, SeatView, Target, Ticket,
+};
+
+/// How long one request may take before it counts as a timeout.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Virtual users calling booking-http over HTTP.
+pub struct HttpTarget {
+    client: Client,
+    bases: Vec<String>,
+    admin_key: String,
+}
+
+impl HttpTarget {
+    /// A target over the instances at `bases` (`http://host:port`, no trailing
+    /// slash needed), with the admin key they share.
+    ///
+    /// # Errors
+    /// When `bases` is empty or the HTTP client cannot be built.
+    pub fn new(bases: Vec<String>, admin_key: String) -> Result<Self, String> {
+        if bases.is_empty() {
+            return Err("give at least one base URL".into());
+        }
+        let client = Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let bases = bases
+            .into_iter()
+            .map(|b| b.trim_end_matches('/').to_owned())
+            .collect();
+        Ok(HttpTarget {
+            client,
+            bases,
+            admin_key,
+        })
+    }
+
+    /// The instances' base URLs.
+    pub fn bases(&self) -> &[String] {
+        &self.bases
+    }
+
+    fn url(&self, node: usize, path: &str) -> String {
+        format!("{}{}", self.bases[node % self.bases.len()], path)
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        req: RequestBuilder,
+        ok: &[StatusCode],
+    ) -> OpResult<T> {
+        let resp = req.send().await.map_err(transport)?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(transport)?;
+        if ok.contains(&status) {
+            return serde_json::from_slice(&body)
+                .map_err(|e| OpError::failed(FailureKind::Protocol, format!("{status}: {e}")));
+        }
+        Err(error_of(status, &body))
+    }
+
+    fn user_req(&self, method: reqwest::Method, t: &Ticket, path: &str) -> RequestBuilder {
+        self.client
+            .request(method, self.url(t.node, path))
+            .bearer_auth(&t.token)
+    }
+
+    fn admin_req(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
+        self.client
+            .request(method, self.url(0, path))
+            .bearer_auth(&self.admin_key)
+    }
+}
+
+fn transport(e: reqwest::Error) -> OpError {
+    if e.is_timeout() {
+        OpError::failed(FailureKind::Timeout, e.to_string())
+    } else {
+        OpError::failed(FailureKind::Transport, e.to_string())
+    }
+}
+
+/// The error an answer means: a refusal of the flow by its code, or a failure.
+fn error_of(status: StatusCode, body: &[u8]) -> OpError {
+    let code = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v["error"]["code"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    if let Some(r) = Refusal::from_code(&code) {
+        return OpError::Refused(r);
+    }
+    let kind = match status {
+        StatusCode::TOO_MANY_REQUESTS => FailureKind::RateLimited,
+        StatusCode::SERVICE_UNAVAILABLE => FailureKind::Unavailable,
+        s if s.is_server_error() => FailureKind::Internal,
+        _ => FailureKind::Unexpected,
+    };
+    let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+    OpError::failed(kind, format!("{status}: {text}"))
+}
+
+fn millis(rfc3339: &str) -> OpResult<i64> {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .map(|d| d.timestamp_millis())
+        .map_err(|e| OpError::failed(FailureKind::Protocol, format!("{rfc3339:?}: {e}")))
+}
+
+fn date(s: &str) -> OpResult<NaiveDate> {
+    s.parse()
+        .map_err(|e| OpError::failed(FailureKind::Protocol, format!("date {s:?}: {e}")))
+}
+
+fn uuid(s: &str) -> OpResult<Uuid> {
+    s.parse()
+        .map_err(|e| OpError::failed(FailureKind::Protocol, format!("{s:?}: {e}")))
+}
+
+#[derive(Deserialize)]
+struct QueueBody {
+    token: Option<String>,
+    seq: u64,
+    status: String,
+    position: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct DateBody {
+    date: String,
+    schedule_id: i64,
+    seats_free: u32,
+}
+
+#[derive(Deserialize)]
+struct SeatBody {
+    state: String,
+}
+
+#[derive(Deserialize)]
+struct SeatMapBody {
+    seats: Vec<SeatBody>,
+}
+
+#[derive(Deserialize)]
+struct ReservationBody {
+    reservation_id: String,
+    schedule_id: i64,
+    seat: u16,
+    price: i64,
+    created_at: String,
+    expires_at: String,
+}
+
+#[derive(Deserialize)]
+struct LedgerBody {
+    balance_after: i64,
+}
+
+#[derive(Deserialize)]
+struct PaymentBody {
+    payment_id: String,
+    reservation_id: String,
+    schedule_id: i64,
+    seat: u16,
+    amount: i64,
+    paid_at: String,
+}
+
+#[derive(Deserialize)]
+struct IdBody {
+    id: i64,
+}
+
+#[derive(Deserialize)]
+struct PolicyBody {
+    max_active: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct QueueStatsBody {
+    issued: u64,
+    serving: u64,
+    waiting: u64,
+    active: u64,
+    policy: PolicyBody,
+    admit_rate_per_sec: f64,
+}
+
+fn queue_state(b: &QueueBody) -> OpResult<QueueState> {
+    Ok(match b.status.as_str() {
+        "waiting" => QueueState::Waiting {
+            position: b.position.unwrap_or(0),
+        },
+        "active" => QueueState::Active,
+        "expired" => QueueState::Expired,
+        "done" => QueueState::Done,
+        other => {
+            return Err(OpError::failed(
+                FailureKind::Protocol,
+                format!("unknown queue status {other:?}"),
+            ));
+        }
+    })
+}
+
+const OK: &[StatusCode] = &[StatusCode::OK];
+const CREATED: &[StatusCode] = &[StatusCode::CREATED];
+const CREATED_OR_REPLAYED: &[StatusCode] = &[StatusCode::CREATED, StatusCode::OK];
+
+impl Target for HttpTarget {
+    async fn issue(&self, user: UserId, slot: usize) -> OpResult<Ticket> {
+        let node = slot % self.bases.len();
+        let req = self
+            .client
+            .post(self.url(node, "/v1/queue/tokens"))
+            .json(&json!({ "user_id": user.to_string() }));
+        let b: QueueBody = self.send(req, CREATED).await?;
+        let token = b
+            .token
+            .ok_or_else(|| OpError::failed(FailureKind::Protocol, "no token in the answer"))?;
+        Ok(Ticket {
+            token,
+            user,
+            seq: b.seq,
+            node,
+        })
+    }
+
+    async fn status(&self, t: &Ticket) -> OpResult<QueueState> {
+        let req = self.user_req(reqwest::Method::GET, t, "/v1/queue/status");
+        let b: QueueBody = self.send(req, OK).await?;
+        queue_state(&b)
+    }
+
+    async fn dates(&self, t: &Ticket, concert: i64) -> OpResult<Vec<DateInfo>> {
+        let path = format!("/v1/concerts/{concert}/dates");
+        let req = self.user_req(reqwest::Method::GET, t, &path);
+        let list: Vec<DateBody> = self.send(req, OK).await?;
+        list.into_iter()
+            .map(|d| {
+                Ok(DateInfo {
+                    date: date(&d.date)?,
+                    schedule: d.schedule_id,
+                    n_free: d.seats_free,
+                })
+            })
+            .collect()
+    }
+
+    async fn seats(&self, t: &Ticket, concert: i64, date: NaiveDate) -> OpResult<Vec<SeatView>> {
+        let path = format!("/v1/concerts/{concert}/dates/{date}/seats");
+        let req = self.user_req(reqwest::Method::GET, t, &path);
+        let map: SeatMapBody = self.send(req, OK).await?;
+        Ok(map
+            .seats
+            .iter()
+            .map(|s| match s.state.as_str() {
+                "free" => SeatView::Free,
+                "held" => SeatView::Held,
+                _ => SeatView::Sold,
+            })
+            .collect())
+    }
+
+    async fn hold(
+        &self,
+        t: &Ticket,
+        concert: i64,
+        date: NaiveDate,
+        seat: u16,
+    ) -> OpResult<HoldAck> {
+        let req = self
+            .user_req(reqwest::Method::POST, t, "/v1/reservations")
+            .json(&json!({ "concert_id": concert, "date": date.to_string(), "seat": seat }));
+        let r: ReservationBody = self.send(req, CREATED).await?;
+        Ok(HoldAck {
+            reservation: uuid(&r.reservation_id)?,
+            schedule: r.schedule_id,
+            seat: r.seat,
+            price: r.price,
+            created_at_ms: millis(&r.created_at)?,
+            expires_at_ms: millis(&r.expires_at)?,
+        })
+    }
+
+    async fn charge(&self, t: &Ticket, amount: i64, key: &str) -> OpResult<ChargeAck> {
+        let path = format!("/v1/users/{}/charges", t.user);
+        let req = self
+            .user_req(reqwest::Method::POST, t, &path)
+            .header("Idempotency-Key", key)
+            .json(&json!({ "amount": amount }));
+        let resp = req.send().await.map_err(transport)?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(transport)?;
+        if !CREATED_OR_REPLAYED.contains(&status) {
+            return Err(error_of(status, &body));
+        }
+        let l: LedgerBody = serde_json::from_slice(&body)
+            .map_err(|e| OpError::failed(FailureKind::Protocol, e.to_string()))?;
+        Ok(ChargeAck {
+            balance_after: l.balance_after,
+            replayed: status == StatusCode::OK,
+        })
+    }
+
+    async fn pay(&self, t: &Ticket, reservation: Uuid, key: &str) -> OpResult<PayAck> {
+        let req = self
+            .user_req(reqwest::Method::POST, t, "/v1/payments")
+            .header("Idempotency-Key", key)
+            .json(&json!({ "reservation_id": reservation.to_string() }));
+        let resp = req.send().await.map_err(transport)?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(transport)?;
+        if !CREATED_OR_REPLAYED.contains(&status) {
+            return Err(error_of(status, &body));
+        }
+        let p: PaymentBody = serde_json::from_slice(&body)
+            .map_err(|e| OpError::failed(FailureKind::Protocol, e.to_string()))?;
+        Ok(PayAck {
+            payment: uuid(&p.payment_id)?,
+            reservation: uuid(&p.reservation_id)?,
+            schedule: p.schedule_id,
+            seat: p.seat,
+            amount: p.amount,
+            paid_at_ms: millis(&p.paid_at)?,
+            replayed: status == StatusCode::OK,
+        })
+    }
+
+    async fn cancel(&self, t: &Ticket, reservation: Uuid) -> OpResult<()> {
+        let path = format!("/v1/reservations/{reservation}");
+        let req = self.user_req(reqwest::Method::DELETE, t, &path);
+        let _: Value = self.send(req, OK).await?;
+        Ok(())
+    }
+
+    async fn create_concert(&self, name: &str) -> OpResult<i64> {
+        let req = self
+            .admin_req(reqwest::Method::POST, "/v1/admin/concerts")
+            .json(&json!({ "name": name }));
+        let c: IdBody = self.send(req, CREATED).await?;
+        Ok(c.id)
+    }
+
+    async fn create_date(
+        &self,
+        concert: i64,
+        starts_at: Timestamp,
+        seats: u16,
+        price: i64,
+    ) -> OpResult<DateCreated> {
+        let path = format!("/v1/admin/concerts/{concert}/dates");
+        let req = self.admin_req(reqwest::Method::POST, &path).json(&json!({
+            "starts_at": starts_at.to_string(), "seats": seats, "price": price,
+        }));
+        let d: DateBody = self.send(req, CREATED).await?;
+        Ok(DateCreated {
+            date: date(&d.date)?,
+            schedule: d.schedule_id,
+        })
+    }
+
+    async fn set_policy(&self, policy: AdmissionPolicy) -> OpResult<()> {
+        let req = self
+            .admin_req(reqwest::Method::PUT, "/v1/admin/queue/policy")
+            .json(&json!({
+                "interval_ms": policy.interval().as_millis() as u64,
+                "batch": policy.batch(),
+                "max_active": policy.max_active(),
+            }));
+        let _: Value = self.send(req, OK).await?;
+        Ok(())
+    }
+
+    async fn queue_sample(&self) -> OpResult<QueueSample> {
+        let req = self.admin_req(reqwest::Method::GET, "/v1/admin/queue");
+        let q: QueueStatsBody = self.send(req, OK).await?;
+        Ok(QueueSample {
+            issued: q.issued,
+            serving: q.serving,
+            waiting: q.waiting,
+            active: q.active,
+            max_active: q.policy.max_active,
+            admit_rate_per_sec: q.admit_rate_per_sec,
+        })
+    }
+}
+
+/// booking-http instances started by the simulator, stopped when this is dropped
+/// (or by [`Servers::shutdown`]).
+pub struct Servers {
+    /// Their base URLs.
+    pub bases: Vec<String>,
+    /// The admin key they share.
+    pub admin_key: String,
+    runtime: Option<tokio::runtime::Runtime>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Servers {
+    /// Stops the servers and their background tasks, finishing requests in flight.
+    pub fn shutdown(mut self) {
+        self.stop_now();
+    }
+
+    fn stop_now(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(rt) = self.runtime.take() {
+            // Callers run inside another runtime, where blocking is not allowed;
+            // by now no virtual user has a request in flight.
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}
+
+/// The name of the threads that run spawned servers.
+pub const SERVER_THREAD_NAME: &str = "booking-server";
+
+/// Starts `n` booking-http instances on 127.0.0.1 (port 0 each), all on the
+/// database at `database_url`, each with its own pool and background tasks, with
+/// `config` and no rate limits. Their runtime has `threads` worker threads.
+///
+/// # Errors
+/// When the database cannot be opened or a port cannot be bound.
+pub async fn spawn_servers(
+    n: usize,
+    database_url: &str,
+    config: Config,
+    threads: usize,
+    pool_size: u32,
+) -> Result<Servers, String> {
+    if n == 0 {
+        return Err("--spawn needs at least one instance".into());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .thread_name(SERVER_THREAD_NAME)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the servers' runtime: {e}"))?;
+    let admin_key = format!("sim-admin-{}", Uuid::new_v4().simple());
+    // One secret for every instance, as in a real deployment.
+    let secret = format!("booking-sim secret {}", Uuid::new_v4().simple());
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let url = database_url.to_owned();
+    let key = admin_key.clone();
+    // The set-up runs on a thread of its own that blocks on the servers' runtime:
+    // the caller is inside another runtime, where blocking is not allowed.
+    let handle = runtime.handle().clone();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let setup = move || async move {
+        let mut bases = Vec::new();
+        for _ in 0..n {
+            let store = connect(
+                &url,
+                StoreOptions {
+                    max_connections: pool_size,
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            let signer = TokenSigner::new(secret.as_bytes()).map_err(|e| e.to_string())?;
+            let booking = Arc::new(
+                Booking::new(store, SystemClock, signer, config.clone())
+                    .map_err(|e| e.to_string())?,
+            );
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .map_err(|e| format!("cannot bind: {e}"))?;
+            let addr = listener.local_addr().map_err(|e| e.to_string())?;
+            let app = booking_http::router(
+                Arc::clone(&booking),
+                booking_http::RouterOptions {
+                    admin_key: Some(key.clone()),
+                    rate_limits: booking_http::limits::RateLimits::off(),
+                },
+            );
+            tokio::spawn(booking_http::serve(listener, app, stopped(stop_rx.clone())));
+            tokio::spawn(booking_http::run_background(
+                booking,
+                background_options(&config),
+                stopped(stop_rx.clone()),
+            ));
+            bases.push(format!("http://{addr}"));
+        }
+        Ok::<_, String>(bases)
+    };
+    std::thread::spawn(move || {
+        let _ = done_tx.send(handle.block_on(setup()));
+    });
+    let bases = match done_rx.await {
+        Ok(r) => r,
+        Err(_) => Err("the servers' set-up failed".into()),
+    };
+    let bases = match bases {
+        Ok(b) => b,
+        Err(e) => {
+            runtime.shutdown_background();
+            return Err(e);
+        }
+    };
+    Ok(Servers {
+        bases,
+        admin_key,
+        runtime: Some(runtime),
+        stop,
+    })
+}
+
+/// Resolves when `rx` turns true (or its sender is gone).
+pub async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// How often the admission ticker and the sweeper run beside a simulation: often
+/// enough that short policies and hold TTLs are honoured closely.
+pub fn background_options(_config: &Config) -> booking_http::BackgroundOptions {
+    booking_http::BackgroundOptions {
+        tick_every: Duration::from_millis(20),
+        sweep_every: Duration::from_secs(1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_map_to_refusals_or_failures() {
+        let body = br#"{"error":{"code":"seat_taken","message":"x"}}"#;
+        assert_eq!(
+            error_of(StatusCode::CONFLICT, body),
+            OpError::Refused(Refusal::SeatTaken)
+        );
+        let kind = |s: StatusCode, b: &[u8]| match error_of(s, b) {
+            OpError::Failed(f) => Some(f.kind),
+            OpError::Refused(_) => None,
+        };
+        assert_eq!(
+            kind(StatusCode::TOO_MANY_REQUESTS, b"{}"),
+            Some(FailureKind::RateLimited)
+        );
+        assert_eq!(
+            kind(
+                StatusCode::SERVICE_UNAVAILABLE,
+                br#"{"error":{"code":"unavailable"}}"#
+            ),
+            Some(FailureKind::Unavailable)
+        );
+        assert_eq!(
+            kind(StatusCode::INTERNAL_SERVER_ERROR, b"oops"),
+            Some(FailureKind::Internal)
+        );
+        assert_eq!(
+            kind(
+                StatusCode::BAD_REQUEST,
+                br#"{"error":{"code":"bad_request"}}"#
+            ),
+            Some(FailureKind::Unexpected)
+        );
+    }
+
+    #[test]
+    fn times_are_read_as_milliseconds() {
+        assert_eq!(millis("2026-01-01T00:00:00.123Z"), Ok(1_767_225_600_123));
+        assert!(millis("yesterday").is_err());
+    }
+}

@@ -1,0 +1,348 @@
+//! `booking-sim`: fires virtual users at booking and audits the result. See
+//! `booking-sim --help`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use booking_core::Config;
+use booking_core::domain::AdmissionPolicy;
+use booking_sim::plan::{Plan, parse_duration};
+use booking_sim::run::{SimConfig, TargetSpec, Ui, run};
+use booking_sim::user::Behaviour;
+use clap::Parser;
+
+/// Load simulator of booking: virtual users take a token, wait to be admitted,
+/// read dates and seat maps, race for popular seats, charge and pay (or abandon on
+/// the way), against booking-core in process or booking-http over HTTP. A
+/// dashboard shows the run; at the end an auditor checks invariants I1-I6 against
+/// the database and what every user was told.
+///
+/// Targets: nothing (the memory store, in process); --database URL (SQLite or
+/// PostgreSQL, in process); --url URL... --admin-key KEY (running booking-http
+/// instances; add --database to audit their database); --spawn N --database
+/// postgres://... (N booking-http instances started here on one database).
+///
+/// Exit status: 0 when the audit is clean, 2 when it found a violation (the seed
+/// that reproduces the run is printed), 1 when the run could not be done.
+#[derive(Debug, Parser)]
+#[command(name = "booking-sim", version, about, long_about)]
+struct Args {
+    /// Database: sqlite://path/to/file.db or postgres://user@host:port/db. In
+    /// process without --url/--spawn; the servers' database with --spawn; the
+    /// database to audit with --url.
+    #[arg(long, value_name = "URL", help_heading = "Target")]
+    database: Option<String>,
+
+    /// Base URL of a running booking-http instance (repeat, or separate with
+    /// commas, for several on one database; users are spread across them).
+    #[arg(
+        long = "url",
+        value_name = "URL",
+        value_delimiter = ',',
+        help_heading = "Target"
+    )]
+    urls: Vec<String>,
+
+    /// The admin key of the --url instances (creates the concert, sets the policy,
+    /// reads the queue counters).
+    #[arg(
+        long,
+        env = "BOOKING_ADMIN_KEY",
+        value_name = "KEY",
+        help_heading = "Target"
+    )]
+    admin_key: Option<String>,
+
+    /// Start N booking-http instances in this process on --database (PostgreSQL
+    /// for more than one) and spread users across them.
+    #[arg(long, value_name = "N", help_heading = "Target")]
+    spawn: Option<usize>,
+
+    /// Virtual users at once (with --duration and --ramp; see --plan).
+    #[arg(long, default_value_t = 2_000, help_heading = "Load")]
+    users: u32,
+
+    /// How long the run lasts.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, help_heading = "Load")]
+    duration: Duration,
+
+    /// How long it takes to reach --users.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, help_heading = "Load")]
+    ramp: Duration,
+
+    /// A load plan instead of --users/--duration/--ramp: USERS,DURATION steps,
+    /// each ramping linearly from the previous one, e.g. "500,30s;2000,1m;0,10s".
+    #[arg(long, value_name = "PLAN", help_heading = "Load")]
+    plan: Option<Plan>,
+
+    /// Seed of every user's choices (printed; the same seed makes the same
+    /// choices). Default: from the clock.
+    #[arg(long, help_heading = "Load")]
+    seed: Option<u64>,
+
+    /// Think time between two steps, MIN..MAX.
+    #[arg(
+        long,
+        default_value = "100ms..1s",
+        value_name = "MIN..MAX",
+        help_heading = "Load"
+    )]
+    think: String,
+
+    /// Pause between two polls while waiting.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration, help_heading = "Load")]
+    poll: Duration,
+
+    /// Share of users who stop polling while waiting.
+    #[arg(long, default_value_t = 0.05, value_name = "P", help_heading = "Load")]
+    abandon_queue: f64,
+
+    /// Share of users who walk away from their hold and let it expire.
+    #[arg(long, default_value_t = 0.10, value_name = "P", help_heading = "Load")]
+    abandon_hold: f64,
+
+    /// Share of users who cancel their hold.
+    #[arg(long, default_value_t = 0.05, value_name = "P", help_heading = "Load")]
+    cancel: f64,
+
+    /// Share of payers who retry the payment with the same idempotency key (it
+    /// must replay the first).
+    #[arg(long, default_value_t = 0.05, value_name = "P", help_heading = "Load")]
+    retry_pay: f64,
+
+    /// Share of payers who try to hold again with their ended token (it must be
+    /// refused).
+    #[arg(long, default_value_t = 0.10, value_name = "P", help_heading = "Load")]
+    probe: f64,
+
+    /// Seats a user tries before giving up.
+    #[arg(long, default_value_t = 5, value_name = "N", help_heading = "Load")]
+    hold_attempts: u32,
+
+    /// How strongly users prefer low seat numbers (Zipf exponent, 0 = uniform):
+    /// higher means more conflicts.
+    #[arg(long, default_value_t = 1.2, value_name = "S", help_heading = "Load")]
+    seat_skew: f64,
+
+    /// How strongly users prefer the earliest dates (Zipf exponent).
+    #[arg(long, default_value_t = 1.0, value_name = "S", help_heading = "Load")]
+    date_skew: f64,
+
+    /// Dates created at the start.
+    #[arg(long, default_value_t = 3, help_heading = "Catalog")]
+    dates: u16,
+
+    /// Seats per date (1-1000).
+    #[arg(long, default_value_t = 50, help_heading = "Catalog")]
+    seats: u16,
+
+    /// Price of every seat, in minor units.
+    #[arg(long, default_value_t = 5_000, help_heading = "Catalog")]
+    price: i64,
+
+    /// Do not add dates as seats sell out.
+    #[arg(long, help_heading = "Catalog")]
+    no_restock: bool,
+
+    /// Hold TTL (in process and --spawn).
+    #[arg(long, default_value = "15s", value_parser = parse_duration, help_heading = "Engine (in process and --spawn)")]
+    hold_ttl: Duration,
+
+    /// Session TTL once an admitted user shows up.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, help_heading = "Engine (in process and --spawn)")]
+    session_ttl: Duration,
+
+    /// How long an admitted user has to show up.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, help_heading = "Engine (in process and --spawn)")]
+    show_up_grace: Duration,
+
+    /// Live holds per user at most.
+    #[arg(
+        long,
+        default_value_t = 4,
+        help_heading = "Engine (in process and --spawn)"
+    )]
+    max_holds: u32,
+
+    /// Users admitted per tick (0: no rate limit; then --max-active is needed).
+    #[arg(long, default_value_t = 100, help_heading = "Admission")]
+    admit_batch: u32,
+
+    /// Tick interval of admission.
+    #[arg(long, default_value = "100ms", value_parser = parse_duration, help_heading = "Admission")]
+    admit_every: Duration,
+
+    /// Active users at most (0: no cap).
+    #[arg(long, default_value_t = 1_000, help_heading = "Admission")]
+    max_active: u32,
+
+    /// Print a progress line a second instead of the dashboard.
+    #[arg(long, help_heading = "Output")]
+    no_tui: bool,
+
+    /// Write the report as JSON to FILE, and as Markdown beside it (FILE with .md).
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
+    report: Option<PathBuf>,
+
+    /// How long operations in flight may take to finish at the end.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, help_heading = "Output")]
+    drain: Duration,
+
+    /// Database connections per pool (in process, and per spawned instance).
+    #[arg(long, default_value_t = 16, help_heading = "Output")]
+    pool: u32,
+
+    /// How stale the servers' waiting-room answers may be (their counters cache),
+    /// for the auditor's order check with --url.
+    #[arg(long, default_value = "0s", value_parser = parse_duration, help_heading = "Output")]
+    status_staleness: Duration,
+}
+
+fn parse_think(s: &str) -> Result<(Duration, Duration), String> {
+    let (a, b) = s
+        .split_once("..")
+        .ok_or_else(|| format!("--think {s:?}: use MIN..MAX, e.g. 100ms..1s"))?;
+    Ok((parse_duration(a)?, parse_duration(b)?))
+}
+
+fn config(a: &Args) -> Result<(SimConfig, TargetSpec), String> {
+    let plan = match &a.plan {
+        Some(p) => p.clone(),
+        None => Plan::constant(a.users, a.duration, a.ramp)?,
+    };
+    let (think_min, think_max) = parse_think(&a.think)?;
+    let policy = AdmissionPolicy::new(
+        a.admit_every,
+        (a.admit_batch > 0).then_some(a.admit_batch),
+        (a.max_active > 0).then_some(a.max_active),
+    )
+    .map_err(|e| format!("admission policy: {e}"))?;
+    let seed = a.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    });
+    let cfg = SimConfig {
+        plan,
+        seed,
+        behaviour: Behaviour {
+            think_min,
+            think_max,
+            poll_every: a.poll,
+            p_abandon_queue: a.abandon_queue,
+            p_abandon_hold: a.abandon_hold,
+            p_cancel: a.cancel,
+            p_retry_pay: a.retry_pay,
+            p_probe: a.probe,
+            max_hold_attempts: a.hold_attempts,
+            seat_skew: a.seat_skew,
+            date_skew: a.date_skew,
+        },
+        policy,
+        initial_dates: a.dates,
+        seats_per_date: a.seats,
+        price: a.price,
+        restock: !a.no_restock,
+        engine: Config {
+            hold_ttl: a.hold_ttl,
+            session_ttl: a.session_ttl,
+            show_up_grace: a.show_up_grace,
+            max_live_holds: a.max_holds,
+            ..Config::default()
+        },
+        drain: a.drain,
+        pool_size: a.pool,
+        audit: booking_sim::audit::AuditOptions {
+            status_staleness_ms: a.status_staleness.as_millis() as i64,
+            ..Default::default()
+        },
+        ..SimConfig::default()
+    };
+    let spec = match (a.spawn, a.urls.is_empty(), &a.database) {
+        (Some(_), false, _) => return Err("give either --spawn or --url, not both".into()),
+        (Some(n), true, Some(db)) => TargetSpec::Spawn {
+            n,
+            database: db.clone(),
+        },
+        (Some(_), true, None) => {
+            return Err("--spawn needs --database postgres://... for the servers".into());
+        }
+        (None, false, db) => TargetSpec::Http {
+            bases: a.urls.clone(),
+            admin_key: a
+                .admin_key
+                .clone()
+                .ok_or("--url needs --admin-key (or BOOKING_ADMIN_KEY)")?,
+            database: db.clone(),
+        },
+        (None, true, Some(db)) => TargetSpec::Database(db.clone()),
+        (None, true, None) => TargetSpec::Memory,
+    };
+    Ok((cfg, spec))
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let (cfg, spec) = match config(&args) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("booking-sim: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .thread_name("sim-worker")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("booking-sim: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let ui = if args.no_tui {
+        Ui::Progress
+    } else {
+        Ui::Dashboard
+    };
+    if args.no_tui {
+        eprintln!(
+            "booking-sim: seed {}, plan {}, target {spec:?}",
+            cfg.seed, cfg.plan
+        );
+    }
+    let outcome = runtime.block_on(run(&cfg, &spec, ui));
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("booking-sim: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    println!("{}", outcome.report.to_markdown());
+    if let Some(path) = &args.report {
+        match outcome.report.write(path) {
+            Ok(md) => eprintln!(
+                "booking-sim: report written to {} and {}",
+                path.display(),
+                md.display()
+            ),
+            Err(e) => {
+                eprintln!("booking-sim: cannot write {}: {e}", path.display());
+                return ExitCode::from(1);
+            }
+        }
+    }
+    if outcome.audit().clean {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "booking-sim: the audit FAILED: {}. Reproduce with --seed {}",
+            outcome.audit().failed().join(", "),
+            cfg.seed
+        );
+        ExitCode::from(2)
+    }
+}

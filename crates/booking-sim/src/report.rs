@@ -1,0 +1,549 @@
+//! The run's report: JSON (schema `report.schema.json` beside this crate's
+//! manifest, checked by a test) and Markdown, with the same figures: per-operation
+//! counts, rates and latency percentiles, holds against conflicts, expirations,
+//! payments, errors, the simulator's CPU time, and every audit check.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::audit::{Audit, Verdict};
+use crate::events::Op;
+use crate::stats::Snapshot;
+
+/// The schema id every report carries.
+pub const SCHEMA: &str = "booking-sim/report/v1";
+
+/// What was simulated against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TargetReport {
+    /// `memory`, `sqlite`, `postgres` (in process) or `http`.
+    pub kind: String,
+    /// Server instances (0 in process).
+    pub instances: usize,
+    /// Whether the instances were started by the simulator (`--spawn`).
+    pub spawned: bool,
+    /// The database backend audited: `memory`, `sqlite`, `postgres`, or `none`.
+    pub database: String,
+}
+
+/// The admission policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PolicyReport {
+    /// Tick interval.
+    pub interval_ms: u64,
+    /// Users per tick at most.
+    pub batch: Option<u32>,
+    /// Active users at most.
+    pub max_active: Option<u32>,
+}
+
+/// The run's settings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SettingsReport {
+    /// The load plan (`users,duration;...`).
+    pub plan: String,
+    /// The most users at once.
+    pub peak_users: u32,
+    /// How long the plan lasts.
+    pub plan_secs: f64,
+    /// Hold TTL (in-process and spawned targets).
+    pub hold_ttl_secs: f64,
+    /// Session TTL.
+    pub session_ttl_secs: f64,
+    /// Show-up grace.
+    pub show_up_grace_secs: f64,
+    /// Admission policy.
+    pub policy: PolicyReport,
+    /// Dates created at the start.
+    pub initial_dates: u16,
+    /// Seats per date.
+    pub seats_per_date: u16,
+    /// Price of every seat (minor units).
+    pub price: i64,
+    /// Whether dates were added as seats sold out.
+    pub restock: bool,
+    /// Think time between steps.
+    pub think_ms: [u64; 2],
+    /// Pause between polls.
+    pub poll_every_ms: u64,
+    /// Probabilities per visit.
+    pub p_abandon_queue: f64,
+    /// Walk away from a hold.
+    pub p_abandon_hold: f64,
+    /// Cancel the hold.
+    pub p_cancel: f64,
+    /// Retry the payment.
+    pub p_retry_pay: f64,
+    /// Probe the ended token.
+    pub p_probe: f64,
+    /// Zipf exponent of seat popularity.
+    pub seat_skew: f64,
+}
+
+/// Latency percentiles, microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct LatencyReport {
+    /// Median.
+    pub p50: u64,
+    /// 90th.
+    pub p90: u64,
+    /// 99th.
+    pub p99: u64,
+    /// 99.9th.
+    pub p999: u64,
+    /// Largest.
+    pub max: u64,
+    /// Mean.
+    pub mean: f64,
+}
+
+/// One operation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OperationReport {
+    /// Its name.
+    pub name: String,
+    /// Completed calls.
+    pub count: u64,
+    /// Successes.
+    pub ok: u64,
+    /// Expected refusals (outcomes such as `seat_taken`).
+    pub refused: u64,
+    /// Failures (errors).
+    pub failed: u64,
+    /// Refusals by name.
+    pub outcomes: BTreeMap<String, u64>,
+    /// Failures by kind.
+    pub errors: BTreeMap<String, u64>,
+    /// Calls per second over the load phase.
+    pub rate_per_sec: f64,
+    /// Successes per second over the load phase.
+    pub ok_per_sec: f64,
+    /// Latency of every call, whatever its outcome.
+    pub latency_us: LatencyReport,
+}
+
+/// One second of holds, conflicts and payments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SecondReport {
+    /// Seconds since the start.
+    pub second: u64,
+    /// Holds that succeeded.
+    pub holds: u64,
+    /// Holds refused: seat taken.
+    pub conflicts: u64,
+    /// Payments acknowledged.
+    pub payments: u64,
+}
+
+/// Holds against conflicts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HoldsReport {
+    /// Holds that succeeded.
+    pub ok: u64,
+    /// Holds refused because the seat was taken.
+    pub conflicts: u64,
+    /// Per second, over the load phase.
+    pub ok_per_sec: f64,
+    /// Per second, over the load phase.
+    pub conflicts_per_sec: f64,
+    /// Conflicts / (holds + conflicts).
+    pub conflict_ratio: f64,
+    /// Holds left to expire by their users.
+    pub left_to_expire: u64,
+    /// The last seconds of the run (at most 120).
+    pub per_second: Vec<SecondReport>,
+}
+
+/// Payments.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PaymentsReport {
+    /// Acknowledged (first answers).
+    pub count: u64,
+    /// Per second, over the load phase.
+    pub per_sec: f64,
+    /// Sum, in minor units.
+    pub amount: i64,
+}
+
+/// Virtual users.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UsersReport {
+    /// Visits started (a token taken).
+    pub started: u64,
+    /// Told they were admitted.
+    pub admitted: u64,
+    /// Visits by how they ended.
+    pub endings: BTreeMap<String, u64>,
+    /// Visits still running when the drain time ran out (cut off).
+    pub cut_off: u64,
+}
+
+/// The last sample of the waiting room.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct QueueReport {
+    /// Places issued.
+    pub issued: u64,
+    /// Admitted (the serving counter).
+    pub serving: u64,
+    /// Still waiting.
+    pub waiting: u64,
+    /// Active at the last sample.
+    pub active: u64,
+    /// The most active users any sample showed.
+    pub max_active_sampled: u64,
+}
+
+/// CPU time over the load phase.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CpuReport {
+    /// The whole process.
+    pub process_secs: f64,
+    /// The whole process, as a share of one core (100 = one core busy).
+    pub process_percent: f64,
+    /// Threads of spawned servers.
+    pub servers_secs: f64,
+    /// Everything else: the simulator (and, in process, the engine it calls).
+    pub simulator_secs: f64,
+    /// The simulator, as a share of one core.
+    pub simulator_percent: f64,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// [`SCHEMA`].
+    pub schema: &'static str,
+    /// The seed that reproduces the users' choices.
+    pub seed: u64,
+    /// What was simulated against.
+    pub target: TargetReport,
+    /// Settings.
+    pub settings: SettingsReport,
+    /// Length of the load phase.
+    pub elapsed_secs: f64,
+    /// Virtual users.
+    pub users: UsersReport,
+    /// Every operation, in flow order.
+    pub operations: Vec<OperationReport>,
+    /// Holds and conflicts.
+    pub holds: HoldsReport,
+    /// Payments.
+    pub payments: PaymentsReport,
+    /// Failures by operation and kind (`hold/timeout`).
+    pub errors: BTreeMap<String, u64>,
+    /// The waiting room at the end.
+    pub queue: Option<QueueReport>,
+    /// CPU time, where the platform tells.
+    pub cpu: Option<CpuReport>,
+    /// The auditor's verdicts.
+    pub audit: Audit,
+}
+
+fn per_sec(n: u64, secs: f64) -> f64 {
+    if secs > 0.0 {
+        (n as f64 / secs * 100.0).round() / 100.0
+    } else {
+        0.0
+    }
+}
+
+/// The per-operation and hold figures of a final snapshot.
+pub(crate) fn figures(
+    snap: &Snapshot,
+    secs: f64,
+    left_to_expire: u64,
+) -> (Vec<OperationReport>, HoldsReport, PaymentsReport) {
+    let ops = snap
+        .ops
+        .iter()
+        .map(|o| {
+            let refused: u64 = o.refused.values().sum();
+            let failed: u64 = o.failed.values().sum();
+            OperationReport {
+                name: o.name.to_owned(),
+                count: o.n_total,
+                ok: o.n_ok,
+                refused,
+                failed,
+                outcomes: o
+                    .refused
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), *v))
+                    .collect(),
+                errors: o
+                    .failed
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), *v))
+                    .collect(),
+                rate_per_sec: per_sec(o.n_total, secs),
+                ok_per_sec: per_sec(o.n_ok, secs),
+                latency_us: LatencyReport {
+                    p50: o.latency.p50_us,
+                    p90: o.latency.p90_us,
+                    p99: o.latency.p99_us,
+                    p999: o.latency.p999_us,
+                    max: o.latency.max_us,
+                    mean: (o.latency.mean_us * 10.0).round() / 10.0,
+                },
+            }
+        })
+        .collect();
+    let t = snap.totals;
+    let first = snap
+        .elapsed
+        .as_secs()
+        .saturating_sub(snap.recent.len() as u64 - 1);
+    let holds = HoldsReport {
+        ok: t.n_holds,
+        conflicts: t.n_conflicts,
+        ok_per_sec: per_sec(t.n_holds, secs),
+        conflicts_per_sec: per_sec(t.n_conflicts, secs),
+        conflict_ratio: if t.n_holds + t.n_conflicts > 0 {
+            ((t.n_conflicts as f64 / (t.n_holds + t.n_conflicts) as f64) * 1e4).round() / 1e4
+        } else {
+            0.0
+        },
+        left_to_expire,
+        per_second: snap
+            .recent
+            .iter()
+            .enumerate()
+            .map(|(i, s)| SecondReport {
+                second: first + i as u64,
+                holds: s.n_holds,
+                conflicts: s.n_conflicts,
+                payments: s.n_payments,
+            })
+            .collect(),
+    };
+    let payments = PaymentsReport {
+        count: t.n_payments,
+        per_sec: per_sec(t.n_payments, secs),
+        amount: snap.paid_amount,
+    };
+    (ops, holds, payments)
+}
+
+impl Report {
+    /// The report as pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+
+    /// The figures of one operation.
+    pub fn op(&self, op: Op) -> &OperationReport {
+        &self.operations[op.index()]
+    }
+
+    /// The report as Markdown.
+    pub fn to_markdown(&self) -> String {
+        let mut m = String::new();
+        let s = &self.settings;
+        let _ = writeln!(m, "# booking-sim report\n");
+        let _ = writeln!(
+            m,
+            "Target **{}** ({} instance(s){}), database audited: {}. Seed `{}`.\n",
+            self.target.kind,
+            self.target.instances,
+            if self.target.spawned { ", spawned" } else { "" },
+            self.target.database,
+            self.seed
+        );
+        let _ = writeln!(
+            m,
+            "Plan `{}` (peak {} users), load phase {:.1} s. Hold TTL {} s, session TTL {} s, \
+             show-up grace {} s; admission every {} ms, batch {}, cap {}. {} dates of {} seats at \
+             {} to start{}.\n",
+            s.plan,
+            s.peak_users,
+            self.elapsed_secs,
+            s.hold_ttl_secs,
+            s.session_ttl_secs,
+            s.show_up_grace_secs,
+            s.policy.interval_ms,
+            opt(s.policy.batch),
+            opt(s.policy.max_active),
+            s.initial_dates,
+            s.seats_per_date,
+            s.price,
+            if s.restock {
+                ", more added as seats sell out"
+            } else {
+                ""
+            }
+        );
+        let _ = writeln!(m, "## Operations\n");
+        let _ = writeln!(
+            m,
+            "| operation | count | ok | outcomes | errors | ops/s | ok/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |"
+        );
+        let _ = writeln!(
+            m,
+            "|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        for o in &self.operations {
+            let l = &o.latency_us;
+            let _ = writeln!(
+                m,
+                "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {} | {} | {} | {} | {} |",
+                o.name,
+                o.count,
+                o.ok,
+                counts(&o.outcomes),
+                counts(&o.errors),
+                o.rate_per_sec,
+                o.ok_per_sec,
+                ms(l.p50),
+                ms(l.p90),
+                ms(l.p99),
+                ms(l.p999),
+                ms(l.max)
+            );
+        }
+        let h = &self.holds;
+        let _ = writeln!(m, "\n## Holds, conflicts, payments\n");
+        let _ = writeln!(
+            m,
+            "- holds: {} ({:.1}/s); conflicts (seat taken): {} ({:.1}/s), {:.1}% of attempts",
+            h.ok,
+            h.ok_per_sec,
+            h.conflicts,
+            h.conflicts_per_sec,
+            h.conflict_ratio * 100.0
+        );
+        let _ = writeln!(m, "- holds left to expire: {}", h.left_to_expire);
+        let _ = writeln!(
+            m,
+            "- payments: {} ({:.1}/s), {} in minor units",
+            self.payments.count, self.payments.per_sec, self.payments.amount
+        );
+        let u = &self.users;
+        let _ = writeln!(
+            m,
+            "- visits: {} started, {} admitted; endings: {}{}",
+            u.started,
+            u.admitted,
+            counts(&u.endings),
+            if u.cut_off > 0 {
+                format!("; {} cut off at the end", u.cut_off)
+            } else {
+                String::new()
+            }
+        );
+        if let Some(q) = &self.queue {
+            let _ = writeln!(
+                m,
+                "- waiting room at the end: {} issued, {} admitted, {} waiting, {} active (most sampled: {})",
+                q.issued, q.serving, q.waiting, q.active, q.max_active_sampled
+            );
+        }
+        let _ = writeln!(m, "- errors: {}", counts(&self.errors));
+        if let Some(c) = &self.cpu {
+            let _ = writeln!(
+                m,
+                "- CPU: process {:.1} s ({:.0}% of one core), simulator {:.1} s ({:.0}%), spawned servers {:.1} s",
+                c.process_secs,
+                c.process_percent,
+                c.simulator_secs,
+                c.simulator_percent,
+                c.servers_secs
+            );
+        }
+        let _ = writeln!(
+            m,
+            "\n## Audit: {}\n",
+            if self.audit.clean {
+                "clean"
+            } else {
+                "VIOLATIONS"
+            }
+        );
+        let _ = writeln!(
+            m,
+            "| check | invariant | verdict | checked | violations | what |"
+        );
+        let _ = writeln!(m, "|---|---|---|---:|---:|---|");
+        for c in &self.audit.checks {
+            let verdict = match c.verdict {
+                Verdict::Passed => "passed",
+                Verdict::Failed => "**FAILED**",
+                Verdict::Skipped => "skipped",
+            };
+            let _ = writeln!(
+                m,
+                "| {} | {} | {} | {} | {} | {} |",
+                c.id, c.invariant, verdict, c.n_checked, c.n_violations, c.title
+            );
+        }
+        for c in self.audit.checks.iter().filter(|c| !c.details.is_empty()) {
+            let _ = writeln!(m, "\n{}:\n", c.id);
+            for d in &c.details {
+                let _ = writeln!(m, "- {d}");
+            }
+        }
+        m
+    }
+
+    /// Writes the JSON to `path` and the Markdown beside it (same name, `.md`).
+    /// Returns the Markdown file's path.
+    ///
+    /// # Errors
+    /// IO errors.
+    pub fn write(&self, path: &Path) -> std::io::Result<PathBuf> {
+        std::fs::write(path, self.to_json())?;
+        let md = markdown_path(path);
+        std::fs::write(&md, self.to_markdown())?;
+        Ok(md)
+    }
+}
+
+/// Where the Markdown report of a JSON report at `path` goes.
+pub fn markdown_path(path: &Path) -> PathBuf {
+    if path.extension().is_some_and(|e| e == "md") {
+        path.with_extension("report.md")
+    } else {
+        path.with_extension("md")
+    }
+}
+
+fn opt(v: Option<u32>) -> String {
+    v.map_or_else(|| "none".into(), |v| v.to_string())
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.1}", us as f64 / 1000.0)
+}
+
+fn counts(m: &BTreeMap<String, u64>) -> String {
+    let parts: Vec<String> = m
+        .iter()
+        .filter(|(_, v)| **v > 0)
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_markdown_file_sits_beside_the_json() {
+        assert_eq!(
+            markdown_path(Path::new("out/run.json")),
+            Path::new("out/run.md")
+        );
+        assert_eq!(markdown_path(Path::new("run")), Path::new("run.md"));
+        assert_eq!(
+            markdown_path(Path::new("run.md")),
+            Path::new("run.report.md")
+        );
+    }
+}

@@ -1,0 +1,738 @@
+//! A whole run: set up the target and the catalog, drive virtual users along the
+//! load plan, drain, read the database, audit, and report.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use booking_core::domain::{AdmissionPolicy, Timestamp};
+use booking_core::{Booking, Clock, Config, MemoryStore, Store, SystemClock, TokenSigner};
+use booking_store::{Backend, StoreOptions, connect};
+
+use crate::audit::{self, Audit, AuditOptions};
+use crate::db::{self, DbState};
+use crate::events::{Ending, Event, Fact};
+use crate::http::{self, HttpTarget};
+use crate::inproc::InProcess;
+use crate::plan::Plan;
+use crate::record::Record;
+use crate::report::{
+    CpuReport, PolicyReport, QueueReport, Report, SettingsReport, TargetReport, UsersReport,
+};
+use crate::stats::{Snapshot, run_aggregator};
+use crate::target::Target;
+use crate::user::{Behaviour, Control, Ctx, visit_rng};
+
+/// Everything a run needs to know.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// How many users when.
+    pub plan: Plan,
+    /// Seeds every user's choices.
+    pub seed: u64,
+    /// How users behave.
+    pub behaviour: Behaviour,
+    /// Dates created at the start.
+    pub initial_dates: u16,
+    /// Seats per date (1 to 1,000).
+    pub seats_per_date: u16,
+    /// Price of every seat, minor units.
+    pub price: i64,
+    /// Add a date whenever fewer than two dates' worth of seats are free.
+    pub restock: bool,
+    /// The most dates a run creates.
+    pub max_dates: u32,
+    /// The admission policy the run sets.
+    pub policy: AdmissionPolicy,
+    /// The engine's rules for in-process and spawned targets (hold TTL, session
+    /// TTL, show-up grace, ...).
+    pub engine: Config,
+    /// How often the waiting room is sampled.
+    pub sample_every: Duration,
+    /// How long operations in flight may take to finish once the plan ends.
+    pub drain: Duration,
+    /// Connections per pool (in process, and per spawned instance).
+    pub pool_size: u32,
+    /// Worker threads of the spawned servers' runtime.
+    pub server_threads: usize,
+    /// What the auditor tolerates.
+    pub audit: AuditOptions,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            plan: Plan::constant(2_000, Duration::from_secs(60), Duration::from_secs(10))
+                .unwrap_or_else(|_| unreachable!("a valid plan")),
+            seed: 1,
+            behaviour: Behaviour::default(),
+            initial_dates: 3,
+            seats_per_date: 50,
+            price: 5_000,
+            restock: true,
+            max_dates: 5_000,
+            policy: AdmissionPolicy::rate_and_capacity(100, Duration::from_millis(100), 1_000)
+                .unwrap_or_else(|_| unreachable!("a valid policy")),
+            engine: Config {
+                hold_ttl: Duration::from_secs(15),
+                session_ttl: Duration::from_secs(30),
+                show_up_grace: Duration::from_secs(10),
+                ..Config::default()
+            },
+            sample_every: Duration::from_millis(500),
+            drain: Duration::from_secs(30),
+            pool_size: 16,
+            server_threads: 2,
+            audit: AuditOptions::default(),
+        }
+    }
+}
+
+impl SimConfig {
+    /// Checks every setting.
+    ///
+    /// # Errors
+    /// A sentence naming the bad setting.
+    pub fn validate(&self) -> Result<(), String> {
+        self.behaviour.validate()?;
+        self.engine.validate().map_err(|e| e.to_string())?;
+        if !(1..=1_000).contains(&self.seats_per_date) {
+            return Err("--seats is 1 to 1000".into());
+        }
+        if !(1..=1_000).contains(&self.initial_dates) {
+            return Err("--dates is 1 to 1000".into());
+        }
+        if u32::from(self.initial_dates) > self.max_dates {
+            return Err("--dates exceeds the most dates a run creates".into());
+        }
+        if !(1..=1_000_000).contains(&self.price) {
+            return Err("--price is 1 to 1,000,000".into());
+        }
+        if self.price > self.engine.max_charge.minor_units() {
+            return Err("--price exceeds the engine's largest charge".into());
+        }
+        if !(1..=1_000).contains(&self.pool_size) {
+            return Err("--pool is 1 to 1000 connections".into());
+        }
+        if self.sample_every < Duration::from_millis(50) {
+            return Err("the queue sample interval is at least 50 ms".into());
+        }
+        Ok(())
+    }
+}
+
+/// What to simulate against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetSpec {
+    /// booking-core over the memory store, in this process.
+    Memory,
+    /// booking-core over SQLite or PostgreSQL (by URL), in this process.
+    Database(String),
+    /// booking-http instances already running.
+    Http {
+        /// Their base URLs.
+        bases: Vec<String>,
+        /// Their admin key.
+        admin_key: String,
+        /// Their database, for the audit (without it, the database checks are
+        /// skipped).
+        database: Option<String>,
+    },
+    /// `n` booking-http instances started here, on one database.
+    Spawn {
+        /// How many.
+        n: usize,
+        /// The database URL (PostgreSQL for more than one).
+        database: String,
+    },
+}
+
+/// How the run shows itself while it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ui {
+    /// Nothing (tests, library use).
+    Quiet,
+    /// A progress line every second on standard error.
+    Progress,
+    /// The terminal dashboard.
+    Dashboard,
+}
+
+/// Why a run could not be done (as opposed to a run that found violations).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SimError {
+    /// A setting is out of bounds.
+    #[error("{0}")]
+    Config(String),
+    /// The target could not be set up.
+    #[error("cannot set up the target: {0}")]
+    Setup(String),
+    /// The database could not be read for the audit.
+    #[error(transparent)]
+    Audit(#[from] db::ReadError),
+    /// The dashboard failed.
+    #[error("the dashboard failed: {0}")]
+    Dashboard(String),
+}
+
+/// What a run gives back.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The report (its audit included).
+    pub report: Report,
+    /// What the users were told.
+    pub record: Record,
+    /// The final figures.
+    pub snapshot: Snapshot,
+    /// Whether the run was stopped by hand before its plan ended.
+    pub stopped_early: bool,
+}
+
+impl Outcome {
+    /// The audit.
+    pub fn audit(&self) -> &Audit {
+        &self.report.audit
+    }
+}
+
+/// What the dashboard shows about the run itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunInfo {
+    /// Target, for people.
+    pub target: String,
+    /// The seed.
+    pub seed: u64,
+    /// The plan.
+    pub plan: String,
+    /// How long the plan lasts.
+    pub plan_total: Duration,
+}
+
+/// The live state the dashboard and progress lines read.
+pub struct Live {
+    /// The latest published snapshot.
+    pub snapshot: Arc<Mutex<Snapshot>>,
+    /// The run's switches.
+    pub control: Arc<Control>,
+    /// Set when the load phase is over.
+    pub finished: AtomicBool,
+    /// About the run.
+    pub info: RunInfo,
+}
+
+/// The result of driving users: figures and record, before the audit.
+struct Driven {
+    snapshot: Snapshot,
+    record: Record,
+    elapsed: Duration,
+    cpu: Option<CpuReport>,
+    n_cut_off: u64,
+    stopped_early: bool,
+}
+
+const SECRET_PREFIX: &str = "booking-sim in-process secret, 32+ bytes:";
+
+fn in_process<S: Store + Clone>(
+    store: S,
+    engine: &Config,
+) -> Result<Arc<Booking<S, SystemClock>>, SimError> {
+    let secret = format!("{SECRET_PREFIX}{}", uuid::Uuid::new_v4().simple());
+    let signer = TokenSigner::new(secret.as_bytes()).map_err(|e| SimError::Setup(e.to_string()))?;
+    Booking::new(store, SystemClock, signer, engine.clone())
+        .map(Arc::new)
+        .map_err(|e| SimError::Config(e.to_string()))
+}
+
+/// Runs a whole simulation against `spec`: users, drain, audit, report.
+///
+/// # Errors
+/// [`SimError`] when the run cannot be done; violations found by the auditor are
+/// in the outcome's report, not errors.
+pub async fn run(cfg: &SimConfig, spec: &TargetSpec, ui: Ui) -> Result<Outcome, SimError> {
+    cfg.validate().map_err(SimError::Config)?;
+    let control = Arc::new(Control::default());
+    if ui != Ui::Quiet {
+        let c = Arc::clone(&control);
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                c.stop();
+            }
+        });
+    }
+    let mut audit_opts = cfg.audit;
+    if audit_opts.cap.is_none() {
+        audit_opts.cap = cfg.policy.max_active();
+    }
+    audit_opts.clock_tolerance_ms = cfg.engine.clock_tolerance.as_millis() as i64;
+    match spec {
+        TargetSpec::Memory => {
+            let store = MemoryStore::new();
+            let booking = in_process(store.clone(), &cfg.engine)?;
+            let target_report = target_report("memory", 0, false, "memory");
+            let d = with_background(&booking, || {
+                drive(
+                    Arc::new(InProcess::new(Arc::clone(&booking))),
+                    cfg,
+                    ui,
+                    &control,
+                    "in process, memory store".into(),
+                )
+            })
+            .await?;
+            let state = db::from_memory(&store.snapshot());
+            Ok(finish(cfg, target_report, d, Some(&state), &audit_opts))
+        }
+        TargetSpec::Database(url) => {
+            let backend = Backend::of_url(url).map_err(|e| SimError::Config(e.to_string()))?;
+            let name = backend_name(backend);
+            let store = connect(
+                url,
+                StoreOptions {
+                    max_connections: cfg.pool_size,
+                },
+            )
+            .await
+            .map_err(|e| SimError::Setup(e.to_string()))?;
+            let booking = in_process(store.clone(), &cfg.engine)?;
+            let d = with_background(&booking, || {
+                drive(
+                    Arc::new(InProcess::new(Arc::clone(&booking))),
+                    cfg,
+                    ui,
+                    &control,
+                    format!("in process, {name}"),
+                )
+            })
+            .await?;
+            store.close().await;
+            let state = db::read(url).await?;
+            Ok(finish(
+                cfg,
+                target_report(name, 0, false, name),
+                d,
+                Some(&state),
+                &audit_opts,
+            ))
+        }
+        TargetSpec::Http {
+            bases,
+            admin_key,
+            database,
+        } => {
+            let target =
+                HttpTarget::new(bases.clone(), admin_key.clone()).map_err(SimError::Setup)?;
+            let label = format!("HTTP, {} instance(s)", bases.len());
+            let d = drive(Arc::new(target), cfg, ui, &control, label).await?;
+            let db_name = database
+                .as_deref()
+                .and_then(|u| Backend::of_url(u).ok())
+                .map_or("none", backend_name);
+            let state = match database {
+                Some(url) => Some(db::read(url).await?),
+                None => None,
+            };
+            // Answers of other servers may be served from their counters cache.
+            Ok(finish(
+                cfg,
+                target_report("http", bases.len(), false, db_name),
+                d,
+                state.as_ref(),
+                &audit_opts,
+            ))
+        }
+        TargetSpec::Spawn { n, database } => {
+            let backend = Backend::of_url(database).map_err(|e| SimError::Config(e.to_string()))?;
+            if *n > 1 && backend != Backend::Postgres {
+                return Err(SimError::Config(
+                    "several instances need PostgreSQL: give --database postgres://...".into(),
+                ));
+            }
+            if !(1..=64).contains(n) {
+                return Err(SimError::Config("--spawn is 1 to 64 instances".into()));
+            }
+            let servers = http::spawn_servers(
+                *n,
+                database,
+                cfg.engine.clone(),
+                cfg.server_threads,
+                cfg.pool_size,
+            )
+            .await
+            .map_err(SimError::Setup)?;
+            let target = HttpTarget::new(servers.bases.clone(), servers.admin_key.clone())
+                .map_err(SimError::Setup)?;
+            let label = format!("HTTP, {n} spawned instance(s) on {}", backend_name(backend));
+            let d = drive(Arc::new(target), cfg, ui, &control, label).await;
+            servers.shutdown();
+            let d = d?;
+            let state = db::read(database).await?;
+            Ok(finish(
+                cfg,
+                target_report("http", *n, true, backend_name(backend)),
+                d,
+                Some(&state),
+                &audit_opts,
+            ))
+        }
+    }
+}
+
+fn backend_name(b: Backend) -> &'static str {
+    match b {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    }
+}
+
+fn target_report(kind: &str, instances: usize, spawned: bool, database: &str) -> TargetReport {
+    TargetReport {
+        kind: kind.into(),
+        instances,
+        spawned,
+        database: database.into(),
+    }
+}
+
+/// Runs `f` with the admission ticker and sweeper of `booking` going.
+async fn with_background<S, C, F, Fut>(
+    booking: &Arc<Booking<S, C>>,
+    f: F,
+) -> Result<Driven, SimError>
+where
+    S: Store,
+    C: Clock,
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<Driven, SimError>>,
+{
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let bg = tokio::spawn(booking_http::run_background(
+        Arc::clone(booking),
+        http::background_options(booking.config()),
+        http::stopped(stop_rx),
+    ));
+    let r = f().await;
+    let _ = stop_tx.send(true);
+    let _ = bg.await;
+    r
+}
+
+/// Drives virtual users along the plan, then drains them.
+async fn drive<T: Target>(
+    target: Arc<T>,
+    cfg: &SimConfig,
+    ui: Ui,
+    control: &Arc<Control>,
+    label: String,
+) -> Result<Driven, SimError> {
+    let (tx, rx) = mpsc::channel::<Event>();
+    let shared = Arc::new(Mutex::new(Snapshot::default()));
+
+    // The catalog and the policy.
+    let name = format!("booking-sim run, seed {}", cfg.seed);
+    let concert = target
+        .create_concert(&name)
+        .await
+        .map_err(|e| SimError::Setup(format!("creating the concert: {e}")))?;
+    let mut n_dates: u32 = 0;
+    for _ in 0..cfg.initial_dates {
+        add_date(&*target, cfg, concert, n_dates, &tx).await?;
+        n_dates += 1;
+    }
+    target
+        .set_policy(cfg.policy)
+        .await
+        .map_err(|e| SimError::Setup(format!("setting the admission policy: {e}")))?;
+
+    let start = Instant::now();
+    let agg = {
+        let shared = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("sim-aggregator".into())
+            .spawn(move || run_aggregator(rx, start, shared))
+            .map_err(|e| SimError::Setup(format!("cannot start the aggregator: {e}")))?
+    };
+    // Dates were announced before the aggregator's clock started: fine, they
+    // carry no time.
+    let live = Arc::new(Live {
+        snapshot: Arc::clone(&shared),
+        control: Arc::clone(control),
+        finished: AtomicBool::new(false),
+        info: RunInfo {
+            target: label,
+            seed: cfg.seed,
+            plan: cfg.plan.to_string(),
+            plan_total: cfg.plan.total(),
+        },
+    });
+    let ui_thread = match ui {
+        Ui::Quiet => None,
+        Ui::Progress => Some(crate::tui::spawn_progress(Arc::clone(&live))),
+        Ui::Dashboard => Some(crate::tui::spawn_dashboard(Arc::clone(&live))),
+    };
+    let cpu0 = crate::cpu::read();
+
+    // The waiting-room sampler.
+    let sampler = {
+        let target = Arc::clone(&target);
+        let tx = tx.clone();
+        let control = Arc::clone(control);
+        let every = cfg.sample_every;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = control.stopped() => return,
+                }
+                if let Ok(q) = target.queue_sample().await {
+                    let _ = tx.send(Event::Queue(q));
+                }
+            }
+        })
+    };
+
+    let ctx = Arc::new(Ctx {
+        target: Arc::clone(&target),
+        events: tx.clone(),
+        behaviour: cfg.behaviour.clone(),
+        concert,
+        control: Arc::clone(control),
+    });
+    let peak = cfg.plan.peak() as usize;
+    let running: Arc<Vec<AtomicBool>> =
+        Arc::new((0..peak).map(|_| AtomicBool::new(false)).collect());
+    let active = Arc::new(AtomicUsize::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut paused_for = Duration::ZERO;
+    let mut paused_since: Option<Instant> = None;
+    let mut stopped_early = false;
+    loop {
+        tick.tick().await;
+        if control.is_stopping() {
+            stopped_early = true;
+            break;
+        }
+        match (control.is_paused(), paused_since) {
+            (true, None) => paused_since = Some(Instant::now()),
+            (false, Some(t)) => {
+                paused_for += t.elapsed();
+                paused_since = None;
+            }
+            _ => {}
+        }
+        if paused_since.is_some() {
+            continue;
+        }
+        let t = start.elapsed().saturating_sub(paused_for);
+        if t >= cfg.plan.total() {
+            break;
+        }
+        let want = (cfg.plan.users_at(t) as usize).min(peak);
+        active.store(want, Ordering::Relaxed);
+        for slot in 0..want {
+            if !running[slot].swap(true, Ordering::AcqRel) {
+                tasks.spawn(slot_loop(
+                    Arc::clone(&ctx),
+                    slot,
+                    cfg.seed,
+                    Arc::clone(&running),
+                    Arc::clone(&active),
+                ));
+            }
+        }
+        while tasks.try_join_next().is_some() {}
+        if cfg.restock {
+            let (free, known) = {
+                let s = shared.lock().unwrap_or_else(|p| p.into_inner());
+                (s.n_seats_free, s.n_dates)
+            };
+            let seats = u64::from(cfg.seats_per_date);
+            let mut estimate = free + u64::from(n_dates).saturating_sub(known) * seats;
+            let mut added = 0;
+            while estimate < 2 * seats && n_dates < cfg.max_dates && added < 5 {
+                add_date(&*target, cfg, concert, n_dates, &tx).await?;
+                n_dates += 1;
+                added += 1;
+                estimate += seats;
+            }
+        }
+    }
+    let elapsed = start.elapsed().saturating_sub(paused_for);
+    control.stop();
+    let drained = tokio::time::timeout(cfg.drain, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    let mut n_cut_off = 0;
+    if drained.is_err() {
+        n_cut_off = tasks.len() as u64;
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
+    let _ = sampler.await;
+    let cpu1 = crate::cpu::read();
+    drop(ctx);
+    drop(tx);
+    let (snapshot, record) = agg
+        .join()
+        .map_err(|_| SimError::Setup("the aggregator panicked".into()))?;
+    live.finished.store(true, Ordering::Release);
+    if let Some(h) = ui_thread {
+        match h.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(SimError::Dashboard(e.to_string())),
+            Err(_) => return Err(SimError::Dashboard("the dashboard panicked".into())),
+        }
+    }
+    let cpu = match (cpu0, cpu1) {
+        (Some(a), Some(b)) => {
+            let secs = elapsed.as_secs_f64().max(1e-3);
+            let process = b.process_secs - a.process_secs;
+            let servers = b.servers_secs - a.servers_secs;
+            let sim = (process - servers).max(0.0);
+            let r = |x: f64| (x * 100.0).round() / 100.0;
+            Some(CpuReport {
+                process_secs: r(process),
+                process_percent: r(process / secs * 100.0),
+                servers_secs: r(servers),
+                simulator_secs: r(sim),
+                simulator_percent: r(sim / secs * 100.0),
+            })
+        }
+        _ => None,
+    };
+    Ok(Driven {
+        snapshot,
+        record,
+        elapsed,
+        cpu,
+        n_cut_off,
+        stopped_early,
+    })
+}
+
+/// Creates the `k`-th date (k days after tomorrow, 20:00 UTC) and announces it.
+async fn add_date<T: Target>(
+    target: &T,
+    cfg: &SimConfig,
+    concert: i64,
+    k: u32,
+    tx: &mpsc::Sender<Event>,
+) -> Result<(), SimError> {
+    let now = SystemClock.now();
+    let day = 86_400_000;
+    let tomorrow = (now.as_millis() / day + 1) * day + 20 * 3_600_000;
+    let starts_at = Timestamp::from_millis(tomorrow + i64::from(k) * day);
+    let d = target
+        .create_date(concert, starts_at, cfg.seats_per_date, cfg.price)
+        .await
+        .map_err(|e| SimError::Setup(format!("creating a date: {e}")))?;
+    let _ = tx.send(Event::DateAdded {
+        schedule: d.schedule,
+        seats: cfg.seats_per_date,
+    });
+    Ok(())
+}
+
+/// One slot: visit after visit, until the run stops or the plan retires the slot.
+async fn slot_loop<T: Target>(
+    ctx: Arc<Ctx<T>>,
+    slot: usize,
+    seed: u64,
+    running: Arc<Vec<AtomicBool>>,
+    active: Arc<AtomicUsize>,
+) {
+    let mut visit = 0u64;
+    while !ctx.control.is_stopping() && slot < active.load(Ordering::Relaxed) {
+        let mut rng = visit_rng(seed, slot, visit);
+        let end = ctx.visit(slot, &mut rng).await;
+        let _ = ctx.events.send(Event::Fact(Fact::Ended(end)));
+        if end == Ending::Stopped {
+            break;
+        }
+        visit += 1;
+    }
+    running[slot].store(false, Ordering::Release);
+}
+
+fn finish(
+    cfg: &SimConfig,
+    target: TargetReport,
+    d: Driven,
+    state: Option<&DbState>,
+    opts: &AuditOptions,
+) -> Outcome {
+    let audit = audit::audit(state, &d.record, opts);
+    let secs = d.elapsed.as_secs_f64();
+    let (operations, holds, payments) =
+        crate::report::figures(&d.snapshot, secs, d.snapshot.n_expirations);
+    let s = &d.snapshot;
+    let b = &cfg.behaviour;
+    let report = Report {
+        schema: crate::report::SCHEMA,
+        seed: cfg.seed,
+        target,
+        settings: SettingsReport {
+            plan: cfg.plan.to_string(),
+            peak_users: cfg.plan.peak(),
+            plan_secs: cfg.plan.total().as_secs_f64(),
+            hold_ttl_secs: cfg.engine.hold_ttl.as_secs_f64(),
+            session_ttl_secs: cfg.engine.session_ttl.as_secs_f64(),
+            show_up_grace_secs: cfg.engine.show_up_grace.as_secs_f64(),
+            policy: PolicyReport {
+                interval_ms: cfg.policy.interval().as_millis() as u64,
+                batch: cfg.policy.batch(),
+                max_active: cfg.policy.max_active(),
+            },
+            initial_dates: cfg.initial_dates,
+            seats_per_date: cfg.seats_per_date,
+            price: cfg.price,
+            restock: cfg.restock,
+            think_ms: [
+                b.think_min.as_millis() as u64,
+                b.think_max.as_millis() as u64,
+            ],
+            poll_every_ms: b.poll_every.as_millis() as u64,
+            p_abandon_queue: b.p_abandon_queue,
+            p_abandon_hold: b.p_abandon_hold,
+            p_cancel: b.p_cancel,
+            p_retry_pay: b.p_retry_pay,
+            p_probe: b.p_probe,
+            seat_skew: b.seat_skew,
+        },
+        elapsed_secs: (secs * 1000.0).round() / 1000.0,
+        users: UsersReport {
+            started: s.n_users_started,
+            admitted: s.n_users_admitted,
+            endings: s
+                .endings
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), *v))
+                .collect(),
+            cut_off: d.n_cut_off,
+        },
+        operations,
+        holds,
+        payments,
+        errors: s.errors.clone(),
+        queue: s.queue.map(|q| QueueReport {
+            issued: q.issued,
+            serving: q.serving,
+            waiting: q.waiting,
+            active: q.active,
+            max_active_sampled: d.record.max_active_sampled.map_or(0, |(a, _)| a),
+        }),
+        cpu: d.cpu,
+        audit,
+    };
+    Outcome {
+        report,
+        record: d.record,
+        snapshot: d.snapshot,
+        stopped_early: d.stopped_early,
+    }
+}
