@@ -405,11 +405,19 @@ impl Aggregator {
             totals.n_ops += s.n_ops;
         }
         let now_ms = crate::now_ms();
-        // The busiest date: the most hold attempts lately, then overall.
+        // The busiest date: one not sold out if any, with the most hold attempts
+        // lately, then overall.
         let heat = self
             .dates
             .iter()
-            .max_by_key(|(id, d)| (d.recent_attempts(cur as u64), d.n_attempts, -**id))
+            .max_by_key(|(id, d)| {
+                (
+                    d.seats.iter().any(|c| !c.sold),
+                    d.recent_attempts(cur as u64),
+                    d.n_attempts,
+                    -**id,
+                )
+            })
             .map(|(id, d)| HeatMap {
                 schedule: *id,
                 n_attempts: d.n_attempts,
@@ -600,5 +608,40 @@ mod tests {
             vec![SeatView::Sold, SeatView::Free, SeatView::Free]
         );
         assert_eq!((s.totals.n_payments, s.paid_amount), (1, 10));
+
+        // A sold-out date, however busy, gives way to one with seats left.
+        a.apply(
+            Event::DateAdded {
+                schedule: 8,
+                seats: 1,
+            },
+            t0,
+        );
+        let sold = PayAck {
+            reservation: Uuid::new_v4(),
+            schedule: 8,
+            seat: 1,
+            ..paid
+        };
+        a.apply(
+            Event::Fact(Fact::Paid {
+                id: 2,
+                user,
+                ack: sold,
+            }),
+            t0,
+        );
+        for _ in 0..10 {
+            a.apply(
+                Event::Op {
+                    op: Op::Hold,
+                    latency_us: 1,
+                    class: OpClass::Refused(Refusal::SeatTaken),
+                    seat: Some((8, 1)),
+                },
+                t0,
+            );
+        }
+        assert_eq!(a.snapshot(t0).heat.map(|h| h.schedule), Some(7));
     }
 }
