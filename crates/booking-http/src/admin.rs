@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::AppState;
 use crate::dto::{ConcertDto, DateDto};
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, CommonErrors, ErrorBody};
 use crate::extract::{Bearer, Json, Path};
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -91,9 +91,7 @@ pub struct NewConcertDto {
         (status = 401, description = "Missing or wrong admin key (`admin_key_required`)", body = ErrorBody),
         (status = 403, description = "The server has no admin key (`admin_disabled`)", body = ErrorBody),
         (status = 422, description = "Invalid value (`invalid_input`, `date_in_the_past`)", body = ErrorBody),
-        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody),
-        (status = 500, description = "Internal storage failure, logged (`internal`)", body = ErrorBody),
-        (status = 503, description = "Database unavailable, queue full or request timed out (`unavailable`, `queue_full`)", body = ErrorBody)
+        CommonErrors
     )
 )]
 pub async fn create_concert<S: Store + Clone, C: Clock>(
@@ -136,9 +134,7 @@ pub struct NewDateDto {
         (status = 404, description = "Unknown concert or date (`unknown_concert`, `unknown_date`)", body = ErrorBody),
         (status = 409, description = "The concert already has a show that day (`date_taken`)", body = ErrorBody),
         (status = 422, description = "Invalid value (`invalid_input`, `date_in_the_past`)", body = ErrorBody),
-        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody),
-        (status = 500, description = "Internal storage failure, logged (`internal`)", body = ErrorBody),
-        (status = 503, description = "Database unavailable, queue full or request timed out (`unavailable`, `queue_full`)", body = ErrorBody)
+        CommonErrors
     )
 )]
 pub async fn create_date<S: Store + Clone, C: Clock>(
@@ -217,9 +213,7 @@ pub struct SalesDto {
         (status = 401, description = "Missing or wrong admin key (`admin_key_required`)", body = ErrorBody),
         (status = 403, description = "The server has no admin key (`admin_disabled`)", body = ErrorBody),
         (status = 404, description = "Unknown concert or date (`unknown_concert`, `unknown_date`)", body = ErrorBody),
-        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody),
-        (status = 500, description = "Internal storage failure, logged (`internal`)", body = ErrorBody),
-        (status = 503, description = "Database unavailable, queue full or request timed out (`unavailable`, `queue_full`)", body = ErrorBody)
+        CommonErrors
     )
 )]
 pub async fn sales<S: Store + Clone, C: Clock>(
@@ -299,9 +293,7 @@ pub struct QueueStatsDto {
         (status = 200, description = "Queue figures", body = QueueStatsDto),
         (status = 401, description = "Missing or wrong admin key (`admin_key_required`)", body = ErrorBody),
         (status = 403, description = "The server has no admin key (`admin_disabled`)", body = ErrorBody),
-        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody),
-        (status = 500, description = "Internal storage failure, logged (`internal`)", body = ErrorBody),
-        (status = 503, description = "Database unavailable, queue full or request timed out (`unavailable`, `queue_full`)", body = ErrorBody)
+        CommonErrors
     )
 )]
 pub async fn queue<S: Store + Clone, C: Clock>(
@@ -341,9 +333,7 @@ pub async fn queue<S: Store + Clone, C: Clock>(
         (status = 401, description = "Missing or wrong admin key (`admin_key_required`)", body = ErrorBody),
         (status = 403, description = "The server has no admin key (`admin_disabled`)", body = ErrorBody),
         (status = 422, description = "Invalid value (`invalid_input`, `date_in_the_past`)", body = ErrorBody),
-        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody),
-        (status = 500, description = "Internal storage failure, logged (`internal`)", body = ErrorBody),
-        (status = 503, description = "Database unavailable, queue full or request timed out (`unavailable`, `queue_full`)", body = ErrorBody)
+        CommonErrors
     )
 )]
 pub async fn set_policy<S: Store + Clone, C: Clock>(
@@ -371,9 +361,7 @@ pub async fn set_policy<S: Store + Clone, C: Clock>(
         (status = 200, description = "Paused", body = PausedDto),
         (status = 401, description = "Missing or wrong admin key (`admin_key_required`)", body = ErrorBody),
         (status = 403, description = "The server has no admin key (`admin_disabled`)", body = ErrorBody),
-        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody),
-        (status = 500, description = "Internal storage failure, logged (`internal`)", body = ErrorBody),
-        (status = 503, description = "Database unavailable, queue full or request timed out (`unavailable`, `queue_full`)", body = ErrorBody)
+        CommonErrors
     )
 )]
 pub async fn pause<S: Store + Clone, C: Clock>(
@@ -394,9 +382,7 @@ pub async fn pause<S: Store + Clone, C: Clock>(
         (status = 200, description = "Resumed", body = PausedDto),
         (status = 401, description = "Missing or wrong admin key (`admin_key_required`)", body = ErrorBody),
         (status = 403, description = "The server has no admin key (`admin_disabled`)", body = ErrorBody),
-        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody),
-        (status = 500, description = "Internal storage failure, logged (`internal`)", body = ErrorBody),
-        (status = 503, description = "Database unavailable, queue full or request timed out (`unavailable`, `queue_full`)", body = ErrorBody)
+        CommonErrors
     )
 )]
 pub async fn resume<S: Store + Clone, C: Clock>(
@@ -417,9 +403,7 @@ pub async fn resume<S: Store + Clone, C: Clock>(
         (status = 200, description = "What was swept", body = SweepDto),
         (status = 401, description = "Missing or wrong admin key (`admin_key_required`)", body = ErrorBody),
         (status = 403, description = "The server has no admin key (`admin_disabled`)", body = ErrorBody),
-        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody),
-        (status = 500, description = "Internal storage failure, logged (`internal`)", body = ErrorBody),
-        (status = 503, description = "Database unavailable, queue full or request timed out (`unavailable`, `queue_full`)", body = ErrorBody)
+        CommonErrors
     )
 )]
 pub async fn sweep<S: Store + Clone, C: Clock>(

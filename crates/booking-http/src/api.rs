@@ -12,7 +12,7 @@ use crate::dto::{
     BalanceDto, ChargeRequest, ConcertDto, DateDto, HoldRequest, LedgerEntryDto, PayRequest,
     PaymentDto, QueueDto, ReadyDto, ReservationDto, SeatDto, SeatMapDto, TokenRequest,
 };
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, CommonErrors, ErrorBody, RateLimited};
 use crate::extract::{Bearer, Gate, IdemKey, Json, Path, Signed};
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -63,9 +63,7 @@ fn same_user(path_user: &str, token_user: UserId) -> ApiResult<UserId> {
     responses(
         (status = 201, description = "The token and its place", body = QueueDto),
         (status = 400, description = "Malformed body, parameter or header (`bad_request`)", body = ErrorBody),
-        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody),
-        (status = 500, description = "Internal storage failure, logged (`internal`)", body = ErrorBody),
-        (status = 503, description = "Database unavailable, queue full or request timed out (`unavailable`, `queue_full`)", body = ErrorBody)
+        CommonErrors
     )
 )]
 pub async fn issue_token<S: Store + Clone, C: Clock>(
@@ -87,9 +85,7 @@ pub async fn issue_token<S: Store + Clone, C: Clock>(
     responses(
         (status = 200, description = "Status", body = QueueDto),
         (status = 401, description = "Missing, forged, expired or ended token (`missing_token`, `invalid_token`, `unknown_token`, `token_expired`, `token_ended`)", body = ErrorBody),
-        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody),
-        (status = 500, description = "Internal storage failure, logged (`internal`)", body = ErrorBody),
-        (status = 503, description = "Database unavailable, queue full or request timed out (`unavailable`, `queue_full`)", body = ErrorBody)
+        CommonErrors
     )
 )]
 pub async fn queue_status<S: Store + Clone, C: Clock>(
@@ -115,9 +111,7 @@ pub async fn queue_status<S: Store + Clone, C: Clock>(
         (status = 200, description = "Concerts", body = Vec<ConcertDto>),
         (status = 401, description = "Missing, forged, expired or ended token (`missing_token`, `invalid_token`, `unknown_token`, `token_expired`, `token_ended`)", body = ErrorBody),
         (status = 403, description = "Not admitted yet (`not_admitted`)", body = ErrorBody),
-        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody),
-        (status = 500, description = "Internal storage failure, logged (`internal`)", body = ErrorBody),
-        (status = 503, description = "Database unavailable, queue full or request timed out (`unavailable`, `queue_full`)", body = ErrorBody)
+        CommonErrors
     )
 )]
 pub async fn concerts<S: Store + Clone, C: Clock>(
@@ -147,9 +141,7 @@ pub async fn concerts<S: Store + Clone, C: Clock>(
         (status = 401, description = "Missing, forged, expired or ended token (`missing_token`, `invalid_token`, `unknown_token`, `token_expired`, `token_ended`)", body = ErrorBody),
         (status = 403, description = "Not admitted yet (`not_admitted`)", body = ErrorBody),
         (status = 404, description = "Unknown concert or date (`unknown_concert`, `unknown_date`)", body = ErrorBody),
-        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody),
-        (status = 500, description = "Internal storage failure, logged (`internal`)", body = ErrorBody),
-        (status = 503, description = "Database unavailable, queue full or request timed out (`unavailable`, `queue_full`)", body = ErrorBody)
+        CommonErrors
     )
 )]
 pub async fn dates<S: Store + Clone, C: Clock>(
@@ -181,9 +173,7 @@ pub async fn dates<S: Store + Clone, C: Clock>(
         (status = 401, description = "Missing, forged, expired or ended token (`missing_token`, `invalid_token`, `unknown_token`, `token_expired`, `token_ended`)", body = ErrorBody),
         (status = 403, description = "Not admitted yet (`not_admitted`)", body = ErrorBody),
         (status = 404, description = "Unknown concert or date (`unknown_concert`, `unknown_date`)", body = ErrorBody),
-        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody),
-        (status = 500, description = "Internal storage failure, logged (`internal`)", body = ErrorBody),
-        (status = 503, description = "Database unavailable, queue full or request timed out (`unavailable`, `queue_full`)", body = ErrorBody)
+        CommonErrors
     )
 )]
 pub async fn seats<S: Store + Clone, C: Clock>(
@@ -220,9 +210,7 @@ pub async fn seats<S: Store + Clone, C: Clock>(
         (status = 404, description = "Unknown concert or date (`unknown_concert`, `unknown_date`)", body = ErrorBody),
         (status = 409, description = "Seat taken, hold limit reached or date closed (`seat_taken`, `hold_limit`, `date_closed`)", body = ErrorBody),
         (status = 422, description = "Seat number out of range (`invalid_seat`)", body = ErrorBody),
-        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody),
-        (status = 500, description = "Internal storage failure, logged (`internal`)", body = ErrorBody),
-        (status = 503, description = "Database unavailable, queue full or request timed out (`unavailable`, `queue_full`)", body = ErrorBody)
+        CommonErrors
     )
 )]
 pub async fn hold<S: Store + Clone, C: Clock>(
@@ -254,9 +242,7 @@ pub async fn hold<S: Store + Clone, C: Clock>(
         (status = 404, description = "Unknown reservation (`unknown_reservation`)", body = ErrorBody),
         (status = 409, description = "Already paid or cancelled (`already_paid`, `reservation_cancelled`)", body = ErrorBody),
         (status = 410, description = "The hold expired (`hold_expired`)", body = ErrorBody),
-        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody),
-        (status = 500, description = "Internal storage failure, logged (`internal`)", body = ErrorBody),
-        (status = 503, description = "Database unavailable, queue full or request timed out (`unavailable`, `queue_full`)", body = ErrorBody)
+        CommonErrors
     )
 )]
 pub async fn cancel<S: Store + Clone, C: Clock>(
@@ -279,9 +265,7 @@ pub async fn cancel<S: Store + Clone, C: Clock>(
         (status = 200, description = "Reservations", body = Vec<ReservationDto>),
         (status = 401, description = "Missing, forged, expired or ended token (`missing_token`, `invalid_token`, `unknown_token`, `token_expired`, `token_ended`)", body = ErrorBody),
         (status = 403, description = "Not admitted yet (`not_admitted`)", body = ErrorBody),
-        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody),
-        (status = 500, description = "Internal storage failure, logged (`internal`)", body = ErrorBody),
-        (status = 503, description = "Database unavailable, queue full or request timed out (`unavailable`, `queue_full`)", body = ErrorBody)
+        CommonErrors
     )
 )]
 pub async fn reservations<S: Store + Clone, C: Clock>(
@@ -312,9 +296,7 @@ pub async fn reservations<S: Store + Clone, C: Clock>(
         (status = 400, description = "Malformed body, parameter or header (`bad_request`)", body = ErrorBody),
         (status = 401, description = "Missing, forged, expired or ended token (`missing_token`, `invalid_token`, `unknown_token`, `token_expired`, `token_ended`)", body = ErrorBody),
         (status = 403, description = "The path's user is not the token's user (`wrong_user`)", body = ErrorBody),
-        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody),
-        (status = 500, description = "Internal storage failure, logged (`internal`)", body = ErrorBody),
-        (status = 503, description = "Database unavailable, queue full or request timed out (`unavailable`, `queue_full`)", body = ErrorBody)
+        CommonErrors
     )
 )]
 pub async fn balance<S: Store + Clone, C: Clock>(
@@ -347,9 +329,7 @@ pub async fn balance<S: Store + Clone, C: Clock>(
         (status = 401, description = "Missing, forged, expired or ended token (`missing_token`, `invalid_token`, `unknown_token`, `token_expired`, `token_ended`)", body = ErrorBody),
         (status = 403, description = "The path's user is not the token's user (`wrong_user`)", body = ErrorBody),
         (status = 422, description = "Invalid amount, balance limit, or Idempotency-Key reused for another request (`invalid_amount`, `balance_limit`, `idempotency_key_reused`)", body = ErrorBody),
-        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody),
-        (status = 500, description = "Internal storage failure, logged (`internal`)", body = ErrorBody),
-        (status = 503, description = "Database unavailable, queue full or request timed out (`unavailable`, `queue_full`)", body = ErrorBody)
+        CommonErrors
     )
 )]
 pub async fn charge<S: Store + Clone, C: Clock>(
@@ -383,9 +363,7 @@ pub async fn charge<S: Store + Clone, C: Clock>(
         (status = 400, description = "Malformed body, parameter or header (`bad_request`)", body = ErrorBody),
         (status = 401, description = "Missing, forged, expired or ended token (`missing_token`, `invalid_token`, `unknown_token`, `token_expired`, `token_ended`)", body = ErrorBody),
         (status = 403, description = "The path's user is not the token's user (`wrong_user`)", body = ErrorBody),
-        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody),
-        (status = 500, description = "Internal storage failure, logged (`internal`)", body = ErrorBody),
-        (status = 503, description = "Database unavailable, queue full or request timed out (`unavailable`, `queue_full`)", body = ErrorBody)
+        CommonErrors
     )
 )]
 pub async fn ledger<S: Store + Clone, C: Clock>(
@@ -423,9 +401,7 @@ pub async fn ledger<S: Store + Clone, C: Clock>(
         (status = 409, description = "Already paid or cancelled (`already_paid`, `reservation_cancelled`)", body = ErrorBody),
         (status = 410, description = "The hold expired (`hold_expired`)", body = ErrorBody),
         (status = 422, description = "Insufficient balance, or Idempotency-Key reused (`insufficient_balance`, `idempotency_key_reused`)", body = ErrorBody),
-        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody),
-        (status = 500, description = "Internal storage failure, logged (`internal`)", body = ErrorBody),
-        (status = 503, description = "Database unavailable, queue full or request timed out (`unavailable`, `queue_full`)", body = ErrorBody)
+        CommonErrors
     )
 )]
 pub async fn pay<S: Store + Clone, C: Clock>(
@@ -453,9 +429,7 @@ pub async fn pay<S: Store + Clone, C: Clock>(
     responses(
         (status = 200, description = "Payments", body = Vec<PaymentDto>),
         (status = 401, description = "Missing, forged, expired or ended token (`missing_token`, `invalid_token`, `unknown_token`, `token_expired`, `token_ended`)", body = ErrorBody),
-        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody),
-        (status = 500, description = "Internal storage failure, logged (`internal`)", body = ErrorBody),
-        (status = 503, description = "Database unavailable, queue full or request timed out (`unavailable`, `queue_full`)", body = ErrorBody)
+        CommonErrors
     )
 )]
 pub async fn payments<S: Store + Clone, C: Clock>(
@@ -481,7 +455,7 @@ pub async fn payments<S: Store + Clone, C: Clock>(
     summary = "Liveness",
     responses(
         (status = 200, description = "The process answers", body = String, content_type = "text/plain"),
-        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody)
+        RateLimited
     )
 )]
 pub async fn healthz() -> &'static str {
@@ -495,9 +469,7 @@ pub async fn healthz() -> &'static str {
     summary = "Readiness: the database answers",
     responses(
         (status = 200, description = "Ready", body = ReadyDto),
-        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody),
-        (status = 500, description = "Internal storage failure, logged (`internal`)", body = ErrorBody),
-        (status = 503, description = "Database unavailable, queue full or request timed out (`unavailable`, `queue_full`)", body = ErrorBody)
+        CommonErrors
     )
 )]
 pub async fn readyz<S: Store + Clone, C: Clock>(

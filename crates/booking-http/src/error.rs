@@ -30,6 +30,37 @@ pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
+/// The errors any operation may answer, for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+pub enum CommonErrors {
+    /// 429.
+    #[response(
+        status = 429,
+        description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)"
+    )]
+    RateLimited(ErrorBody),
+    /// 500.
+    #[response(
+        status = 500,
+        description = "Internal storage failure, logged (`internal`)"
+    )]
+    Internal(ErrorBody),
+    /// 503.
+    #[response(
+        status = 503,
+        description = "Database unavailable, queue full or request timed out (`unavailable`, `queue_full`)"
+    )]
+    Unavailable(ErrorBody),
+}
+
+/// The rate limit's answer alone, for operations that touch no storage.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 429,
+    description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)"
+)]
+pub struct RateLimited(pub ErrorBody);
+
 /// The inside of an [`ErrorBody`].
 #[derive(Debug, Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ErrorDetail {

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use booking_core::{Clock, Store};
 
 use crate::AppState;
-use crate::error::ErrorBody;
+use crate::error::RateLimited;
 
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 12] = [
@@ -161,7 +161,7 @@ fn counter(out: &mut String, name: &str, help: &str, value: u64) {
     summary = "Prometheus metrics",
     responses(
         (status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain; version=0.0.4"),
-        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody)
+        RateLimited
     )
 )]
 /// `GET /metrics`: Prometheus text.

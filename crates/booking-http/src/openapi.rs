@@ -4,7 +4,7 @@
 
 use axum::Json;
 
-use crate::error::ErrorBody;
+use crate::error::RateLimited;
 use utoipa::Modify;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -84,7 +84,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     tag = "operations",
     summary = "This OpenAPI 3.1 document",
     responses((status = 200, description = "The document", content_type = "application/json"),
-        (status = 429, description = "Rate limit of the IP or token exceeded; see `Retry-After` (`rate_limited`)", body = ErrorBody))
+        RateLimited)
 )]
 pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     Json(document())

@@ -934,10 +934,21 @@ async fn the_openapi_document_parses_and_lists_exactly_the_routes_served() {
     }
     for (method, path) in booking_http::ROUTES {
         let responses = &doc["paths"][path][method]["responses"];
-        assert!(
-            responses["429"].is_object(),
-            "{method} {path} documents no 429"
+        assert_eq!(
+            responses["429"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/ErrorBody",
+            "{method} {path} documents no 429 with the error body"
         );
+        let touches_storage = !["/healthz", "/metrics", "/openapi.json"].contains(path);
+        if touches_storage {
+            for status in ["500", "503"] {
+                assert_eq!(
+                    responses[status]["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/ErrorBody",
+                    "{method} {path} documents no {status} with the error body"
+                );
+            }
+        }
         let secured = doc["paths"][path][method]["security"].is_array();
         if secured {
             assert!(
