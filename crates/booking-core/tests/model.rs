@@ -829,10 +829,15 @@ async fn tick(w: &World, m: &mut Model) -> Result<(), TestCaseError> {
     } else if m.n_waiting() == 0 {
         TickOutcome::Idle
     } else {
-        let n = m
-            .n_waiting()
-            .min(BATCH)
-            .min(CAP.saturating_sub(m.n_active()));
+        // Sessions that lapsed within the clock tolerance still count (I4 across
+        // instances whose clocks differ a little).
+        let tolerance = Config::default().clock_tolerance.as_millis() as i64;
+        let n_active = m
+            .entries
+            .iter()
+            .filter(|e| e.active_at(now - tolerance))
+            .count() as u64;
+        let n = m.n_waiting().min(BATCH).min(CAP.saturating_sub(n_active));
         for seq in m.serving + 1..=m.serving + n {
             let e = m.entry_mut(seq);
             e.admitted_at = Some(now);
