@@ -174,6 +174,19 @@ pub struct ServeArgs {
     #[arg(long, env = "BOOKING_COUNTERS_CACHE", value_parser = parse_duration, default_value = "100ms")]
     pub counters_cache: Duration,
 
+    /// How long a session this instance let through may pass the gate of catalog
+    /// reads again without a database read (0 to 10s; 0 reads every time). A token
+    /// paid on another instance can read the catalog for this long; holds and
+    /// payments always check the session in their own write.
+    #[arg(long, env = "BOOKING_GATE_CACHE", value_parser = parse_duration, default_value = "1s")]
+    pub gate_cache: Duration,
+
+    /// How long a seat map may be served from this instance's cache (0 to 10s). Lapsed
+    /// holds show free at once; a seat taken through another instance shows after
+    /// this long (holding it answers "seat taken").
+    #[arg(long, env = "BOOKING_SEAT_MAP_CACHE", value_parser = parse_duration, default_value = "100ms")]
+    pub seat_map_cache: Duration,
+
     /// Database connections in the pool.
     #[arg(long, env = "BOOKING_MAX_CONNECTIONS", default_value_t = 16)]
     pub max_connections: u32,

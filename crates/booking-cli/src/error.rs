@@ -184,6 +184,7 @@ impl From<HoldError> for CliError {
             HoldError::Closed | HoldError::HoldLimit { .. } | HoldError::SessionEnded => {
                 with(Exit::Refused, e)
             }
+            HoldError::Gate(g) => g.into(),
             HoldError::Store(s) => s.into(),
         }
     }

@@ -50,6 +50,8 @@ pub async fn run(global: &Global, args: &ServeArgs) -> CliResult<()> {
 
     let mut config = db::config(global);
     config.counters_cache = args.counters_cache;
+    config.gate_cache = args.gate_cache;
+    config.seat_map_cache = args.seat_map_cache;
     let db = db::open(
         global,
         config,

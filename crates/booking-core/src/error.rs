@@ -108,6 +108,10 @@ pub enum HoldError {
     /// The session ended (paid or lapsed) after the gate let the request in.
     #[error("the queue session has ended")]
     SessionEnded,
+    /// The session this instance remembered ([`crate::Booking::gate_for_write`])
+    /// had ended: the full gate's refusal.
+    #[error(transparent)]
+    Gate(GateError),
     /// Storage failure.
     #[error(transparent)]
     Store(#[from] StoreError),

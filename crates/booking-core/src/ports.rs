@@ -306,7 +306,9 @@ pub trait HoldRepo: Send + Sync + 'static {
     /// # Errors
     /// MUST return, changing nothing: [`HoldRepoError::NoSuchSeat`] when the
     /// schedule has no such seat, [`HoldRepoError::SessionEnded`],
-    /// [`HoldRepoError::HoldLimit`], or [`HoldRepoError::SeatTaken`].
+    /// [`HoldRepoError::HoldLimit`], or [`HoldRepoError::SeatTaken`], the first that
+    /// applies in this order (so a session that is not active always gets
+    /// `SessionEnded`, whatever the seat).
     fn hold(&self, req: NewHold) -> impl Future<Output = Result<Hold, HoldRepoError>> + Send;
 
     /// Cancels a live hold of `user` and frees its seat.

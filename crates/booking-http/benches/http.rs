@@ -3,7 +3,9 @@
 //! each beside a rate measured in the same run:
 //!
 //! - polls and seat-map reads beside a hello-world axum handler (same server stack,
-//!   same load generator, same number of connections);
+//!   same load generator, same number of connections), with the caches `booking
+//!   serve` uses by default (queue counters 100 ms, gate 1 s, seat maps 100 ms), and
+//!   seat maps once more from an engine without any cache;
 //! - holds beside a raw single-row `UPDATE`, payments beside a raw three-statement
 //!   transaction, on the same database (the store benchmark's raw rates).
 //!
@@ -149,26 +151,45 @@ struct Row {
     hello: f64,
     poll: f64,
     seats: f64,
+    seats_plain: f64,
     raw_update: f64,
     hold: f64,
     raw_three: f64,
     pay: f64,
 }
 
-async fn bench(name: &str, booking: Engine, raw: RawDb, http: &Client, set: &Settings) -> Row {
-    raw.setup().await;
-    let p = AdmissionPolicy::rate(AdmissionPolicy::MAX_BATCH, Duration::from_millis(10))
-        .expect("policy");
-    booking.set_policy(p).await.expect("policy");
-    let (listener, base) = listen().await;
+/// Starts the router of `booking` on a new port; returns its base URL.
+fn start(booking: &Engine, listener: tokio::net::TcpListener) -> tokio::task::JoinHandle<()> {
     let app = booking_http::router(
-        Arc::clone(&booking),
+        Arc::clone(booking),
         booking_http::RouterOptions {
             admin_key: None,
             rate_limits: booking_http::limits::RateLimits::off(),
         },
     );
-    let server = tokio::spawn(booking_http::serve(listener, app, std::future::pending()));
+    tokio::spawn(async move {
+        let _ = booking_http::serve(listener, app, std::future::pending()).await;
+    })
+}
+
+/// `booking` runs with `booking serve`'s caches; `plain`, over the same store, with
+/// none, for the seat maps without cache.
+async fn bench(
+    name: &str,
+    booking: Engine,
+    plain: Engine,
+    raw: RawDb,
+    http: &Client,
+    set: &Settings,
+) -> Row {
+    raw.setup().await;
+    let p = AdmissionPolicy::rate(AdmissionPolicy::MAX_BATCH, Duration::from_millis(10))
+        .expect("policy");
+    booking.set_policy(p).await.expect("policy");
+    let (listener, base) = listen().await;
+    let server = start(&booking, listener);
+    let (listener, plain_base) = listen().await;
+    let plain_server = start(&plain, listener);
 
     // Polls: a waiting user's token (admission paused), the common case in a
     // waiting room; seat maps: an admitted user's token. On every connection.
@@ -188,7 +209,10 @@ async fn bench(name: &str, booking: Engine, raw: RawDb, http: &Client, set: &Set
         map_concert.get(),
         map_days[0]
     );
-    let seats = get_rate(http, seats_url, Some(reader), set).await;
+    let seats = get_rate(http, seats_url.clone(), Some(reader.clone()), set).await;
+    let plain_url = seats_url.replacen(&base, &plain_base, 1);
+    let seats_plain = get_rate(http, plain_url, Some(reader), set).await;
+    plain_server.abort();
 
     // Holds: every hold takes the next untouched seat of a pool; each connection
     // rotates through its own users, four holds each (the per-user cap).
@@ -312,6 +336,7 @@ async fn bench(name: &str, booking: Engine, raw: RawDb, http: &Client, set: &Set
         hello,
         poll,
         seats,
+        seats_plain,
         raw_update,
         hold,
         raw_three,
@@ -321,18 +346,20 @@ async fn bench(name: &str, booking: Engine, raw: RawDb, http: &Client, set: &Set
 
 fn print(rows: &[Row]) {
     println!(
-        "| backend | hello/s | polls/s | polls/hello | seat maps/s | maps/hello | raw UPDATE/s | holds/s | holds/raw | raw 3-stmt/s | payments/s | pay/raw3 |"
+        "| backend | hello/s | polls/s | polls/hello | seat maps/s | maps/hello | uncached maps/s | uncached/hello | raw UPDATE/s | holds/s | holds/raw | raw 3-stmt/s | payments/s | pay/raw3 |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         println!(
-            "| {} | {:.0} | {:.0} | {:.0}% | {:.0} | {:.0}% | {:.0} | {:.0} | {:.0}% | {:.0} | {:.0} | {:.0}% |",
+            "| {} | {:.0} | {:.0} | {:.0}% | {:.0} | {:.0}% | {:.0} | {:.0}% | {:.0} | {:.0} | {:.0}% | {:.0} | {:.0} | {:.0}% |",
             r.name,
             r.hello,
             r.poll,
             100.0 * r.poll / r.hello,
             r.seats,
             100.0 * r.seats / r.hello,
+            r.seats_plain,
+            100.0 * r.seats_plain / r.hello,
             r.raw_update,
             r.hold,
             100.0 * r.hold / r.raw_update,
@@ -343,13 +370,16 @@ fn print(rows: &[Row]) {
     }
 }
 
-fn engine(store: AnyStore) -> Engine {
+/// An engine over `store`: with `booking serve`'s default caches (counters 100 ms,
+/// gate 1 s, seat maps 100 ms), or with none.
+fn engine(store: AnyStore, cached: bool) -> Engine {
     let signer = TokenSigner::new(b"benchmark secret of at least 32 bytes!").expect("signer");
-    // As `booking serve` runs it: polls of waiting users read the counters from a
-    // cache of 100 ms (its default) instead of the database.
+    let ms = |n| Duration::from_millis(if cached { n } else { 0 });
     let config = Config {
         max_waiting: 10_000_000,
-        counters_cache: Duration::from_millis(100),
+        counters_cache: ms(100),
+        gate_cache: ms(1_000),
+        seat_map_cache: ms(100),
         ..Config::default()
     };
     Arc::new(Booking::new(store, SystemClock, signer, config).expect("engine"))
@@ -381,7 +411,11 @@ async fn main() {
             .await
             .expect("sqlite");
         let raw = RawDb::Sqlite(store.write_pool().clone());
-        rows.push(bench("SQLite", engine(AnyStore::Sqlite(store)), raw, &http, &set).await);
+        let (cached, plain) = (
+            engine(AnyStore::Sqlite(store.clone()), true),
+            engine(AnyStore::Sqlite(store), false),
+        );
+        rows.push(bench("SQLite", cached, plain, raw, &http, &set).await);
     }
     if backends.contains("postgres") {
         let db = booking_testkit::pg::database_on(booking_testkit::pg::durable_server_url()).await;
@@ -390,7 +424,8 @@ async fn main() {
         rows.push(
             bench(
                 "PostgreSQL",
-                engine(AnyStore::Postgres(store.clone())),
+                engine(AnyStore::Postgres(store.clone()), true),
+                engine(AnyStore::Postgres(store.clone()), false),
                 raw,
                 &http,
                 &set,

@@ -13,7 +13,7 @@ use crate::dto::{
     PaymentDto, QueueDto, ReadyDto, ReservationDto, SeatDto, SeatMapDto, TokenRequest,
 };
 use crate::error::{ApiError, CommonErrors, ErrorBody, RateLimited};
-use crate::extract::{Bearer, Gate, IdemKey, Json, Path, Signed};
+use crate::extract::{Bearer, Gate, IdemKey, Json, Path, Signed, WriteGate};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -215,7 +215,7 @@ pub async fn seats<S: Store + Clone, C: Clock>(
 )]
 pub async fn hold<S: Store + Clone, C: Clock>(
     State(st): State<AppState<S, C>>,
-    Gate(who): Gate,
+    WriteGate(who): WriteGate,
     Json(req): Json<HoldRequest>,
 ) -> ApiResult<Response> {
     let concert = parse_concert(req.concert_id)?;

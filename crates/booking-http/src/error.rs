@@ -205,6 +205,7 @@ impl From<HoldError> for ApiError {
             HoldError::SeatTaken(_) => Self::new(StatusCode::CONFLICT, "seat_taken", msg),
             HoldError::HoldLimit { .. } => Self::new(StatusCode::CONFLICT, "hold_limit", msg),
             HoldError::SessionEnded => Self::unauthorized("token_ended", msg),
+            HoldError::Gate(g) => g.into(),
             HoldError::Store(s) => s.into(),
         }
     }

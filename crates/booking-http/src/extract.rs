@@ -111,6 +111,23 @@ impl<S: Store + Clone, C: Clock> FromRequestParts<AppState<S, C>> for Gate {
     }
 }
 
+/// A token that passed the queue gate for a hold: the same verdict as [`Gate`],
+/// but a session this instance saw start passes from memory, because the hold's
+/// own write checks the session (see `Booking::gate_for_write`).
+pub struct WriteGate(pub Admitted);
+
+impl<S: Store + Clone, C: Clock> FromRequestParts<AppState<S, C>> for WriteGate {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState<S, C>,
+    ) -> Result<Self, Self::Rejection> {
+        let Bearer(token) = Bearer::from_request_parts(parts, state).await?;
+        Ok(WriteGate(state.booking.gate_for_write(&token).await?))
+    }
+}
+
 /// The optional `Idempotency-Key` header.
 pub struct IdemKey(pub Option<IdempotencyKey>);
 

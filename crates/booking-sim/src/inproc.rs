@@ -145,7 +145,11 @@ impl<S: Store + Clone> Target for InProcess<S> {
         date: NaiveDate,
         seat: u16,
     ) -> OpResult<HoldAck> {
-        let who = self.booking.gate(&t.token).await.map_err(gate_err)?;
+        let who = self
+            .booking
+            .gate_for_write(&t.token)
+            .await
+            .map_err(gate_err)?;
         let concert = ConcertId::new(concert).map_err(unexpected)?;
         let schedule = self
             .booking
@@ -163,6 +167,7 @@ impl<S: Store + Clone> Target for InProcess<S> {
                 HoldError::SessionEnded => OpError::Refused(Refusal::TokenEnded),
                 HoldError::Closed => OpError::Refused(Refusal::DateClosed),
                 HoldError::UnknownSchedule => OpError::Refused(Refusal::UnknownDate),
+                HoldError::Gate(g) => gate_err(g),
                 HoldError::Store(s) => store_err(s),
                 other => unexpected(other),
             })?;

@@ -986,6 +986,17 @@ pub async fn i6_hold_port_requires_an_active_session<S: Store>(store: S) {
         HoldRepoError::NoSuchSeat
     );
     assert!(kit.booking.store().hold(req).await.is_ok());
+    // The session is checked before the seat: a seat now taken still answers
+    // SessionEnded to a session that is not active (the engine relies on it to name
+    // the refusal of a session it remembered).
+    let taken = NewHold {
+        id: ReservationId::random(),
+        ..other_user
+    };
+    assert_eq!(
+        kit.booking.store().hold(taken).await.unwrap_err(),
+        HoldRepoError::SessionEnded
+    );
 }
 
 /// I1 under concurrency: many admitted users race for one seat, one wins.

@@ -282,6 +282,21 @@ pub struct Seat {
     pub state: SeatState,
 }
 
+impl Seat {
+    /// The seat as it stands at `now`, a later instant than its read: a hold that
+    /// has lapsed since is gone (lazy expiry), everything else is unchanged.
+    #[must_use]
+    pub fn as_of(self, now: Timestamp) -> Seat {
+        match self.state {
+            SeatState::Held { until } if until <= now => Seat {
+                state: SeatState::Free,
+                ..self
+            },
+            _ => self,
+        }
+    }
+}
+
 /// A schedule with its seat counts at one instant: the bookable-dates list and the
 /// sales report are both made of these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,5 +1,7 @@
 //! The catalog: bookable dates and seat maps (R2).
 
+use std::collections::HashMap;
+
 use chrono::NaiveDate;
 
 use super::Booking;
@@ -7,6 +9,15 @@ use crate::clock::Clock;
 use crate::domain::{Concert, ConcertId, Schedule, ScheduleId, ScheduleSummary, Seat, Timestamp};
 use crate::error::CatalogError;
 use crate::ports::{Store, StoreError};
+
+/// Seat maps read from storage, with the instant of the read; `generation` moves
+/// with every write through this instance, so that a read which started before a
+/// write does not put back the map that write dropped.
+#[derive(Default)]
+pub(super) struct SeatMaps {
+    generation: u64,
+    by_schedule: HashMap<ScheduleId, (Timestamp, Vec<Seat>)>,
+}
 
 impl<S: Store, C: Clock> Booking<S, C> {
     /// Every concert.
@@ -82,6 +93,9 @@ impl<S: Store, C: Clock> Booking<S, C> {
     /// Every seat (1..=count) of `concert` on `date`, with its price and its state
     /// now: free, held (until when) or sold. Seats whose hold expired are free.
     ///
+    /// With [`super::Config::seat_map_cache`] set, a map read from storage less than
+    /// that long ago is served again, each seat's state recomputed for now.
+    ///
     /// # Errors
     /// [`CatalogError::UnknownConcert`], [`CatalogError::UnknownDate`].
     pub async fn seats(
@@ -90,8 +104,50 @@ impl<S: Store, C: Clock> Booking<S, C> {
         date: NaiveDate,
     ) -> Result<(Schedule, Vec<Seat>), CatalogError> {
         let schedule = self.schedule_on(concert, date).await?;
-        let seats = self.store.seats(schedule.id, self.now()).await?;
+        let now = self.now();
+        let cache = !self.config.seat_map_cache.is_zero();
+        let generation = if cache {
+            match self.cached_seats(schedule.id, now) {
+                Ok(seats) => return Ok((schedule, seats)),
+                Err(generation) => Some(generation),
+            }
+        } else {
+            None
+        };
+        let seats = self.store.seats(schedule.id, now).await?;
+        if let Some(generation) = generation {
+            let mut maps = super::lock(&self.seat_maps);
+            // Only a map no write through this instance can have overtaken.
+            if maps.generation == generation {
+                if maps.by_schedule.len() >= super::SCHEDULE_CACHE {
+                    maps.by_schedule.clear();
+                }
+                maps.by_schedule.insert(schedule.id, (now, seats.clone()));
+            }
+        }
         Ok((schedule, seats))
+    }
+
+    /// The seats of `schedule` from the cache, each in its state at `now`; or the
+    /// cache's generation when it has no fresh map.
+    fn cached_seats(&self, schedule: ScheduleId, now: Timestamp) -> Result<Vec<Seat>, u64> {
+        let maps = super::lock(&self.seat_maps);
+        match maps.by_schedule.get(&schedule) {
+            Some((at, seats)) if now >= *at && now.since(*at) < self.config.seat_map_cache => {
+                Ok(seats.iter().map(|s| s.as_of(now)).collect())
+            }
+            _ => Err(maps.generation),
+        }
+    }
+
+    /// Drops the cached seat map of `schedule` after a write through this instance.
+    pub(crate) fn forget_seat_map(&self, schedule: ScheduleId) {
+        if self.config.seat_map_cache.is_zero() {
+            return;
+        }
+        let mut maps = super::lock(&self.seat_maps);
+        maps.generation = maps.generation.wrapping_add(1);
+        maps.by_schedule.remove(&schedule);
     }
 
     fn cached_schedule(&self, concert: ConcertId, date: NaiveDate) -> Option<Schedule> {

@@ -17,7 +17,9 @@ impl<S: Store, C: Clock> Booking<S, C> {
     /// # Errors
     /// [`HoldError::UnknownSchedule`], [`HoldError::Closed`] once the show started,
     /// [`HoldError::NoSuchSeat`] beyond the schedule's seats, [`HoldError::SeatTaken`],
-    /// [`HoldError::HoldLimit`] at the per-user cap, [`HoldError::SessionEnded`].
+    /// [`HoldError::HoldLimit`] at the per-user cap, [`HoldError::SessionEnded`];
+    /// [`HoldError::Gate`] when `who` was remembered by this instance
+    /// ([`Booking::gate_for_write`]) and the session turned out to have ended.
     pub async fn hold(
         &self,
         who: &Admitted,
@@ -48,7 +50,20 @@ impl<S: Store, C: Clock> Booking<S, C> {
             expires_at: now.plus(self.config.hold_ttl).min(sched.starts_at),
             max_live_per_user: self.config.max_live_holds,
         };
-        self.store.hold(req).await.map_err(|e| match e {
+        let refused = match self.store.hold(req).await {
+            Ok(hold) => {
+                self.forget_seat_map(schedule);
+                return Ok(hold);
+            }
+            Err(e) => e,
+        };
+        if refused == HoldRepoError::SessionEnded
+            && who.remembered()
+            && let Some(why) = self.why_ended(who).await
+        {
+            return Err(HoldError::Gate(why));
+        }
+        Err(match refused {
             HoldRepoError::SeatTaken => HoldError::SeatTaken(seat),
             HoldRepoError::HoldLimit => HoldError::HoldLimit {
                 max: self.config.max_live_holds,
@@ -73,6 +88,7 @@ impl<S: Store, C: Clock> Booking<S, C> {
         self.store
             .cancel(id, who.user(), self.now())
             .await
+            .inspect(|hold| self.forget_seat_map(hold.schedule))
             .map_err(|e| match e {
                 CancelRepoError::NotFound => CancelError::NotFound,
                 CancelRepoError::NotYours => CancelError::NotYours,

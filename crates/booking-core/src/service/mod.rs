@@ -1,9 +1,9 @@
 //! The services: every rule of the waiting room, holds, wallet and payment.
 //!
 //! [`Booking`] is generic over its storage ([`Store`]) and its [`Clock`]. It keeps no
-//! state of its own but a short-lived cache of the queue counters and a cache of
-//! schedules (which never change once created), so any number of `Booking` values
-//! (in one process or in many) can share one store.
+//! state of its own but short-lived caches (the queue counters, seat maps, sessions
+//! it let through) and a cache of schedules (which never change once created), so
+//! any number of `Booking` values (in one process or in many) can share one store.
 
 mod admin;
 mod catalog;
@@ -13,13 +13,15 @@ mod queue;
 mod wallet;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::NaiveDate;
 
 use crate::clock::Clock;
-use crate::domain::{Amount, ConcertId, Money, QueueCounters, Schedule, ScheduleId, Timestamp};
+use crate::domain::{
+    Amount, ConcertId, Money, QueueCounters, QueueSeq, Schedule, ScheduleId, Timestamp,
+};
 use crate::ports::Store;
 use crate::token::TokenSigner;
 
@@ -49,6 +51,20 @@ pub struct Config {
     /// status polls (default 0: always read). A server sets it to a fraction of a
     /// second so that polls cost no database round trip.
     pub counters_cache: Duration,
+    /// How long a session this instance let through may pass the gate of catalog
+    /// reads, cancels and reservation lists again without a read (default 0: always
+    /// read; at most 10 s). Its end time is still checked every time, and a payment
+    /// on this instance forgets it at once; a payment on another instance is seen by
+    /// reads only after this long. Holds and payments never depend on it: their
+    /// writes check the session themselves ([`Booking::gate_for_write`]).
+    pub gate_cache: Duration,
+    /// How long a seat map read from storage may be served again by this instance
+    /// (default 0: always read; at most 10 s). Each seat's state is recomputed at
+    /// every read, so a lapsed hold shows free at once; holds, cancels and payments
+    /// made through this instance drop the date's map. A hold or sale made through
+    /// another instance shows after this long (trying to hold such a seat gets
+    /// "seat taken", never a second owner).
+    pub seat_map_cache: Duration,
     /// Most rows any list returns (default 1,000).
     pub list_limit: u32,
     /// How far apart two instances' clocks, plus a request's time in flight, may be
@@ -69,6 +85,8 @@ impl Default for Config {
             max_charge: Amount::new(1_000_000).unwrap_or_else(|_| unreachable!()),
             max_balance: Money::new(100_000_000).unwrap_or_else(|_| unreachable!()),
             counters_cache: Duration::ZERO,
+            gate_cache: Duration::ZERO,
+            seat_map_cache: Duration::ZERO,
             list_limit: 1_000,
             clock_tolerance: Duration::from_secs(2),
         }
@@ -114,6 +132,12 @@ impl Config {
         if self.counters_cache > Duration::from_secs(10) {
             return Err(ConfigError("the counters cache is at most 10 s"));
         }
+        if self.gate_cache > Duration::from_secs(10) {
+            return Err(ConfigError("the gate cache is at most 10 s"));
+        }
+        if self.seat_map_cache > Duration::from_secs(10) {
+            return Err(ConfigError("the seat map cache is at most 10 s"));
+        }
         if self.clock_tolerance > Duration::from_secs(60) {
             return Err(ConfigError("the clock tolerance is at most 1 min"));
         }
@@ -135,10 +159,23 @@ pub struct Booking<S, C> {
     /// Schedules found so far. A schedule is never changed or removed once
     /// created, so an entry never goes stale; the cache is emptied when full.
     schedules: Mutex<ScheduleCache>,
+    /// Sessions this instance let through, by place.
+    sessions: Mutex<HashMap<QueueSeq, queue::SeenSession>>,
+    /// Seat maps read from storage (see [`Config::seat_map_cache`]).
+    seat_maps: Mutex<catalog::SeatMaps>,
 }
 
 /// How many schedules [`Booking`] remembers before it starts over.
 const SCHEDULE_CACHE: usize = 10_000;
+
+/// How many sessions [`Booking`] remembers before it starts over.
+const SESSION_CACHE: usize = 100_000;
+
+/// Locks a cache, ignoring poisoning: every cache update is a single insert or
+/// removal, so a panic elsewhere cannot leave one half-written.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// Schedules by id, and their ids by (concert, date).
 #[derive(Default)]
@@ -167,6 +204,8 @@ impl<S: Store, C: Clock> Booking<S, C> {
             config,
             counters_cache: Mutex::new(None),
             schedules: Mutex::new(ScheduleCache::default()),
+            sessions: Mutex::new(HashMap::new()),
+            seat_maps: Mutex::new(catalog::SeatMaps::default()),
         })
     }
 

@@ -44,7 +44,7 @@ impl<S: Store, C: Clock> Booking<S, C> {
         {
             return Ok(first);
         }
-        let who = self.admit(claims).await?;
+        let who = self.admit_for_write(claims).await?;
         let req = PayRequest {
             id: PaymentId::random(),
             reservation,
@@ -54,10 +54,14 @@ impl<S: Store, C: Clock> Booking<S, C> {
             now: self.now(),
         };
         match self.store.pay(req).await {
-            Ok(payment) => Ok(PaymentReceipt {
-                payment,
-                replayed: false,
-            }),
+            Ok(payment) => {
+                self.forget_session(who.seq());
+                self.forget_seat_map(payment.schedule);
+                Ok(PaymentReceipt {
+                    payment,
+                    replayed: false,
+                })
+            }
             Err(e) => {
                 // A concurrent retry with the same key may have won the race: then
                 // its result is ours too.
@@ -71,6 +75,17 @@ impl<S: Store, C: Clock> Booking<S, C> {
                     && let Some(first) = self.replay(claims.user, k, reservation).await?
                 {
                     return Ok(first);
+                }
+                // A remembered session skipped the gate, whose refusal comes before
+                // these (the store checks the session after the reservation).
+                if who.remembered()
+                    && !matches!(
+                        e,
+                        PayRepoError::InsufficientBalance { .. } | PayRepoError::Store(_)
+                    )
+                    && let Some(why) = self.why_ended(&who).await
+                {
+                    return Err(PayError::Gate(why));
                 }
                 Err(match e {
                     PayRepoError::NotFound => PayError::NotFound,

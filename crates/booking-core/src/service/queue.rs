@@ -56,34 +56,55 @@ pub struct QueueView {
 /// `&Admitted` cannot be called by someone who did not pass it. Holds and payments
 /// check the session again inside their write, since it may end in between; a
 /// cancel does not need to (it only gives a seat back).
+///
+/// It may come from this instance's memory of sessions it saw start (see
+/// [`Booking::gate`] and [`Booking::gate_for_write`]); a hold or payment refused
+/// because such a session ended then runs the full gate to say why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Admitted {
-    user: UserId,
-    seq: QueueSeq,
-    token_id: TokenId,
+    claims: TokenClaims,
     until: Timestamp,
+    remembered: bool,
 }
 
 impl Admitted {
     /// The admitted user.
     pub fn user(&self) -> UserId {
-        self.user
+        self.claims.user
     }
 
     /// Their place (the session's key).
     pub fn seq(&self) -> QueueSeq {
-        self.seq
+        self.claims.seq
     }
 
     /// The token's id.
     pub fn token_id(&self) -> TokenId {
-        self.token_id
+        self.claims.token_id
     }
 
     /// When the session ends.
     pub fn until(&self) -> Timestamp {
         self.until
     }
+
+    /// `true` when this instance vouched for the session from memory instead of
+    /// reading its queue entry.
+    pub fn remembered(&self) -> bool {
+        self.remembered
+    }
+}
+
+/// A session this instance saw pass the gate: started (shown up) and, at
+/// `checked_at`, live until `until`. Show-up and the end time never change once
+/// set, so only "ended early" (a payment, perhaps on another instance) can make it
+/// wrong; writes check that in their own statement.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SeenSession {
+    token_id: TokenId,
+    user: UserId,
+    until: Timestamp,
+    checked_at: Timestamp,
 }
 
 impl<S: Store, C: Clock> Booking<S, C> {
@@ -171,9 +192,91 @@ impl<S: Store, C: Clock> Booking<S, C> {
     /// # Errors
     /// [`GateError::Token`], [`GateError::UnknownToken`], [`GateError::Waiting`] with
     /// the position, [`GateError::Expired`], [`GateError::Ended`] after payment.
+    ///
+    /// With [`super::Config::gate_cache`] set, a session this instance let through
+    /// less than that long ago passes without a read (its end time is still
+    /// checked): a token paid on another instance may then read the catalog for that
+    /// long. A payment on this instance forgets its session at once.
     pub async fn gate(&self, token: &str) -> Result<Admitted, GateError> {
         let claims = self.signer.verify(token)?;
+        let max_age = self.config.gate_cache;
+        if !max_age.is_zero()
+            && let Some(who) = self.remembered(&claims, Some(max_age))
+        {
+            return Ok(who);
+        }
         self.admit(&claims).await
+    }
+
+    /// The gate for a hold or a payment, whose write checks the session again in
+    /// its own statement: a session this instance saw start passes without a read
+    /// while its end time has not come, whatever its age, since show-up and the end
+    /// time never change. When the write then finds the session ended (paid on
+    /// another instance), [`Booking::hold`] and [`Booking::pay`] run the full gate to
+    /// name the refusal, so the answer is the same as without this memory.
+    ///
+    /// # Errors
+    /// As [`Booking::gate`].
+    pub async fn gate_for_write(&self, token: &str) -> Result<Admitted, GateError> {
+        let claims = self.signer.verify(token)?;
+        self.admit_for_write(&claims).await
+    }
+
+    /// [`Booking::gate_for_write`] for claims already verified.
+    pub(crate) async fn admit_for_write(
+        &self,
+        claims: &TokenClaims,
+    ) -> Result<Admitted, GateError> {
+        match self.remembered(claims, None) {
+            Some(who) => Ok(who),
+            None => self.admit(claims).await,
+        }
+    }
+
+    /// A remembered session of these claims, live now and checked at most `max_age`
+    /// ago (any age when `None`).
+    fn remembered(&self, claims: &TokenClaims, max_age: Option<Duration>) -> Option<Admitted> {
+        let now = self.now();
+        let seen = super::lock(&self.sessions).get(&claims.seq).copied()?;
+        let fresh = match max_age {
+            None => true,
+            Some(age) => now >= seen.checked_at && now.since(seen.checked_at) < age,
+        };
+        (seen.token_id == claims.token_id && seen.user == claims.user && now < seen.until && fresh)
+            .then_some(Admitted {
+                claims: *claims,
+                until: seen.until,
+                remembered: true,
+            })
+    }
+
+    fn remember_session(&self, who: &Admitted, now: Timestamp) {
+        let mut sessions = super::lock(&self.sessions);
+        if sessions.len() >= super::SESSION_CACHE {
+            sessions.clear();
+        }
+        sessions.insert(
+            who.seq(),
+            SeenSession {
+                token_id: who.token_id(),
+                user: who.user(),
+                until: who.until,
+                checked_at: now,
+            },
+        );
+    }
+
+    /// Forgets a session that ended (or was found ended).
+    pub(crate) fn forget_session(&self, seq: QueueSeq) {
+        super::lock(&self.sessions).remove(&seq);
+    }
+
+    /// After a write found a remembered session ended: forgets it and runs the full
+    /// gate, whose refusal says why (ended by a payment, or lapsed). `None` when the
+    /// gate lets it through after all.
+    pub(crate) async fn why_ended(&self, who: &Admitted) -> Option<GateError> {
+        self.forget_session(who.seq());
+        self.admit(&who.claims).await.err()
     }
 
     /// The gate for claims already verified.
@@ -200,11 +303,15 @@ impl<S: Store, C: Clock> Booking<S, C> {
                 return Err(GateError::Expired);
             }
             if entry.seen_at.is_some() {
-                return Ok(admitted(claims, expires_at));
+                let who = admitted(claims, expires_at);
+                self.remember_session(&who, now);
+                return Ok(who);
             }
             let until = now.plus(self.config.session_ttl);
             if let Some(shown) = self.store.show_up(entry.seq, now, until).await? {
-                return Ok(admitted(claims, shown.expires_at.unwrap_or(until)));
+                let who = admitted(claims, shown.expires_at.unwrap_or(until));
+                self.remember_session(&who, now);
+                return Ok(who);
             }
             entry = self
                 .entry_of(claims)
@@ -264,10 +371,9 @@ fn claims_of(entry: &QueueEntry) -> TokenClaims {
 
 fn admitted(claims: &TokenClaims, until: Timestamp) -> Admitted {
     Admitted {
-        user: claims.user,
-        seq: claims.seq,
-        token_id: claims.token_id,
+        claims: *claims,
         until,
+        remembered: false,
     }
 }
 
