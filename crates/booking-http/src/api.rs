@@ -1,9 +1,13 @@
 //! Handlers: parse, call the core, map the result. No rule lives here.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use booking_core::domain::{Amount, ConcertId, ReservationId, SeatNo, UserId};
+use booking_core::domain::{Amount, ConcertId, ReservationId, ScheduleId, Seat, SeatNo, UserId};
 use booking_core::{Clock, Store};
 use chrono::NaiveDate;
 
@@ -184,13 +188,61 @@ pub async fn seats<S: Store + Clone, C: Clock>(
     let concert = parse_concert(concert)?;
     let date = parse_date(&date)?;
     let (schedule, seats) = st.booking.seats(concert, date).await?;
-    let map = SeatMapDto {
-        concert_id: concert.get(),
-        date: date.to_string(),
-        schedule_id: schedule.id.get(),
-        seats: seats.iter().map(SeatDto::from).collect(),
-    };
-    Ok(json(StatusCode::OK, map))
+    let body = st.seat_maps.body(schedule.id, seats, |seats| {
+        let map = SeatMapDto {
+            concert_id: concert.get(),
+            date: date.to_string(),
+            schedule_id: schedule.id.get(),
+            seats: seats.iter().map(SeatDto::from).collect(),
+        };
+        serde_json::to_vec(&map).map(Bytes::from)
+    })?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response())
+}
+
+/// The JSON body of the seat map sent last for each date: when a date's seats are
+/// the same, seat for seat, as last time (the common case under load, with the
+/// engine's seat-map cache), the same bytes go out again instead of serializing the
+/// map anew. The body depends on nothing but the schedule and its seats.
+#[derive(Default)]
+pub struct SeatMapBodies(Mutex<HashMap<ScheduleId, (Vec<Seat>, Bytes)>>);
+
+impl SeatMapBodies {
+    /// The body for `seats` of `schedule`, made by `make` when it changed.
+    fn body(
+        &self,
+        schedule: ScheduleId,
+        seats: Vec<Seat>,
+        make: impl FnOnce(&[Seat]) -> serde_json::Result<Bytes>,
+    ) -> ApiResult<Bytes> {
+        let lock = || self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((last, body)) = lock().get(&schedule)
+            && *last == seats
+        {
+            return Ok(body.clone());
+        }
+        let body = make(&seats).map_err(|e| {
+            tracing::error!(error = %e, "a seat map could not be serialized");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "an internal error occurred; it has been logged",
+            )
+        })?;
+        let mut bodies = lock();
+        if bodies.len() >= 10_000 {
+            bodies.clear();
+        }
+        bodies.insert(schedule, (seats, body.clone()));
+        Ok(body)
+    }
 }
 
 // --- reservations -----------------------------------------------------------------
@@ -482,4 +534,46 @@ pub async fn readyz<S: Store + Clone, C: Clock>(
             status: "ready".into(),
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use booking_core::domain::{SeatState, Timestamp};
+
+    use super::*;
+
+    fn seats(held: Option<i64>) -> Vec<Seat> {
+        (1..=3)
+            .map(|n| Seat {
+                no: SeatNo::new(n).unwrap(),
+                price: Amount::new(100).unwrap(),
+                state: match held {
+                    Some(h) if h == n => SeatState::Held {
+                        until: Timestamp::from_millis(1_000),
+                    },
+                    _ => SeatState::Free,
+                },
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_seat_map_body_is_made_again_only_when_a_seat_changed() {
+        let bodies = SeatMapBodies::default();
+        let id = ScheduleId::new(1).unwrap();
+        let mut made = 0;
+        let mut body = |s: Vec<Seat>| {
+            bodies
+                .body(id, s, |s| {
+                    made += 1;
+                    Ok(Bytes::from(format!("{made}:{}", s.len())))
+                })
+                .unwrap()
+        };
+        assert_eq!(body(seats(None)), "1:3");
+        assert_eq!(body(seats(None)), "1:3", "same seats: the same body");
+        assert_eq!(body(seats(Some(2))), "2:3", "a seat changed: a new body");
+        assert_eq!(body(seats(Some(2))), "2:3");
+        assert_eq!(body(seats(None)), "3:3");
+    }
 }

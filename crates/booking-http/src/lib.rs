@@ -69,6 +69,8 @@ pub struct AppState<S, C> {
     pub admin_key: Option<Arc<str>>,
     /// This instance's request metrics.
     pub metrics: Arc<metrics::Metrics>,
+    /// The seat-map bodies sent last.
+    pub seat_maps: Arc<api::SeatMapBodies>,
 }
 
 impl<S, C> Clone for AppState<S, C> {
@@ -77,6 +79,7 @@ impl<S, C> Clone for AppState<S, C> {
             booking: Arc::clone(&self.booking),
             admin_key: self.admin_key.clone(),
             metrics: Arc::clone(&self.metrics),
+            seat_maps: Arc::clone(&self.seat_maps),
         }
     }
 }
@@ -145,6 +148,7 @@ pub fn router<S: Store + Clone, C: Clock>(
         booking,
         admin_key: options.admin_key.map(Arc::from),
         metrics: Arc::clone(&metrics),
+        seat_maps: Arc::default(),
     };
     add_routes::<S, C>(Router::new())
         .fallback(|| async { ApiError::not_found("no_such_endpoint", "no such endpoint") })
