@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::AppState;
 use crate::dto::{ConcertDto, DateDto};
-use crate::error::{ApiError, CommonErrors, ErrorBody};
+use crate::error::{ApiError, BadAdminKey, CommonErrors, ErrorBody};
 use crate::extract::{Bearer, Json, Path};
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -88,7 +88,7 @@ pub struct NewConcertDto {
     responses(
         (status = 201, description = "The concert", body = ConcertDto),
         (status = 400, description = "Malformed body, parameter or header (`bad_request`)", body = ErrorBody),
-        (status = 401, description = "Missing or wrong admin key (`admin_key_required`)", body = ErrorBody),
+        BadAdminKey,
         (status = 403, description = "The server has no admin key (`admin_disabled`)", body = ErrorBody),
         (status = 422, description = "Invalid value (`invalid_input`, `date_in_the_past`)", body = ErrorBody),
         CommonErrors
@@ -129,7 +129,7 @@ pub struct NewDateDto {
     responses(
         (status = 201, description = "The date", body = DateDto),
         (status = 400, description = "Malformed body, parameter or header (`bad_request`)", body = ErrorBody),
-        (status = 401, description = "Missing or wrong admin key (`admin_key_required`)", body = ErrorBody),
+        BadAdminKey,
         (status = 403, description = "The server has no admin key (`admin_disabled`)", body = ErrorBody),
         (status = 404, description = "Unknown concert or date (`unknown_concert`, `unknown_date`)", body = ErrorBody),
         (status = 409, description = "The concert already has a show that day (`date_taken`)", body = ErrorBody),
@@ -210,7 +210,7 @@ pub struct SalesDto {
     responses(
         (status = 200, description = "One row per date", body = Vec<SalesDto>),
         (status = 400, description = "Malformed body, parameter or header (`bad_request`)", body = ErrorBody),
-        (status = 401, description = "Missing or wrong admin key (`admin_key_required`)", body = ErrorBody),
+        BadAdminKey,
         (status = 403, description = "The server has no admin key (`admin_disabled`)", body = ErrorBody),
         (status = 404, description = "Unknown concert or date (`unknown_concert`, `unknown_date`)", body = ErrorBody),
         CommonErrors
@@ -291,7 +291,7 @@ pub struct QueueStatsDto {
     security(("admin_key" = [])),
     responses(
         (status = 200, description = "Queue figures", body = QueueStatsDto),
-        (status = 401, description = "Missing or wrong admin key (`admin_key_required`)", body = ErrorBody),
+        BadAdminKey,
         (status = 403, description = "The server has no admin key (`admin_disabled`)", body = ErrorBody),
         CommonErrors
     )
@@ -330,7 +330,7 @@ pub async fn queue<S: Store + Clone, C: Clock>(
     responses(
         (status = 200, description = "The policy now in force", body = PolicyDto),
         (status = 400, description = "Malformed body, parameter or header (`bad_request`)", body = ErrorBody),
-        (status = 401, description = "Missing or wrong admin key (`admin_key_required`)", body = ErrorBody),
+        BadAdminKey,
         (status = 403, description = "The server has no admin key (`admin_disabled`)", body = ErrorBody),
         (status = 422, description = "Invalid value (`invalid_input`, `date_in_the_past`)", body = ErrorBody),
         CommonErrors
@@ -359,7 +359,7 @@ pub async fn set_policy<S: Store + Clone, C: Clock>(
     security(("admin_key" = [])),
     responses(
         (status = 200, description = "Paused", body = PausedDto),
-        (status = 401, description = "Missing or wrong admin key (`admin_key_required`)", body = ErrorBody),
+        BadAdminKey,
         (status = 403, description = "The server has no admin key (`admin_disabled`)", body = ErrorBody),
         CommonErrors
     )
@@ -380,7 +380,7 @@ pub async fn pause<S: Store + Clone, C: Clock>(
     security(("admin_key" = [])),
     responses(
         (status = 200, description = "Resumed", body = PausedDto),
-        (status = 401, description = "Missing or wrong admin key (`admin_key_required`)", body = ErrorBody),
+        BadAdminKey,
         (status = 403, description = "The server has no admin key (`admin_disabled`)", body = ErrorBody),
         CommonErrors
     )
@@ -401,7 +401,7 @@ pub async fn resume<S: Store + Clone, C: Clock>(
     security(("admin_key" = [])),
     responses(
         (status = 200, description = "What was swept", body = SweepDto),
-        (status = 401, description = "Missing or wrong admin key (`admin_key_required`)", body = ErrorBody),
+        BadAdminKey,
         (status = 403, description = "The server has no admin key (`admin_disabled`)", body = ErrorBody),
         CommonErrors
     )

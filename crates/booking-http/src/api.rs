@@ -16,7 +16,7 @@ use crate::dto::{
     BalanceDto, ChargeRequest, ConcertDto, DateDto, HoldRequest, LedgerEntryDto, PayRequest,
     PaymentDto, QueueDto, ReadyDto, ReservationDto, SeatDto, SeatMapDto, TokenRequest,
 };
-use crate::error::{ApiError, CommonErrors, ErrorBody, RateLimited};
+use crate::error::{ApiError, BadToken, CommonErrors, ErrorBody, RateLimited};
 use crate::extract::{Bearer, Gate, IdemKey, Json, Path, Signed, WriteGate};
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -88,7 +88,7 @@ pub async fn issue_token<S: Store + Clone, C: Clock>(
     security(("queue_token" = [])),
     responses(
         (status = 200, description = "Status", body = QueueDto),
-        (status = 401, description = "Missing, forged, expired or ended token (`missing_token`, `invalid_token`, `unknown_token`, `token_expired`, `token_ended`)", body = ErrorBody),
+        BadToken,
         CommonErrors
     )
 )]
@@ -113,7 +113,7 @@ pub async fn queue_status<S: Store + Clone, C: Clock>(
     security(("queue_token" = [])),
     responses(
         (status = 200, description = "Concerts", body = Vec<ConcertDto>),
-        (status = 401, description = "Missing, forged, expired or ended token (`missing_token`, `invalid_token`, `unknown_token`, `token_expired`, `token_ended`)", body = ErrorBody),
+        BadToken,
         (status = 403, description = "Not admitted yet (`not_admitted`)", body = ErrorBody),
         CommonErrors
     )
@@ -142,7 +142,7 @@ pub async fn concerts<S: Store + Clone, C: Clock>(
     responses(
         (status = 200, description = "Dates", body = Vec<DateDto>),
         (status = 400, description = "Malformed body, parameter or header (`bad_request`)", body = ErrorBody),
-        (status = 401, description = "Missing, forged, expired or ended token (`missing_token`, `invalid_token`, `unknown_token`, `token_expired`, `token_ended`)", body = ErrorBody),
+        BadToken,
         (status = 403, description = "Not admitted yet (`not_admitted`)", body = ErrorBody),
         (status = 404, description = "Unknown concert or date (`unknown_concert`, `unknown_date`)", body = ErrorBody),
         CommonErrors
@@ -174,7 +174,7 @@ pub async fn dates<S: Store + Clone, C: Clock>(
     responses(
         (status = 200, description = "Seat map", body = SeatMapDto),
         (status = 400, description = "Malformed body, parameter or header (`bad_request`)", body = ErrorBody),
-        (status = 401, description = "Missing, forged, expired or ended token (`missing_token`, `invalid_token`, `unknown_token`, `token_expired`, `token_ended`)", body = ErrorBody),
+        BadToken,
         (status = 403, description = "Not admitted yet (`not_admitted`)", body = ErrorBody),
         (status = 404, description = "Unknown concert or date (`unknown_concert`, `unknown_date`)", body = ErrorBody),
         CommonErrors
@@ -257,7 +257,7 @@ impl SeatMapBodies {
     responses(
         (status = 201, description = "The hold", body = ReservationDto),
         (status = 400, description = "Malformed body, parameter or header (`bad_request`)", body = ErrorBody),
-        (status = 401, description = "Missing, forged, expired or ended token (`missing_token`, `invalid_token`, `unknown_token`, `token_expired`, `token_ended`)", body = ErrorBody),
+        BadToken,
         (status = 403, description = "Not admitted yet (`not_admitted`)", body = ErrorBody),
         (status = 404, description = "Unknown concert or date (`unknown_concert`, `unknown_date`)", body = ErrorBody),
         (status = 409, description = "Seat taken, hold limit reached or date closed (`seat_taken`, `hold_limit`, `date_closed`)", body = ErrorBody),
@@ -289,7 +289,7 @@ pub async fn hold<S: Store + Clone, C: Clock>(
     responses(
         (status = 200, description = "The cancelled reservation", body = ReservationDto),
         (status = 400, description = "Malformed body, parameter or header (`bad_request`)", body = ErrorBody),
-        (status = 401, description = "Missing, forged, expired or ended token (`missing_token`, `invalid_token`, `unknown_token`, `token_expired`, `token_ended`)", body = ErrorBody),
+        BadToken,
         (status = 403, description = "Not admitted yet, or not the caller's reservation (`not_admitted`, `not_yours`)", body = ErrorBody),
         (status = 404, description = "Unknown reservation (`unknown_reservation`)", body = ErrorBody),
         (status = 409, description = "Already paid or cancelled (`already_paid`, `reservation_cancelled`)", body = ErrorBody),
@@ -315,7 +315,7 @@ pub async fn cancel<S: Store + Clone, C: Clock>(
     security(("queue_token" = [])),
     responses(
         (status = 200, description = "Reservations", body = Vec<ReservationDto>),
-        (status = 401, description = "Missing, forged, expired or ended token (`missing_token`, `invalid_token`, `unknown_token`, `token_expired`, `token_ended`)", body = ErrorBody),
+        BadToken,
         (status = 403, description = "Not admitted yet (`not_admitted`)", body = ErrorBody),
         CommonErrors
     )
@@ -346,7 +346,7 @@ pub async fn reservations<S: Store + Clone, C: Clock>(
     responses(
         (status = 200, description = "Balance", body = BalanceDto),
         (status = 400, description = "Malformed body, parameter or header (`bad_request`)", body = ErrorBody),
-        (status = 401, description = "Missing, forged, expired or ended token (`missing_token`, `invalid_token`, `unknown_token`, `token_expired`, `token_ended`)", body = ErrorBody),
+        BadToken,
         (status = 403, description = "The path's user is not the token's user (`wrong_user`)", body = ErrorBody),
         CommonErrors
     )
@@ -378,7 +378,7 @@ pub async fn balance<S: Store + Clone, C: Clock>(
     responses(
         (status = 201, description = "The ledger row of the charge", body = LedgerEntryDto), (status = 200, description = "A replay of an earlier charge with this Idempotency-Key", body = LedgerEntryDto),
         (status = 400, description = "Malformed body, parameter or header (`bad_request`)", body = ErrorBody),
-        (status = 401, description = "Missing, forged, expired or ended token (`missing_token`, `invalid_token`, `unknown_token`, `token_expired`, `token_ended`)", body = ErrorBody),
+        BadToken,
         (status = 403, description = "The path's user is not the token's user (`wrong_user`)", body = ErrorBody),
         (status = 422, description = "Invalid amount, balance limit, or Idempotency-Key reused for another request (`invalid_amount`, `balance_limit`, `idempotency_key_reused`)", body = ErrorBody),
         CommonErrors
@@ -413,7 +413,7 @@ pub async fn charge<S: Store + Clone, C: Clock>(
     responses(
         (status = 200, description = "Ledger rows", body = Vec<LedgerEntryDto>),
         (status = 400, description = "Malformed body, parameter or header (`bad_request`)", body = ErrorBody),
-        (status = 401, description = "Missing, forged, expired or ended token (`missing_token`, `invalid_token`, `unknown_token`, `token_expired`, `token_ended`)", body = ErrorBody),
+        BadToken,
         (status = 403, description = "The path's user is not the token's user (`wrong_user`)", body = ErrorBody),
         CommonErrors
     )
@@ -447,7 +447,7 @@ pub async fn ledger<S: Store + Clone, C: Clock>(
     responses(
         (status = 201, description = "The payment", body = PaymentDto), (status = 200, description = "A replay of an earlier payment", body = PaymentDto),
         (status = 400, description = "Malformed body, parameter or header (`bad_request`)", body = ErrorBody),
-        (status = 401, description = "Missing, forged, expired or ended token (`missing_token`, `invalid_token`, `unknown_token`, `token_expired`, `token_ended`)", body = ErrorBody),
+        BadToken,
         (status = 403, description = "Not admitted yet, or not the caller's reservation (`not_admitted`, `not_yours`)", body = ErrorBody),
         (status = 404, description = "Unknown reservation (`unknown_reservation`)", body = ErrorBody),
         (status = 409, description = "Already paid or cancelled (`already_paid`, `reservation_cancelled`)", body = ErrorBody),
@@ -480,7 +480,7 @@ pub async fn pay<S: Store + Clone, C: Clock>(
     security(("queue_token" = [])),
     responses(
         (status = 200, description = "Payments", body = Vec<PaymentDto>),
-        (status = 401, description = "Missing, forged, expired or ended token (`missing_token`, `invalid_token`, `unknown_token`, `token_expired`, `token_ended`)", body = ErrorBody),
+        BadToken,
         CommonErrors
     )
 )]

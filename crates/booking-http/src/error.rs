@@ -53,6 +53,22 @@ pub enum CommonErrors {
     Unavailable(ErrorBody),
 }
 
+/// The answer of an operation behind a queue token when the token is not good.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 401,
+    description = "Missing, forged, expired or ended token (`missing_token`, `invalid_token`, `unknown_token`, `token_expired`, `token_ended`)"
+)]
+pub struct BadToken(pub ErrorBody);
+
+/// The answer of an admin operation without the right admin key.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 401,
+    description = "Missing or wrong admin key (`admin_key_required`)"
+)]
+pub struct BadAdminKey(pub ErrorBody);
+
 /// The rate limit's answer alone, for operations that touch no storage.
 #[derive(utoipa::IntoResponses)]
 #[response(

@@ -951,9 +951,10 @@ async fn the_openapi_document_parses_and_lists_exactly_the_routes_served() {
         }
         let secured = doc["paths"][path][method]["security"].is_array();
         if secured {
-            assert!(
-                responses["401"].is_object(),
-                "{method} {path} documents no 401"
+            assert_eq!(
+                responses["401"]["content"]["application/json"]["schema"]["$ref"],
+                "#/components/schemas/ErrorBody",
+                "{method} {path} documents no 401 with the error body"
             );
         }
     }

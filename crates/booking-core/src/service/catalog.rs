@@ -151,13 +151,13 @@ impl<S: Store, C: Clock> Booking<S, C> {
     }
 
     fn cached_schedule(&self, concert: ConcertId, date: NaiveDate) -> Option<Schedule> {
-        let cache = self.schedules.lock().unwrap_or_else(|p| p.into_inner());
+        let cache = super::lock(&self.schedules);
         let id = cache.by_date.get(&(concert, date))?;
         cache.by_id.get(id).copied()
     }
 
     fn remember_schedule(&self, s: Schedule) {
-        let mut cache = self.schedules.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = super::lock(&self.schedules);
         if cache.by_id.len() >= super::SCHEDULE_CACHE {
             cache.by_id.clear();
             cache.by_date.clear();
@@ -172,7 +172,7 @@ impl<S: Store, C: Clock> Booking<S, C> {
         id: ScheduleId,
     ) -> Result<Option<Schedule>, StoreError> {
         let cached = {
-            let cache = self.schedules.lock().unwrap_or_else(|p| p.into_inner());
+            let cache = super::lock(&self.schedules);
             cache.by_id.get(&id).copied()
         };
         if let Some(s) = cached {

@@ -201,7 +201,7 @@ impl<S: Store, C: Clock> Booking<S, C> {
         let claims = self.signer.verify(token)?;
         let max_age = self.config.gate_cache;
         if !max_age.is_zero()
-            && let Some(who) = self.remembered(&claims, Some(max_age))
+            && let Some(who) = self.recall(&claims, Some(max_age))
         {
             return Ok(who);
         }
@@ -227,7 +227,7 @@ impl<S: Store, C: Clock> Booking<S, C> {
         &self,
         claims: &TokenClaims,
     ) -> Result<Admitted, GateError> {
-        match self.remembered(claims, None) {
+        match self.recall(claims, None) {
             Some(who) => Ok(who),
             None => self.admit(claims).await,
         }
@@ -235,7 +235,7 @@ impl<S: Store, C: Clock> Booking<S, C> {
 
     /// A remembered session of these claims, live now and checked at most `max_age`
     /// ago (any age when `None`).
-    fn remembered(&self, claims: &TokenClaims, max_age: Option<Duration>) -> Option<Admitted> {
+    fn recall(&self, claims: &TokenClaims, max_age: Option<Duration>) -> Option<Admitted> {
         let now = self.now();
         let seen = super::lock(&self.sessions).get(&claims.seq).copied()?;
         let fresh = match max_age {
@@ -332,17 +332,12 @@ impl<S: Store, C: Clock> Booking<S, C> {
         &self,
         now: Timestamp,
     ) -> Result<QueueCounters, StoreError> {
-        if !self.config.counters_cache.is_zero() {
-            let cache = self
-                .counters_cache
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if let Some((at, c)) = *cache
-                && now >= at
-                && now.since(at) < self.config.counters_cache
-            {
-                return Ok(c);
-            }
+        if !self.config.counters_cache.is_zero()
+            && let Some((at, c)) = *super::lock(&self.counters_cache)
+            && now >= at
+            && now.since(at) < self.config.counters_cache
+        {
+            return Ok(c);
         }
         self.fresh_counters(now).await
     }
@@ -351,10 +346,7 @@ impl<S: Store, C: Clock> Booking<S, C> {
     pub(crate) async fn fresh_counters(&self, now: Timestamp) -> Result<QueueCounters, StoreError> {
         let c = self.store.counters().await?;
         if !self.config.counters_cache.is_zero() {
-            *self
-                .counters_cache
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = Some((now, c));
+            *super::lock(&self.counters_cache) = Some((now, c));
         }
         Ok(c)
     }
