@@ -27,20 +27,19 @@ enum Corruption {
 impl Corruption {
     fn statements(self, postgres: bool) -> Vec<&'static str> {
         match self {
-            Corruption::SeatSoldTwice => vec![
-                "DROP INDEX reservations_one_paid_per_seat",
-                if postgres {
-                    "INSERT INTO reservations (id, user_id, schedule_id, seat_no, price, \
+            // No index refuses a second paid reservation of a seat (the payments
+            // table's unique seat is what the schema keeps; this row has no payment).
+            Corruption::SeatSoldTwice => vec![if postgres {
+                "INSERT INTO reservations (id, user_id, schedule_id, seat_no, price, \
                      created_at, expires_at, state) SELECT gen_random_uuid(), gen_random_uuid(), \
                      schedule_id, seat_no, price, created_at, expires_at, 'paid' \
                      FROM reservations WHERE state = 'paid' LIMIT 1"
-                } else {
-                    "INSERT INTO reservations (id, user_id, schedule_id, seat_no, price, \
+            } else {
+                "INSERT INTO reservations (id, user_id, schedule_id, seat_no, price, \
                      created_at, expires_at, state) SELECT randomblob(16), randomblob(16), \
                      schedule_id, seat_no, price, created_at, expires_at, 'paid' \
                      FROM reservations WHERE state = 'paid' LIMIT 1"
-                },
-            ],
+            }],
             Corruption::MissingLedgerRow => vec![
                 "DELETE FROM ledger WHERE id = \
                  (SELECT MIN(id) FROM ledger WHERE kind = 'payment')",
