@@ -23,6 +23,12 @@ async fn i1_thousand_concurrent_holds_on_one_seat_have_one_winner() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_concurrent_holds_of_one_user_stop_at_the_cap() {
+    let (c, _db) = cluster().await;
+    stress::one_users_holds_stop_at_the_cap(&c, 50).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn i2_five_hundred_debits_on_a_balance_covering_a_hundred() {
     let (c, _db) = cluster().await;
     stress::debits_on_one_balance(&c, 500, 100).await;

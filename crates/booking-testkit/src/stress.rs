@@ -124,6 +124,53 @@ pub async fn holds_on_one_seat<S: Store + Clone>(cluster: &Cluster<S>, n: usize)
     assert_eq!(node.live_holds().await.expect("live"), winners);
 }
 
+/// The hold cap under concurrency: one admitted user holds `n` different seats at
+/// once, spread over all instances. Exactly the configured cap of holds is taken,
+/// every other one is refused with the hold limit, and the user's live holds are
+/// exactly the winners (the database serializes one session's holds). Five rounds.
+pub async fn one_users_holds_stop_at_the_cap<S: Store + Clone>(cluster: &Cluster<S>, n: usize) {
+    let node = cluster.node(0);
+    let cap = node.config().max_live_holds as usize;
+    assert!(
+        n > cap && n <= 50,
+        "n must be above the cap and at most 50 seats"
+    );
+    // A race that goes wrong only sometimes: several rounds, each a new user.
+    for _ in 0..5 {
+        let schedule = crate::concert_date(&node, 50, None).await;
+        let user = UserId::random();
+        let who = cluster.admit(&[user]).await.remove(0);
+        let barrier = Arc::new(Barrier::new(n));
+        let mut set = JoinSet::new();
+        for i in 0..n {
+            let (node, barrier) = (cluster.node(i), Arc::clone(&barrier));
+            set.spawn(async move {
+                barrier.wait().await;
+                node.hold(&who, schedule.id, seat(i as i64 + 1)).await
+            });
+        }
+        let mut winners = BTreeSet::new();
+        let mut limited = 0;
+        for outcome in set.join_all().await {
+            match outcome {
+                Ok(h) => assert!(winners.insert(h.id), "one hold answered twice"),
+                Err(HoldError::HoldLimit { .. }) => limited += 1,
+                Err(e) => panic!("unexpected hold outcome: {e:?}"),
+            }
+        }
+        assert_eq!((winners.len(), limited), (cap, n - cap));
+        let live: BTreeSet<ReservationId> = node
+            .live_holds()
+            .await
+            .expect("live")
+            .iter()
+            .filter(|h| h.user == user)
+            .map(|h| h.id)
+            .collect();
+        assert_eq!(live, winners);
+    }
+}
+
 /// I2: `n` payments race on one balance that covers exactly `covered` of them; each
 /// is a debit that would overdraw if it were not conditional.
 ///
