@@ -7,7 +7,9 @@
 //!   serve` uses by default (queue counters 100 ms, gate 1 s, seat maps 100 ms), and
 //!   seat maps once more from an engine without any cache;
 //! - holds beside a raw single-row `UPDATE`, payments beside a raw three-statement
-//!   transaction, on the same database (the store benchmark's raw rates).
+//!   transaction, on the same database (the store benchmark's raw rates);
+//! - holds and payments once more straight into the engine (the calls the router's
+//!   handlers make, without HTTP), so that the cost of the HTTP layer itself shows.
 //!
 //! ```text
 //! cargo bench -p booking-http --bench http
@@ -25,8 +27,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use booking_core::domain::{
-    AdmissionPolicy, Amount, ConcertId, ConcertName, NewSchedule, SeatCount, SeatNo, SeatPrices,
-    UserId,
+    AdmissionPolicy, Amount, ConcertId, ConcertName, NewSchedule, ReservationId, SeatCount, SeatNo,
+    SeatPrices, UserId,
 };
 use booking_core::{Booking, Clock, Config, SystemClock, TokenSigner};
 use booking_store::{AnyStore, PgStore, SqliteStore};
@@ -154,8 +156,10 @@ struct Row {
     seats_plain: f64,
     raw_update: f64,
     hold: f64,
+    engine_hold: f64,
     raw_three: f64,
     pay: f64,
+    engine_pay: f64,
 }
 
 /// Starts the router of `booking` on a new port; returns its base URL.
@@ -214,8 +218,7 @@ async fn bench(
     let seats_plain = get_rate(http, plain_url, Some(reader), set).await;
     plain_server.abort();
 
-    // Holds: every hold takes the next untouched seat of a pool; each connection
-    // rotates through its own users, four holds each (the per-user cap).
+    // Holds: beside the raw UPDATE, through the router and straight into the engine.
     let r = raw.clone();
     let raw_update = rate(set.conns, set.secs, move |t, _| {
         let r = r.clone();
@@ -225,18 +228,105 @@ async fn bench(
         }
     })
     .await;
-    let expected = (set.secs * 6_000.0) as usize;
+    let via_http = Via::Http(http.clone(), Arc::new(base.clone()));
+    let via_engine = Via::Engine(Arc::clone(&booking));
+    let hold = hold_rate(&booking, &via_http, set).await;
+    let engine_hold = hold_rate(&booking, &via_engine, set).await;
+
+    // Payments: beside the raw three-statement transaction, the same two ways.
+    let r = raw.clone();
+    let raw_three = rate(set.conns, set.secs, move |t, i| {
+        let r = r.clone();
+        async move {
+            r.three(t as i64 % 64, i as i64).await;
+            true
+        }
+    })
+    .await;
+    let pay = pay_rate(&booking, &via_http, set).await;
+    let engine_pay = pay_rate(&booking, &via_engine, set).await;
+    server.abort();
+    Row {
+        name: name.into(),
+        hello,
+        poll,
+        seats,
+        seats_plain,
+        raw_update,
+        hold,
+        engine_hold,
+        raw_three,
+        pay,
+        engine_pay,
+    }
+}
+
+/// Where a measured hold or payment goes: through the router on loopback, or straight
+/// into the engine, with the calls the router's handler makes.
+#[derive(Clone)]
+enum Via {
+    Http(Client, Arc<String>),
+    Engine(Engine),
+}
+
+impl Via {
+    /// Holds `seat` on `date` with `token`; true when the hold was taken.
+    async fn hold(&self, token: &str, concert: ConcertId, date: &str, seat: usize) -> bool {
+        match self {
+            Via::Http(h, base) => {
+                let body = json!({ "concert_id": concert.get(), "date": date, "seat": seat });
+                let resp = h
+                    .post(format!("{base}/v1/reservations"))
+                    .bearer_auth(token)
+                    .json(&body)
+                    .send()
+                    .await;
+                matches!(resp, Ok(r) if r.status() == StatusCode::CREATED)
+            }
+            Via::Engine(b) => {
+                let Ok(who) = b.gate_for_write(token).await else {
+                    return false;
+                };
+                let Ok(schedule) = b.schedule_on(concert, date.parse().expect("date")).await else {
+                    return false;
+                };
+                let seat = SeatNo::new(seat as i64).expect("seat");
+                b.hold(&who, schedule.id, seat).await.is_ok()
+            }
+        }
+    }
+
+    /// Pays reservation `id` with `token`; true when it was paid.
+    async fn pay(&self, token: &str, id: ReservationId) -> bool {
+        match self {
+            Via::Http(h, base) => {
+                let resp = h
+                    .post(format!("{base}/v1/payments"))
+                    .bearer_auth(token)
+                    .json(&json!({ "reservation_id": id.to_string() }))
+                    .send()
+                    .await;
+                matches!(resp, Ok(r) if r.status() == StatusCode::CREATED)
+            }
+            Via::Engine(b) => b.pay(token, id, None).await.is_ok(),
+        }
+    }
+}
+
+/// Holds/s: every hold takes the next untouched seat of a new pool; each connection
+/// rotates through its own users, four holds each (the per-user cap).
+async fn hold_rate(booking: &Engine, via: &Via, set: &Settings) -> f64 {
+    let expected = (set.secs * 15_000.0) as usize;
     let (pool_concert, pool_days) =
-        concert(&booking, "Holds", expected.div_ceil(POOL_SEATS), POOL_SEATS).await;
+        concert(booking, "Holds", expected.div_ceil(POOL_SEATS), POOL_SEATS).await;
     let per_conn = 2 * expected.div_ceil(4 * set.conns) + 1;
-    let holders = Arc::new(admitted(&booking, per_conn * set.conns).await);
+    let holders = Arc::new(admitted(booking, per_conn * set.conns).await);
     let next = Arc::new(AtomicUsize::new(0));
-    let (h, b) = (http.clone(), Arc::new(base.clone()));
+    let via = via.clone();
     let pool_days = Arc::new(pool_days);
-    let hold = rate(set.conns, set.secs, move |t, i| {
-        let (h, b, holders, next, days) = (
-            h.clone(),
-            Arc::clone(&b),
+    rate(set.conns, set.secs, move |t, i| {
+        let (via, holders, next, days) = (
+            via.clone(),
             Arc::clone(&holders),
             Arc::clone(&next),
             Arc::clone(&pool_days),
@@ -247,42 +337,30 @@ async fn bench(
                 return false;
             }
             let user = &holders[(t * per_conn + i as usize / 4) % holders.len()].1;
-            let body = json!({
-                "concert_id": pool_concert.get(),
-                "date": days[k / POOL_SEATS],
-                "seat": k % POOL_SEATS + 1,
-            });
-            let resp = h
-                .post(format!("{b}/v1/reservations"))
-                .bearer_auth(user)
-                .json(&body)
-                .send()
-                .await;
-            matches!(resp, Ok(r) if r.status() == StatusCode::CREATED)
+            via.hold(
+                user,
+                pool_concert,
+                &days[k / POOL_SEATS],
+                k % POOL_SEATS + 1,
+            )
+            .await
         }
     })
-    .await;
+    .await
+}
 
-    // Payments: users with a hold and a balance each, paid over HTTP as fast as the
-    // connections go until the deadline or the work runs out.
-    let r = raw.clone();
-    let raw_three = rate(set.conns, set.secs, move |t, i| {
-        let r = r.clone();
-        async move {
-            r.three(t as i64 % 64, i as i64).await;
-            true
-        }
-    })
-    .await;
+/// Payments/s: users with a hold and a balance each, paid as fast as the connections
+/// go until the deadline or the work runs out.
+async fn pay_rate(booking: &Engine, via: &Via, set: &Settings) -> f64 {
     let payers_n = (set.secs * 2_500.0) as usize;
     let (pay_concert, pay_days) = concert(
-        &booking,
+        booking,
         "Payments",
         payers_n.div_ceil(POOL_SEATS),
         POOL_SEATS,
     )
     .await;
-    let payers = admitted(&booking, payers_n).await;
+    let payers = admitted(booking, payers_n).await;
     let mut work = Vec::with_capacity(payers_n);
     for (k, (user, token)) in payers.into_iter().enumerate() {
         let who = booking.gate(&token).await.expect("gate");
@@ -296,7 +374,7 @@ async fn bench(
             .charge(user, Amount::new(100).expect("amount"), None)
             .await
             .expect("charge");
-        work.push((token, held.id.to_string()));
+        work.push((token, held.id));
     }
     let work = Arc::new(work);
     let next = Arc::new(AtomicUsize::new(0));
@@ -304,12 +382,7 @@ async fn bench(
     let deadline = start + Duration::from_secs_f64(set.secs);
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..set.conns {
-        let (h, b, work, next) = (
-            http.clone(),
-            base.clone(),
-            Arc::clone(&work),
-            Arc::clone(&next),
-        );
+        let (via, work, next) = (via.clone(), Arc::clone(&work), Arc::clone(&next));
         tasks.spawn(async move {
             let mut ok = 0usize;
             while Instant::now() < deadline {
@@ -317,41 +390,25 @@ async fn bench(
                 let Some((token, id)) = work.get(k) else {
                     break;
                 };
-                let resp = h
-                    .post(format!("{b}/v1/payments"))
-                    .bearer_auth(token)
-                    .json(&json!({ "reservation_id": id }))
-                    .send()
-                    .await;
-                ok += usize::from(matches!(resp, Ok(r) if r.status() == StatusCode::CREATED));
+                ok += usize::from(via.pay(token, *id).await);
             }
             ok
         });
     }
     let paid: usize = tasks.join_all().await.into_iter().sum();
-    let pay = paid as f64 / start.elapsed().as_secs_f64();
-    server.abort();
-    Row {
-        name: name.into(),
-        hello,
-        poll,
-        seats,
-        seats_plain,
-        raw_update,
-        hold,
-        raw_three,
-        pay,
-    }
+    paid as f64 / start.elapsed().as_secs_f64()
 }
 
 fn print(rows: &[Row]) {
     println!(
-        "| backend | hello/s | polls/s | polls/hello | seat maps/s | maps/hello | uncached maps/s | uncached/hello | raw UPDATE/s | holds/s | holds/raw | raw 3-stmt/s | payments/s | pay/raw3 |"
+        "| backend | hello/s | polls/s | polls/hello | seat maps/s | maps/hello | uncached maps/s | uncached/hello | raw UPDATE/s | holds/s | holds/raw | engine holds/s | holds/engine | raw 3-stmt/s | payments/s | pay/raw3 | engine pay/s | pay/engine |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
     for r in rows {
         println!(
-            "| {} | {:.0} | {:.0} | {:.0}% | {:.0} | {:.0}% | {:.0} | {:.0}% | {:.0} | {:.0} | {:.0}% | {:.0} | {:.0} | {:.0}% |",
+            "| {} | {:.0} | {:.0} | {:.0}% | {:.0} | {:.0}% | {:.0} | {:.0}% | {:.0} | {:.0} | {:.0}% | {:.0} | {:.0}% | {:.0} | {:.0} | {:.0}% | {:.0} | {:.0}% |",
             r.name,
             r.hello,
             r.poll,
@@ -363,9 +420,13 @@ fn print(rows: &[Row]) {
             r.raw_update,
             r.hold,
             100.0 * r.hold / r.raw_update,
+            r.engine_hold,
+            100.0 * r.hold / r.engine_hold,
             r.raw_three,
             r.pay,
             100.0 * r.pay / r.raw_three,
+            r.engine_pay,
+            100.0 * r.pay / r.engine_pay,
         );
     }
 }
