@@ -133,15 +133,7 @@ impl MemoryStore {
             seats,
             reservations,
             entries: st.entries.clone(),
-            counters: st.counters.unwrap_or(QueueCounters {
-                last_seq: 0,
-                serving: 0,
-                version: 0,
-                last_tick_at: None,
-                paused: false,
-                policy: AdmissionPolicy::default(),
-                admit_rate_milli: 0,
-            }),
+            counters: st.counters.unwrap_or_else(fresh_counters),
             balances,
             ledger: st.ledger.clone(),
             payments: st.payments.clone(),
@@ -155,17 +147,22 @@ impl MemoryStore {
     }
 }
 
+/// The counters of a waiting room nobody has used yet: the default policy.
+fn fresh_counters() -> QueueCounters {
+    QueueCounters {
+        last_seq: 0,
+        serving: 0,
+        version: 0,
+        last_tick_at: None,
+        paused: false,
+        policy: AdmissionPolicy::default(),
+        admit_rate_milli: 0,
+    }
+}
+
 impl State {
     fn counters(&mut self) -> &mut QueueCounters {
-        self.counters.get_or_insert(QueueCounters {
-            last_seq: 0,
-            serving: 0,
-            version: 0,
-            last_tick_at: None,
-            paused: false,
-            policy: AdmissionPolicy::default(),
-            admit_rate_milli: 0,
-        })
+        self.counters.get_or_insert_with(fresh_counters)
     }
 
     fn entry_mut(&mut self, seq: QueueSeq) -> Option<&mut QueueEntry> {

@@ -24,7 +24,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use booking_core::domain::{
     AdmissionPolicy, Amount, ConcertId, ConcertName, NewSchedule, ReservationId, SeatCount, SeatNo,
@@ -32,7 +32,7 @@ use booking_core::domain::{
 };
 use booking_core::{Booking, Clock, Config, SystemClock, TokenSigner};
 use booking_store::{AnyStore, PgStore, SqliteStore};
-use booking_testkit::bench::{RawDb, rate};
+use booking_testkit::bench::{RawDb, drain, rate};
 use reqwest::{Client, StatusCode};
 use serde_json::json;
 
@@ -376,27 +376,12 @@ async fn pay_rate(booking: &Engine, via: &Via, set: &Settings) -> f64 {
             .expect("charge");
         work.push((token, held.id));
     }
-    let work = Arc::new(work);
-    let next = Arc::new(AtomicUsize::new(0));
-    let start = Instant::now();
-    let deadline = start + Duration::from_secs_f64(set.secs);
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..set.conns {
-        let (via, work, next) = (via.clone(), Arc::clone(&work), Arc::clone(&next));
-        tasks.spawn(async move {
-            let mut ok = 0usize;
-            while Instant::now() < deadline {
-                let k = next.fetch_add(1, Ordering::Relaxed);
-                let Some((token, id)) = work.get(k) else {
-                    break;
-                };
-                ok += usize::from(via.pay(token, *id).await);
-            }
-            ok
-        });
-    }
-    let paid: usize = tasks.join_all().await.into_iter().sum();
-    paid as f64 / start.elapsed().as_secs_f64()
+    let via = via.clone();
+    drain(set.conns, set.secs, work, move |(token, id)| {
+        let via = via.clone();
+        async move { via.pay(&token, id).await }
+    })
+    .await
 }
 
 fn print(rows: &[Row]) {

@@ -19,7 +19,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use booking_core::Store;
 use booking_core::domain::{
@@ -28,8 +28,7 @@ use booking_core::domain::{
 };
 use booking_core::ports::{Advance, ChargeRequest, IssueRequest, NewHold, PayRequest};
 use booking_store::{PgStore, SqliteStore};
-use booking_testkit::bench::{RawDb, rate};
-use tokio::task::JoinSet;
+use booking_testkit::bench::{RawDb, drain, rate};
 
 const LEVELS: [usize; 3] = [1, 16, 64];
 const T0: Timestamp = Timestamp::from_millis(1_767_225_600_000);
@@ -219,7 +218,7 @@ async fn bench<S: Store + Clone>(name: &str, store: S, raw: RawDb, secs: f64) ->
         .await;
 
         // Payments: PAYMENTS prepared sessions, holds and balances, then paid by
-        // `tasks` tasks as fast as they go.
+        // `tasks` tasks as fast as they go (until they run out, or `secs` pass).
         let mut scheds = Vec::new();
         for _ in 0..PAYMENTS.div_ceil(1_000) {
             scheds.push(new_schedule(&store, 1_000, day).await);
@@ -261,21 +260,15 @@ async fn bench<S: Store + Clone>(name: &str, store: S, raw: RawDb, secs: f64) ->
                 now: T0,
             });
         }
-        let work = Arc::new(std::sync::Mutex::new(work));
-        let start = Instant::now();
-        let mut set = JoinSet::new();
-        for _ in 0..tasks {
-            let (s, work) = (store.clone(), Arc::clone(&work));
-            set.spawn(async move {
-                loop {
-                    let next = work.lock().expect("lock").pop();
-                    let Some(req) = next else { break };
-                    s.pay(req).await.expect("pay");
-                }
-            });
-        }
-        set.join_all().await;
-        let pay = PAYMENTS as f64 / start.elapsed().as_secs_f64();
+        let s = store.clone();
+        let pay = drain(tasks, secs, work, move |req| {
+            let s = s.clone();
+            async move {
+                s.pay(req).await.expect("pay");
+                true
+            }
+        })
+        .await;
 
         eprintln!("{name}: {tasks} tasks done");
         rows.push(Row {

@@ -2,8 +2,8 @@
 //! the same run as the engine's rates so that their ratio means something, and a
 //! closed-loop rate meter.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sqlx::{PgPool, SqlitePool};
@@ -159,6 +159,37 @@ where
             while Instant::now() < deadline {
                 ok += u64::from(op(t, i).await);
                 i += 1;
+            }
+            done.fetch_add(ok, Ordering::Relaxed);
+        });
+    }
+    set.join_all().await;
+    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Runs `op` once on each item of `work`, in order, from `tasks` tasks, until the work
+/// runs out or `secs` seconds have passed; returns operations per second. An
+/// operation that returns `false` is not counted.
+pub async fn drain<T, F, Fut>(tasks: usize, secs: f64, work: Vec<T>, op: F) -> f64
+where
+    T: Send + 'static,
+    F: Fn(T) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = bool> + Send,
+{
+    let work = Arc::new(Mutex::new(work.into_iter()));
+    let op = Arc::new(op);
+    let done = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(secs);
+    let mut set = JoinSet::new();
+    for _ in 0..tasks {
+        let (work, op, done) = (Arc::clone(&work), Arc::clone(&op), Arc::clone(&done));
+        set.spawn(async move {
+            let mut ok = 0u64;
+            while Instant::now() < deadline {
+                let next = work.lock().expect("work").next();
+                let Some(item) = next else { break };
+                ok += u64::from(op(item).await);
             }
             done.fetch_add(ok, Ordering::Relaxed);
         });
