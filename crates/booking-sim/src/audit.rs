@@ -289,14 +289,23 @@ fn seats(db: &DbState) -> Check {
         if !s.sold && (n_paid > 0 || n_payments > 0) {
             b.violation(|| format!("{}: paid for but not marked sold", where_()));
         }
-        if s.sold && s.hold_id.is_some() {
-            b.violation(|| format!("{}: sold and held at once", where_()));
+        // A sold seat keeps naming its reservation, which is the paid one; an unsold
+        // seat names its hold, which is held while it is live.
+        if s.sold && s.hold_id.is_none() {
+            b.violation(|| format!("{}: sold without naming its reservation", where_()));
         }
         if let Some(h) = s.hold_id {
             match res.get(&h) {
                 Some(r) if r.schedule == s.schedule && r.seat == s.seat => {
                     let live = s.hold_until.is_some_and(|u| u > now);
-                    if live && r.state != "held" {
+                    let want = if s.sold {
+                        Some("paid")
+                    } else if live {
+                        Some("held")
+                    } else {
+                        None
+                    };
+                    if want.is_some_and(|w| r.state != w) {
                         b.violation(|| {
                             format!(
                                 "{}: claimed by reservation {} which is {}",
@@ -852,8 +861,8 @@ mod tests {
                     schedule: 1,
                     seat: 1,
                     sold: true,
-                    hold_id: None,
-                    hold_until: None,
+                    hold_id: Some(uid(10)),
+                    hold_until: Some(5_000),
                 },
                 SeatRow {
                     schedule: 1,

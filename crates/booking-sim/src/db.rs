@@ -143,6 +143,14 @@ pub fn from_memory(s: &MemorySnapshot) -> DbState {
         EntryState::Done => "done",
         EntryState::Expired => "expired",
     };
+    // As in the databases, a sold seat names its paid reservation (the memory store
+    // keeps that in the reservation only).
+    let paid: std::collections::HashMap<_, _> = s
+        .reservations
+        .iter()
+        .filter(|h| h.state == HoldState::Paid)
+        .map(|h| ((h.schedule, h.seat), (h.id, h.expires_at)))
+        .collect();
     DbState {
         read_at_ms: crate::now_ms(),
         serving: s.counters.serving as i64,
@@ -151,12 +159,19 @@ pub fn from_memory(s: &MemorySnapshot) -> DbState {
         seats: s
             .seats
             .iter()
-            .map(|x| SeatRow {
-                schedule: x.schedule.get(),
-                seat: i64::from(x.no.get()),
-                sold: x.sold,
-                hold_id: x.hold.map(|(id, _)| id.as_uuid()),
-                hold_until: x.hold.map(|(_, t)| t.as_millis()),
+            .map(|x| {
+                let named = if x.sold {
+                    paid.get(&(x.schedule, x.no)).copied()
+                } else {
+                    x.hold
+                };
+                SeatRow {
+                    schedule: x.schedule.get(),
+                    seat: i64::from(x.no.get()),
+                    sold: x.sold,
+                    hold_id: named.map(|(id, _)| id.as_uuid()),
+                    hold_until: named.map(|(_, t)| t.as_millis()),
+                }
             })
             .collect(),
         reservations: s

@@ -57,7 +57,9 @@ use sqlx::{Connection, Executor, Postgres, Row};
 use uuid::Uuid;
 
 use crate::OpenError;
-use crate::columns::{entry_cols, hold_cols, ledger_cols, payment_cols, schedule_cols};
+use crate::columns::{
+    entry_cols, hold_cols, ledger_cols, payment_cols, schedule_cols, seat_hold_cols,
+};
 use crate::convert::{self as cv, is_unique_violation, pg_err as db};
 
 /// How many times a write is tried when it lost a race that a retry resolves.
@@ -692,62 +694,66 @@ impl QueueRepo for PgStore {
 const HOLD: &str = "SELECT o_refusal, o_n_live, o_price
      FROM booking_hold($1, $2, $3, $4, $5, $6, $7, $8)";
 
-/// Cancel: lock the seat (still claimed by this live hold), then the reservation
-/// (still held), then free the one and cancel the other. `r0` is the reservation in
-/// the snapshot, which names the refusal.
+/// Cancel: lock the seat while it still holds this live hold of the user, then record
+/// the hold as cancelled and free the seat. `r0` is the reservation in the snapshot,
+/// which names the refusal.
 const CANCEL: &str = concat!(
     "WITH r0 AS (
         SELECT ",
     hold_cols!(),
     " FROM reservations WHERE id = $1
     ), ls AS MATERIALIZED (
-        SELECT seat_no FROM seats
-        WHERE schedule_id = (SELECT schedule_id FROM r0) AND seat_no = (SELECT seat_no FROM r0)
-          AND hold_id = $1 AND NOT sold AND hold_until > $3
-          AND EXISTS (SELECT 1 FROM r0 WHERE user_id = $2 AND state = 'held' AND expires_at > $3)
+        SELECT schedule_id, seat_no, hold_id, hold_user, price, held_at, hold_until
+        FROM seats
+        WHERE hold_user = $2 AND NOT sold AND hold_id = $1 AND hold_until > $3
         FOR NO KEY UPDATE
-    ), lr AS MATERIALIZED (
-        SELECT id FROM reservations
-        WHERE id = $1 AND state = 'held' AND EXISTS (SELECT 1 FROM ls)
-        FOR NO KEY UPDATE
-    ), s AS (
-        UPDATE seats SET hold_id = NULL, hold_until = NULL
-        WHERE schedule_id = (SELECT schedule_id FROM r0) AND seat_no = (SELECT seat_no FROM r0)
-          AND EXISTS (SELECT 1 FROM lr)
-        RETURNING seat_no
-    ), r AS (
-        UPDATE reservations SET state = 'cancelled'
-        WHERE id = $1 AND EXISTS (SELECT 1 FROM lr)
+    ), e AS (
+        INSERT INTO ended_reservations
+            (id, user_id, schedule_id, seat_no, price, created_at, expires_at, state)
+        SELECT hold_id, hold_user, schedule_id, seat_no, price, held_at, hold_until,
+               'cancelled'
+        FROM ls
         RETURNING id
+    ), s AS (
+        UPDATE seats st
+        SET hold_id = NULL, hold_user = NULL, held_at = NULL, hold_until = NULL
+        FROM ls
+        WHERE st.schedule_id = ls.schedule_id AND st.seat_no = ls.seat_no
+        RETURNING st.seat_no
     )
     SELECT r0.*,
-           EXISTS (SELECT 1 FROM lr) AS locked,
+           EXISTS (SELECT 1 FROM ls) AS locked,
            (SELECT count(*) FROM s) AS n_seats,
-           (SELECT count(*) FROM r) AS n_cancelled
+           (SELECT count(*) FROM e) AS n_cancelled
     FROM (SELECT 1) AS one LEFT JOIN r0 ON TRUE"
 );
 
-/// Sweep: lock the seats still claimed by lapsed holds, in seat order (so sweepers
-/// never deadlock each other), then free them and expire their reservations.
+/// Sweep: lock the seats still held by lapsed holds, in seat order (so sweepers never
+/// deadlock each other), then record those holds as expired and free the seats.
 const SWEEP: &str = "WITH lapsed AS (
-        SELECT id, schedule_id, seat_no FROM reservations
-        WHERE state = 'held' AND expires_at <= $1
-        ORDER BY expires_at, id LIMIT $2
+        SELECT schedule_id, seat_no, hold_id FROM seats
+        WHERE hold_user IS NOT NULL AND NOT sold AND hold_until <= $1
+        ORDER BY hold_until, hold_id LIMIT $2
     ), locked AS MATERIALIZED (
-        SELECT st.schedule_id, st.seat_no, l.id
+        SELECT st.schedule_id, st.seat_no, st.hold_id, st.hold_user, st.price, st.held_at,
+               st.hold_until
         FROM seats st JOIN lapsed l
-          ON st.schedule_id = l.schedule_id AND st.seat_no = l.seat_no AND st.hold_id = l.id
+          ON st.schedule_id = l.schedule_id AND st.seat_no = l.seat_no AND st.hold_id = l.hold_id
+        WHERE NOT st.sold AND st.hold_until <= $1
         ORDER BY st.schedule_id, st.seat_no
         FOR NO KEY UPDATE OF st
-    ), freed AS (
-        UPDATE seats st SET hold_id = NULL, hold_until = NULL
-        FROM locked k
-        WHERE st.schedule_id = k.schedule_id AND st.seat_no = k.seat_no AND st.hold_id = k.id
-        RETURNING k.id
     ), done AS (
-        UPDATE reservations SET state = 'expired'
-        WHERE id IN (SELECT id FROM locked) AND state = 'held'
+        INSERT INTO ended_reservations
+            (id, user_id, schedule_id, seat_no, price, created_at, expires_at, state)
+        SELECT hold_id, hold_user, schedule_id, seat_no, price, held_at, hold_until, 'expired'
+        FROM locked
         RETURNING id
+    ), freed AS (
+        UPDATE seats st
+        SET hold_id = NULL, hold_user = NULL, held_at = NULL, hold_until = NULL
+        FROM locked k
+        WHERE st.schedule_id = k.schedule_id AND st.seat_no = k.seat_no
+        RETURNING k.hold_id
     )
     SELECT (SELECT count(*) FROM freed) AS n_freed, (SELECT count(*) FROM done) AS n_expired";
 
@@ -793,12 +799,8 @@ impl HoldRepo for PgStore {
                 .await;
             match row {
                 Ok(row) => return hold_outcome(&row, &req)?,
-                // The seat kept changing under the claim (`STALE`), or a held
-                // reservation the claim did not know of showed up: try again.
-                Err(e)
-                    if retryable(&e)
-                        || stale(&e)
-                        || unique_on(&e, "reservations_one_held_per_seat") => {}
+                // The seat kept changing under the claim (`STALE`): try again.
+                Err(e) if retryable(&e) || stale(&e) => {}
                 Err(e) => return Err(db(e).into()),
             }
         }
@@ -877,7 +879,7 @@ impl HoldRepo for PgStore {
             "SELECT ",
             hold_cols!(),
             " FROM reservations WHERE user_id = $1
-              ORDER BY created_at DESC, row_no DESC LIMIT $2"
+              ORDER BY created_at DESC, id DESC LIMIT $2"
         ))
         .bind(user.as_uuid())
         .bind(i64::from(limit))
@@ -890,9 +892,9 @@ impl HoldRepo for PgStore {
     async fn live_holds(&self, now: Timestamp, limit: u32) -> Result<Vec<Hold>, StoreError> {
         let rows = sqlx::query(concat!(
             "SELECT ",
-            hold_cols!(),
-            " FROM reservations WHERE state = 'held' AND expires_at > $1
-              ORDER BY expires_at, id LIMIT $2"
+            seat_hold_cols!(),
+            " FROM seats WHERE hold_user IS NOT NULL AND NOT sold AND hold_until > $1
+              ORDER BY hold_until, hold_id LIMIT $2"
         ))
         .bind(now.as_millis())
         .bind(i64::from(limit))

@@ -35,7 +35,9 @@ use sqlx::{Row, Sqlite, Transaction};
 use uuid::Uuid;
 
 use crate::OpenError;
-use crate::columns::{entry_cols, hold_cols, ledger_cols, payment_cols, schedule_cols};
+use crate::columns::{
+    entry_cols, hold_cols, ledger_cols, payment_cols, schedule_cols, seat_hold_cols,
+};
 use crate::convert::{self as cv, is_unique_violation, sqlite_err as db};
 
 type Tx = Transaction<'static, Sqlite>;
@@ -289,23 +291,21 @@ fn seat_state(sold: i64, hold_until: Option<i64>, now: Timestamp) -> SeatState {
 
 type Query<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>;
 
-/// Inserts the held reservation only if the seat exists, is not sold, has no live
-/// hold, the session is active and the user is under the cap.
+/// Claims the seat for the hold only if the seat exists, is not sold, has no live
+/// hold, the session is active and the user is under the cap. Its trigger records
+/// the lapsed hold it replaces, if any.
 fn hold_statement(req: &NewHold) -> Query<'static> {
     sqlx::query(concat!(
-        "INSERT INTO reservations
-           (id, user_id, schedule_id, seat_no, price, created_at, expires_at, state)
-         SELECT ?1, ?2, s.schedule_id, s.seat_no, s.price, ?5, ?6, 'held'
-         FROM seats s
-         WHERE s.schedule_id = ?3 AND s.seat_no = ?4 AND s.sold = 0
-           AND (s.hold_until IS NULL OR s.hold_until <= ?5)
+        "UPDATE seats SET hold_id = ?1, hold_user = ?2, held_at = ?5, hold_until = ?6
+         WHERE schedule_id = ?3 AND seat_no = ?4 AND sold = 0
+           AND (hold_until IS NULL OR hold_until <= ?5)
            AND EXISTS (SELECT 1 FROM queue_entries q
                        WHERE q.seq = ?7 AND q.user_id = ?2 AND q.state = 'live'
                          AND q.expires_at > ?5)
-           AND (SELECT count(*) FROM reservations r
-                WHERE r.user_id = ?2 AND r.state = 'held' AND r.expires_at > ?5) < ?8
+           AND (SELECT count(*) FROM seats h
+                WHERE h.hold_user = ?2 AND h.sold = 0 AND h.hold_until > ?5) < ?8
          RETURNING ",
-        hold_cols!()
+        seat_hold_cols!()
     ))
     .bind(req.id.as_uuid())
     .bind(req.user.as_uuid())
@@ -334,20 +334,20 @@ fn charge_statement(req: &ChargeRequest) -> Query<'static> {
     .bind(req.max_balance.minor_units())
 }
 
-/// Inserts the payment only if the reservation is held by the payer and live, the
-/// session is active and the balance covers the price.
+/// Inserts the payment only if the reservation is a live hold of the payer (its seat
+/// names it, unsold), the session is active and the balance covers the price.
 fn pay_statement(req: &PayRequest) -> Query<'static> {
     sqlx::query(concat!(
         "INSERT INTO payments
            (id, reservation_id, user_id, schedule_id, seat_no, amount, paid_at, idem_key,
             session_seq)
-         SELECT ?1, r.id, r.user_id, r.schedule_id, r.seat_no, r.price, ?4, ?5, ?6
-         FROM reservations r
-         WHERE r.id = ?2 AND r.user_id = ?3 AND r.state = 'held' AND r.expires_at > ?4
+         SELECT ?1, s.hold_id, s.hold_user, s.schedule_id, s.seat_no, s.price, ?4, ?5, ?6
+         FROM seats s
+         WHERE s.hold_id = ?2 AND s.hold_user = ?3 AND s.sold = 0 AND s.hold_until > ?4
            AND EXISTS (SELECT 1 FROM queue_entries q
                        WHERE q.seq = ?6 AND q.user_id = ?3 AND q.state = 'live'
                          AND q.expires_at > ?4)
-           AND EXISTS (SELECT 1 FROM wallets w WHERE w.user_id = ?3 AND w.balance >= r.price)
+           AND EXISTS (SELECT 1 FROM wallets w WHERE w.user_id = ?3 AND w.balance >= s.price)
          RETURNING ",
         payment_cols!()
     ))
@@ -771,6 +771,41 @@ async fn reservation_in(tx: &mut Tx, id: ReservationId) -> Result<Option<Hold>, 
     row.as_ref().map(hold_of).transpose()
 }
 
+/// Ends the unsold hold `id` of seat (`schedule`, `seat`): records it in
+/// ended_reservations as `state` and frees the seat. Returns how many rows each step
+/// changed.
+async fn end_hold(
+    tx: &mut Tx,
+    (schedule, seat): (i64, i64),
+    id: Uuid,
+    state: &str,
+) -> Result<(u64, u64), StoreError> {
+    let moved = sqlx::query(
+        "INSERT INTO ended_reservations
+           (id, user_id, schedule_id, seat_no, price, created_at, expires_at, state)
+         SELECT hold_id, hold_user, schedule_id, seat_no, price, held_at, hold_until, ?4
+         FROM seats WHERE schedule_id = ?1 AND seat_no = ?2 AND hold_id = ?3 AND sold = 0",
+    )
+    .bind(schedule)
+    .bind(seat)
+    .bind(id)
+    .bind(state)
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    let freed = sqlx::query(
+        "UPDATE seats SET hold_id = NULL, hold_user = NULL, held_at = NULL, hold_until = NULL
+         WHERE schedule_id = ? AND seat_no = ? AND hold_id = ? AND sold = 0",
+    )
+    .bind(schedule)
+    .bind(seat)
+    .bind(id)
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    Ok((moved.rows_affected(), freed.rows_affected()))
+}
+
 impl HoldRepo for SqliteStore {
     async fn hold(&self, req: NewHold) -> Result<Hold, HoldRepoError> {
         // The hot path: one statement that claims the seat only if every condition
@@ -800,8 +835,7 @@ impl HoldRepo for SqliteStore {
             return Err(HoldRepoError::SessionEnded);
         }
         let n_live: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM reservations
-             WHERE user_id = ? AND state = 'held' AND expires_at > ?",
+            "SELECT count(*) FROM seats WHERE hold_user = ? AND sold = 0 AND hold_until > ?",
         )
         .bind(req.user.as_uuid())
         .bind(req.now.as_millis())
@@ -841,27 +875,18 @@ impl HoldRepo for SqliteStore {
         if state != HoldState::Held {
             return Err(CancelRepoError::NotHeld(state));
         }
-        let cancelled = sqlx::query("UPDATE reservations SET state = 'cancelled' WHERE id = ?")
-            .bind(id.as_uuid())
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        // A live hold always owns its seat's claim.
-        let freed = sqlx::query(
-            "UPDATE seats SET hold_id = NULL, hold_until = NULL
-             WHERE schedule_id = ? AND seat_no = ? AND hold_id = ?",
+        // A live hold is its seat's: it moves to ended_reservations, and the seat is
+        // freed.
+        let (moved, freed) = end_hold(
+            &mut tx,
+            (hold.schedule.get(), i64::from(hold.seat.get())),
+            id.as_uuid(),
+            "cancelled",
         )
-        .bind(hold.schedule.get())
-        .bind(i64::from(hold.seat.get()))
-        .bind(id.as_uuid())
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        if (cancelled.rows_affected(), freed.rows_affected()) != (1, 1) {
+        .await?;
+        if (moved, freed) != (1, 1) {
             return Err(StoreError::Failed(format!(
-                "cancel of {id} changed {} reservations and {} seats",
-                cancelled.rows_affected(),
-                freed.rows_affected()
+                "cancel of {id} recorded {moved} reservations and freed {freed} seats"
             ))
             .into());
         }
@@ -890,7 +915,7 @@ impl HoldRepo for SqliteStore {
             "SELECT ",
             hold_cols!(),
             " FROM reservations WHERE user_id = ?
-              ORDER BY created_at DESC, rowid DESC LIMIT ?"
+              ORDER BY created_at DESC, id DESC LIMIT ?"
         ))
         .bind(user.as_uuid())
         .bind(i64::from(limit))
@@ -903,9 +928,9 @@ impl HoldRepo for SqliteStore {
     async fn live_holds(&self, now: Timestamp, limit: u32) -> Result<Vec<Hold>, StoreError> {
         let rows = sqlx::query(concat!(
             "SELECT ",
-            hold_cols!(),
-            " FROM reservations WHERE state = 'held' AND expires_at > ?
-              ORDER BY expires_at, id LIMIT ?"
+            seat_hold_cols!(),
+            " FROM seats WHERE hold_user IS NOT NULL AND sold = 0 AND hold_until > ?
+              ORDER BY hold_until, hold_id LIMIT ?"
         ))
         .bind(now.as_millis())
         .bind(i64::from(limit))
@@ -917,36 +942,23 @@ impl HoldRepo for SqliteStore {
 
     async fn sweep_expired_holds(&self, now: Timestamp, limit: u32) -> Result<u64, StoreError> {
         let mut tx = self.begin().await?;
-        let lapsed: Vec<(Uuid, i64, i64)> = sqlx::query_as(
-            "SELECT id, schedule_id, seat_no FROM reservations
-             WHERE state = 'held' AND expires_at <= ?
-             ORDER BY expires_at, id LIMIT ?",
+        let lapsed: Vec<(i64, i64, Uuid)> = sqlx::query_as(
+            "SELECT schedule_id, seat_no, hold_id FROM seats
+             WHERE hold_user IS NOT NULL AND sold = 0 AND hold_until <= ?
+             ORDER BY hold_until, hold_id LIMIT ?",
         )
         .bind(now.as_millis())
         .bind(i64::from(limit))
         .fetch_all(&mut *tx)
         .await
         .map_err(db)?;
-        for (id, schedule, seat) in &lapsed {
-            let done = sqlx::query("UPDATE reservations SET state = 'expired' WHERE id = ?")
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-            if done.rows_affected() != 1 {
-                return Err(StoreError::Failed(format!("sweep could not expire {id}")));
+        for &(schedule, seat, id) in &lapsed {
+            let (moved, freed) = end_hold(&mut tx, (schedule, seat), id, "expired").await?;
+            if (moved, freed) != (1, 1) {
+                return Err(StoreError::Failed(format!(
+                    "sweep of {id} recorded {moved} reservations and freed {freed} seats"
+                )));
             }
-            // By primary key: the seat may already be claimed by a newer hold.
-            sqlx::query(
-                "UPDATE seats SET hold_id = NULL, hold_until = NULL
-                 WHERE schedule_id = ? AND seat_no = ? AND hold_id = ?",
-            )
-            .bind(schedule)
-            .bind(seat)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
         }
         commit(tx).await?;
         Ok(lapsed.len() as u64)
