@@ -299,9 +299,11 @@ pub trait HoldRepo: Send + Sync + 'static {
     /// MUST claim the seat only if it is not sold and has no hold that is live at
     /// `now` (a hold with `expires_at <= now` counts as gone), only if the user has
     /// fewer than `max_live_per_user` holds live at `now`, and only if the session is
-    /// active at `now`; and then, in the same transaction, insert the reservation
-    /// (`Held`, price from the seat). Any number of concurrent calls for one seat,
-    /// from any number of processes, MUST leave exactly one winner.
+    /// active at `now`; and then, in the same atomic step, record the reservation
+    /// (`Held`, price from the seat, readable at once through
+    /// [`reservation`](Self::reservation)). A lapsed hold it replaces is then
+    /// `Expired`. Any number of concurrent calls for one seat, from any number of
+    /// processes, MUST leave exactly one winner.
     ///
     /// # Errors
     /// MUST return, changing nothing: [`HoldRepoError::NoSuchSeat`] when the

@@ -12,8 +12,9 @@
 //! statement touches any row. That fixes the order in which rows are locked and keeps
 //! a later step from running when an earlier one found nothing.
 //!
-//! The hold and the payment are PL/pgSQL functions instead
-//! (`migrations/postgres/0002_write_functions.sql`), called in one autocommit
+//! The hold and the payment are PL/pgSQL functions instead (introduced by
+//! `migrations/postgres/0002_write_functions.sql`, the current versions in
+//! `0004_holds_live_on_their_seat.sql`), called in one autocommit
 //! round trip. Under READ COMMITTED each statement of a function takes a fresh
 //! snapshot, so a check made after a lock sees everything committed before the lock
 //! was granted: a hold counts the user's live holds exactly after locking the session
@@ -686,11 +687,11 @@ impl QueueRepo for PgStore {
 // ---------------------------------------------------------------------------------
 // Holds
 
-/// A hold in one round trip: `booking_hold` (migration 0002) reads the seat, locks the
+/// A hold in one round trip: `booking_hold` (migration 0004) reads the seat, locks the
 /// session row (serializing the user's holds), counts the user's live holds in a fresh
 /// snapshot taken after that lock (so the count is exact), claims the seat with one
-/// conditional update, records the seat's lapsed reservation as expired and inserts
-/// the new one. A refusal is named in `o_refusal`; the seat's price in `o_price`.
+/// conditional update that names the new reservation on it, and records the seat's
+/// lapsed reservation, if any, as expired. A refusal is named in `o_refusal`; the seat's price in `o_price`.
 const HOLD: &str = "SELECT o_refusal, o_n_live, o_price
      FROM booking_hold($1, $2, $3, $4, $5, $6, $7, $8)";
 
@@ -1035,10 +1036,10 @@ impl WalletRepo for PgStore {
 // Payment
 
 /// Pay in one round trip and one autocommit transaction: `booking_pay` (migration
-/// 0002) reads the reservation, the key, the session and the balance to name any
+/// 0004) reads the reservation, the key, the session and the balance to name any
 /// refusal before writing anything, then writes in the lock order, each write a
 /// conditional update re-checked on the row's newest version and its count checked:
-/// session done, seat sold (still claimed by this live hold), reservation paid, debit
+/// session done, seat sold (still held by this live hold; it keeps naming it), debit
 /// (`balance >= price`), payment and ledger rows. A condition that fails after a
 /// write raises [`STALE`], which rolls the whole transaction back; the call is then
 /// run again, and its reads name the refusal. A racing payment with the same key

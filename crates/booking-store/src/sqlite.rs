@@ -287,7 +287,7 @@ fn seat_state(sold: i64, hold_until: Option<i64>, now: Timestamp) -> SeatState {
 }
 
 // ---------------------------------------------------------------------------------
-// The single-statement writes (see migrations/sqlite/0002_single_statement_writes.sql)
+// The single-statement writes (see migrations/sqlite/0004_holds_live_on_their_seat.sql)
 
 type Query<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>;
 
