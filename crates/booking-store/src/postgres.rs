@@ -691,7 +691,8 @@ impl QueueRepo for PgStore {
 /// session row (serializing the user's holds), counts the user's live holds in a fresh
 /// snapshot taken after that lock (so the count is exact), claims the seat with one
 /// conditional update that names the new reservation on it, and records the seat's
-/// lapsed reservation, if any, as expired. A refusal is named in `o_refusal`; the seat's price in `o_price`.
+/// lapsed reservation, if any, as expired. A refusal is named in `o_refusal`; the
+/// seat's price in `o_price`.
 const HOLD: &str = "SELECT o_refusal, o_n_live, o_price
      FROM booking_hold($1, $2, $3, $4, $5, $6, $7, $8)";
 

@@ -772,14 +772,14 @@ async fn reservation_in(tx: &mut Tx, id: ReservationId) -> Result<Option<Hold>, 
 }
 
 /// Ends the unsold hold `id` of seat (`schedule`, `seat`): records it in
-/// ended_reservations as `state` and frees the seat. Returns how many rows each step
-/// changed.
+/// ended_reservations as `state` and frees the seat, each step checked to change
+/// exactly one row.
 async fn end_hold(
     tx: &mut Tx,
     (schedule, seat): (i64, i64),
     id: Uuid,
     state: &str,
-) -> Result<(u64, u64), StoreError> {
+) -> Result<(), StoreError> {
     let moved = sqlx::query(
         "INSERT INTO ended_reservations
            (id, user_id, schedule_id, seat_no, price, created_at, expires_at, state)
@@ -803,7 +803,13 @@ async fn end_hold(
     .execute(&mut **tx)
     .await
     .map_err(db)?;
-    Ok((moved.rows_affected(), freed.rows_affected()))
+    let (moved, freed) = (moved.rows_affected(), freed.rows_affected());
+    if (moved, freed) != (1, 1) {
+        return Err(StoreError::Failed(format!(
+            "ending hold {id} as {state} recorded {moved} reservations and freed {freed} seats"
+        )));
+    }
+    Ok(())
 }
 
 impl HoldRepo for SqliteStore {
@@ -877,19 +883,13 @@ impl HoldRepo for SqliteStore {
         }
         // A live hold is its seat's: it moves to ended_reservations, and the seat is
         // freed.
-        let (moved, freed) = end_hold(
+        end_hold(
             &mut tx,
             (hold.schedule.get(), i64::from(hold.seat.get())),
             id.as_uuid(),
             "cancelled",
         )
         .await?;
-        if (moved, freed) != (1, 1) {
-            return Err(StoreError::Failed(format!(
-                "cancel of {id} recorded {moved} reservations and freed {freed} seats"
-            ))
-            .into());
-        }
         commit(tx).await?;
         Ok(Hold {
             state: HoldState::Cancelled,
@@ -953,12 +953,7 @@ impl HoldRepo for SqliteStore {
         .await
         .map_err(db)?;
         for &(schedule, seat, id) in &lapsed {
-            let (moved, freed) = end_hold(&mut tx, (schedule, seat), id, "expired").await?;
-            if (moved, freed) != (1, 1) {
-                return Err(StoreError::Failed(format!(
-                    "sweep of {id} recorded {moved} reservations and freed {freed} seats"
-                )));
-            }
+            end_hold(&mut tx, (schedule, seat), id, "expired").await?;
         }
         commit(tx).await?;
         Ok(lapsed.len() as u64)

@@ -49,6 +49,7 @@ fn seed(schedule: i64, u: &[Uuid; 9]) -> Vec<(&'static str, Vec<V>)> {
     let reservation = "INSERT INTO reservations
            (id, user_id, schedule_id, seat_no, price, created_at, expires_at, state)
          VALUES ($1, $2, $3, $4, 100, $5, $6, $7)";
+    let (held, paid, cancelled) = (V::S("held"), V::S("paid"), V::S("cancelled"));
     let claim = "UPDATE seats SET hold_id = $1, hold_until = $2
          WHERE schedule_id = $3 AND seat_no = $4";
     let entry = "INSERT INTO queue_entries
@@ -68,10 +69,16 @@ fn seed(schedule: i64, u: &[Uuid; 9]) -> Vec<(&'static str, Vec<V>)> {
             vec![],
         ),
         // Seat 1: A's live hold.
-        (reservation, vec![V::U(u[2]), a, sch, V::I(1), t(-1), t(4)]),
+        (
+            reservation,
+            vec![V::U(u[2]), a, sch, V::I(1), t(-1), t(4), held],
+        ),
         (claim, vec![V::U(u[2]), t(4), sch, V::I(1)]),
         // Seat 2: A's paid reservation and its payment.
-        (reservation, vec![V::U(u[3]), a, sch, V::I(2), t(-2), t(3)]),
+        (
+            reservation,
+            vec![V::U(u[3]), a, sch, V::I(2), t(-2), t(3), paid],
+        ),
         (
             "UPDATE seats SET sold = TRUE WHERE schedule_id = $1 AND seat_no = 2",
             vec![sch],
@@ -85,26 +92,15 @@ fn seed(schedule: i64, u: &[Uuid; 9]) -> Vec<(&'static str, Vec<V>)> {
         // Seat 3: B's cancelled hold; the seat is free.
         (
             reservation,
-            vec![V::U(u[4]), b, sch, V::I(3), t(-10), t(-5)],
+            vec![V::U(u[4]), b, sch, V::I(3), t(-10), t(-5), cancelled],
         ),
         // Seat 4: B's hold, lapsed and not swept.
-        (reservation, vec![V::U(u[5]), b, sch, V::I(4), t(-7), t(-2)]),
+        (
+            reservation,
+            vec![V::U(u[5]), b, sch, V::I(4), t(-7), t(-2), held],
+        ),
         (claim, vec![V::U(u[5]), t(-2), sch, V::I(4)]),
     ]
-    .into_iter()
-    .map(|(sql, mut vals)| {
-        // The reservation rows take their state last.
-        if sql == reservation {
-            let st = match vals[3] {
-                V::I(1) | V::I(4) => "held",
-                V::I(2) => "paid",
-                _ => "cancelled",
-            };
-            vals.push(V::S(st));
-        }
-        (sql, vals)
-    })
-    .collect()
 }
 
 fn ids() -> [Uuid; 9] {
@@ -130,15 +126,39 @@ async fn migrator_up_to(backend: &str, version: u32, dir: &Path) -> Migrator {
     Migrator::new(dir).await.expect("migrator")
 }
 
-macro_rules! seed_with {
-    ($pool:expr, $sqlite:expr, $schedule:expr, $u:expr) => {{
-        for (sql, vals) in seed($schedule, &$u) {
-            let sql = if $sqlite {
+/// Migrates the database behind `$pool` to schema 3 (migrations copied to `$dir`),
+/// creates a concert and a date of four seats, writes the seed; yields the date's id.
+macro_rules! write_v3 {
+    ($pool:expr, $backend:literal, $dir:expr, $u:expr) => {{
+        let dialect = |sql: &str| {
+            let sql = if $backend == "sqlite" {
                 sql.replace('$', "?")
             } else {
                 sql.to_owned()
             };
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            AssertSqlSafe(sql)
+        };
+        migrator_up_to($backend, 3, $dir)
+            .await
+            .run($pool)
+            .await
+            .expect("migrate to 3");
+        let concert: i64 =
+            sqlx::query_scalar("INSERT INTO concerts (name) VALUES ('Old') RETURNING id")
+                .fetch_one($pool)
+                .await
+                .expect("concert");
+        let schedule: i64 = sqlx::query_scalar(dialect(
+            "INSERT INTO schedules (concert_id, starts_at, date, seat_count)
+             VALUES ($1, $2, '2026-03-01', 4) RETURNING id",
+        ))
+        .bind(concert)
+        .bind(T0.as_millis() + 30 * 86_400_000)
+        .fetch_one($pool)
+        .await
+        .expect("schedule");
+        for (sql, vals) in seed(schedule, &$u) {
+            let mut q = sqlx::query(dialect(sql));
             for v in vals {
                 q = match v {
                     V::I(i) => q.bind(i),
@@ -148,6 +168,7 @@ macro_rules! seed_with {
             }
             q.execute($pool).await.expect("seed statement");
         }
+        schedule
     }};
 }
 
@@ -259,35 +280,13 @@ async fn a_version_3_sqlite_database_upgrades_with_every_reservation() {
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
     let migrations = tempfile::tempdir().expect("dir");
     let u = ids();
-    let schedule = {
-        let pool = sqlx::SqlitePool::connect(&url).await.expect("open");
-        sqlx::query("PRAGMA foreign_keys = ON")
-            .execute(&pool)
-            .await
-            .expect("pragma");
-        migrator_up_to("sqlite", 3, migrations.path())
-            .await
-            .run(&pool)
-            .await
-            .expect("migrate to 3");
-        let concert: i64 =
-            sqlx::query_scalar("INSERT INTO concerts (name) VALUES ('Old') RETURNING id")
-                .fetch_one(&pool)
-                .await
-                .expect("concert");
-        let schedule: i64 = sqlx::query_scalar(
-            "INSERT INTO schedules (concert_id, starts_at, date, seat_count)
-             VALUES (?, ?, '2026-03-01', 4) RETURNING id",
-        )
-        .bind(concert)
-        .bind(T0.as_millis() + 30 * 86_400_000)
-        .fetch_one(&pool)
+    let pool = sqlx::SqlitePool::connect(&url).await.expect("open");
+    sqlx::query("PRAGMA foreign_keys = ON")
+        .execute(&pool)
         .await
-        .expect("schedule");
-        seed_with!(&pool, true, schedule, u);
-        pool.close().await;
-        schedule
-    };
+        .expect("pragma");
+    let schedule = write_v3!(&pool, "sqlite", migrations.path(), u);
+    pool.close().await;
     let store = SqliteStore::open(&url, 2).await.expect("upgrade");
     check_upgraded(&store, &seeded(schedule, &u)).await;
 }
@@ -297,31 +296,9 @@ async fn a_version_3_postgres_database_upgrades_with_every_reservation() {
     let db = booking_testkit::pg::fresh_database().await;
     let migrations = tempfile::tempdir().expect("dir");
     let u = ids();
-    let schedule = {
-        let pool = sqlx::PgPool::connect(&db.url).await.expect("connect");
-        migrator_up_to("postgres", 3, migrations.path())
-            .await
-            .run(&pool)
-            .await
-            .expect("migrate to 3");
-        let concert: i64 =
-            sqlx::query_scalar("INSERT INTO concerts (name) VALUES ('Old') RETURNING id")
-                .fetch_one(&pool)
-                .await
-                .expect("concert");
-        let schedule: i64 = sqlx::query_scalar(
-            "INSERT INTO schedules (concert_id, starts_at, date, seat_count)
-             VALUES ($1, $2, '2026-03-01', 4) RETURNING id",
-        )
-        .bind(concert)
-        .bind(T0.as_millis() + 30 * 86_400_000)
-        .fetch_one(&pool)
-        .await
-        .expect("schedule");
-        seed_with!(&pool, false, schedule, u);
-        pool.close().await;
-        schedule
-    };
+    let pool = sqlx::PgPool::connect(&db.url).await.expect("connect");
+    let schedule = write_v3!(&pool, "postgres", migrations.path(), u);
+    pool.close().await;
     let store = PgStore::open(&db.url, 4).await.expect("upgrade");
     check_upgraded(&store, &seeded(schedule, &u)).await;
 }
