@@ -328,10 +328,22 @@ async fn main() {
             .await
             .expect("sqlite");
         let raw = RawDb::Sqlite(store.write_pool().clone());
-        let rows = bench("SQLite", store, raw, secs).await;
+        let rows = bench("SQLite", store.clone(), raw, secs).await;
         print(
             "SQLite (WAL, synchronous=NORMAL, one writer connection)",
             &rows,
+        );
+        let g = store.group_commit_stats();
+        println!();
+        println!(
+            "Group commit (all levels): {} hot writes ran alone, {} queued; {} of them \
+             shared {} commits ({:.1} a commit), {} batches retried alone.",
+            g.direct,
+            g.queued,
+            g.batched,
+            g.batches,
+            g.batched as f64 / g.batches.max(1) as f64,
+            g.retried
         );
     }
     if backends.contains("postgres") {

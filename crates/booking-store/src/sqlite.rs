@@ -10,6 +10,10 @@
 //! With one writer, a transaction's reads are current: each method reads, checks and
 //! writes inside one `BEGIN IMMEDIATE` transaction, and the checks are exactly the
 //! conditions of the port contracts.
+//!
+//! The three hot writes (hold, charge, payment) are single statements; when they
+//! queue behind a busy writer they share one transaction and one commit (see
+//! `group_commit`), which is what lets many concurrent users go faster than one.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -40,6 +44,10 @@ use crate::columns::{
 };
 use crate::convert::{self as cv, is_unique_violation, sqlite_err as db};
 
+mod group_commit;
+pub use group_commit::GroupCommitStats;
+use group_commit::{Arg, GroupCommit, HotWrite};
+
 type Tx = Transaction<'static, Sqlite>;
 
 /// How long a writer from another process waits for the write lock.
@@ -58,6 +66,7 @@ const WAL_AUTOCHECKPOINT_PAGES: u32 = 10_000;
 pub struct SqliteStore {
     read: SqlitePool,
     write: SqlitePool,
+    hot: GroupCommit,
 }
 
 impl SqliteStore {
@@ -94,7 +103,10 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true)
-            .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string());
+            .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string())
+            // Room for every statement plus the group commit's batch texts (three
+            // kinds, up to 32 statements each), so none is prepared twice.
+            .statement_cache_capacity(256);
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(60))
@@ -117,7 +129,8 @@ impl SqliteStore {
             .connect_with(options.read_only(true))
             .await
             .map_err(|e| OpenError::Unreachable(e.to_string()))?;
-        Ok(SqliteStore { read, write })
+        let hot = GroupCommit::start(write.clone());
+        Ok(SqliteStore { read, write, hot })
     }
 
     /// Whether the database answers.
@@ -135,6 +148,12 @@ impl SqliteStore {
     /// The pool of the one writer connection (benchmarks compare against raw writes).
     pub fn write_pool(&self) -> &SqlitePool {
         &self.write
+    }
+
+    /// What the group commit of the hot writes (hold, charge, payment) has done
+    /// since the store opened: how many ran alone, and how many shared a commit.
+    pub fn group_commit_stats(&self) -> GroupCommitStats {
+        self.hot.stats()
     }
 
     /// The pool of reader connections.
@@ -294,69 +313,93 @@ type Query<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>;
 /// Claims the seat for the hold only if the seat exists, is not sold, has no live
 /// hold, the session is active and the user is under the cap. Its trigger records
 /// the lapsed hold it replaces, if any.
+const HOLD_SQL: &str = concat!(
+    "UPDATE seats SET hold_id = ?1, hold_user = ?2, held_at = ?5, hold_until = ?6
+     WHERE schedule_id = ?3 AND seat_no = ?4 AND sold = 0
+       AND (hold_until IS NULL OR hold_until <= ?5)
+       AND EXISTS (SELECT 1 FROM queue_entries q
+                   WHERE q.seq = ?7 AND q.user_id = ?2 AND q.state = 'live'
+                     AND q.expires_at > ?5)
+       AND (SELECT count(*) FROM seats h
+            WHERE h.hold_user = ?2 AND h.sold = 0 AND h.hold_until > ?5) < ?8
+     RETURNING ",
+    seat_hold_cols!()
+);
+
+/// The hold statement's parameters, ?1 to ?8.
+fn hold_args(req: &NewHold) -> Vec<Arg> {
+    vec![
+        Arg::Uuid(req.id.as_uuid()),
+        Arg::Uuid(req.user.as_uuid()),
+        Arg::Int(req.schedule.get()),
+        Arg::Int(i64::from(req.seat.get())),
+        Arg::Int(req.now.as_millis()),
+        Arg::Int(req.expires_at.as_millis()),
+        Arg::Int(cv::i64_of(req.session.get())),
+        Arg::Int(i64::from(req.max_live_per_user)),
+    ]
+}
+
 fn hold_statement(req: &NewHold) -> Query<'static> {
-    sqlx::query(concat!(
-        "UPDATE seats SET hold_id = ?1, hold_user = ?2, held_at = ?5, hold_until = ?6
-         WHERE schedule_id = ?3 AND seat_no = ?4 AND sold = 0
-           AND (hold_until IS NULL OR hold_until <= ?5)
-           AND EXISTS (SELECT 1 FROM queue_entries q
-                       WHERE q.seq = ?7 AND q.user_id = ?2 AND q.state = 'live'
-                         AND q.expires_at > ?5)
-           AND (SELECT count(*) FROM seats h
-                WHERE h.hold_user = ?2 AND h.sold = 0 AND h.hold_until > ?5) < ?8
-         RETURNING ",
-        seat_hold_cols!()
-    ))
-    .bind(req.id.as_uuid())
-    .bind(req.user.as_uuid())
-    .bind(req.schedule.get())
-    .bind(i64::from(req.seat.get()))
-    .bind(req.now.as_millis())
-    .bind(req.expires_at.as_millis())
-    .bind(cv::i64_of(req.session.get()))
-    .bind(i64::from(req.max_live_per_user))
+    Arg::bind_numbered(sqlx::query(HOLD_SQL), hold_args(req))
 }
 
 /// Inserts the charge's ledger row only if the balance stays within the maximum.
+const CHARGE_SQL: &str = concat!(
+    "INSERT INTO ledger (user_id, kind, amount, balance_after, at, idem_key)
+     SELECT ?1, 'charge', ?2, b.balance + ?2, ?3, ?4
+     FROM (SELECT coalesce((SELECT balance FROM wallets WHERE user_id = ?1), 0) AS balance) b
+     WHERE b.balance + ?2 <= ?5
+     RETURNING ",
+    ledger_cols!()
+);
+
+/// The charge statement's parameters, ?1 to ?5.
+fn charge_args(req: &ChargeRequest) -> Vec<Arg> {
+    vec![
+        Arg::Uuid(req.user.as_uuid()),
+        Arg::Int(req.amount.minor_units()),
+        Arg::Int(req.now.as_millis()),
+        Arg::Text(req.key.as_ref().map(|k| k.as_str().to_owned())),
+        Arg::Int(req.max_balance.minor_units()),
+    ]
+}
+
 fn charge_statement(req: &ChargeRequest) -> Query<'static> {
-    sqlx::query(concat!(
-        "INSERT INTO ledger (user_id, kind, amount, balance_after, at, idem_key)
-         SELECT ?1, 'charge', ?2, b.balance + ?2, ?3, ?4
-         FROM (SELECT coalesce((SELECT balance FROM wallets WHERE user_id = ?1), 0) AS balance) b
-         WHERE b.balance + ?2 <= ?5
-         RETURNING ",
-        ledger_cols!()
-    ))
-    .bind(req.user.as_uuid())
-    .bind(req.amount.minor_units())
-    .bind(req.now.as_millis())
-    .bind(req.key.as_ref().map(|k| k.as_str().to_owned()))
-    .bind(req.max_balance.minor_units())
+    Arg::bind_numbered(sqlx::query(CHARGE_SQL), charge_args(req))
 }
 
 /// Inserts the payment only if the reservation is a live hold of the payer (its seat
 /// names it, unsold), the session is active and the balance covers the price.
+const PAY_SQL: &str = concat!(
+    "INSERT INTO payments
+       (id, reservation_id, user_id, schedule_id, seat_no, amount, paid_at, idem_key,
+        session_seq)
+     SELECT ?1, s.hold_id, s.hold_user, s.schedule_id, s.seat_no, s.price, ?4, ?5, ?6
+     FROM seats s
+     WHERE s.hold_id = ?2 AND s.hold_user = ?3 AND s.sold = 0 AND s.hold_until > ?4
+       AND EXISTS (SELECT 1 FROM queue_entries q
+                   WHERE q.seq = ?6 AND q.user_id = ?3 AND q.state = 'live'
+                     AND q.expires_at > ?4)
+       AND EXISTS (SELECT 1 FROM wallets w WHERE w.user_id = ?3 AND w.balance >= s.price)
+     RETURNING ",
+    payment_cols!()
+);
+
+/// The payment statement's parameters, ?1 to ?6.
+fn pay_args(req: &PayRequest) -> Vec<Arg> {
+    vec![
+        Arg::Uuid(req.id.as_uuid()),
+        Arg::Uuid(req.reservation.as_uuid()),
+        Arg::Uuid(req.user.as_uuid()),
+        Arg::Int(req.now.as_millis()),
+        Arg::Text(req.key.as_ref().map(|k| k.as_str().to_owned())),
+        Arg::Int(cv::i64_of(req.session.get())),
+    ]
+}
+
 fn pay_statement(req: &PayRequest) -> Query<'static> {
-    sqlx::query(concat!(
-        "INSERT INTO payments
-           (id, reservation_id, user_id, schedule_id, seat_no, amount, paid_at, idem_key,
-            session_seq)
-         SELECT ?1, s.hold_id, s.hold_user, s.schedule_id, s.seat_no, s.price, ?4, ?5, ?6
-         FROM seats s
-         WHERE s.hold_id = ?2 AND s.hold_user = ?3 AND s.sold = 0 AND s.hold_until > ?4
-           AND EXISTS (SELECT 1 FROM queue_entries q
-                       WHERE q.seq = ?6 AND q.user_id = ?3 AND q.state = 'live'
-                         AND q.expires_at > ?4)
-           AND EXISTS (SELECT 1 FROM wallets w WHERE w.user_id = ?3 AND w.balance >= s.price)
-         RETURNING ",
-        payment_cols!()
-    ))
-    .bind(req.id.as_uuid())
-    .bind(req.reservation.as_uuid())
-    .bind(req.user.as_uuid())
-    .bind(req.now.as_millis())
-    .bind(req.key.as_ref().map(|k| k.as_str().to_owned()))
-    .bind(cv::i64_of(req.session.get()))
+    Arg::bind_numbered(sqlx::query(PAY_SQL), pay_args(req))
 }
 
 // ---------------------------------------------------------------------------------
@@ -817,12 +860,7 @@ impl HoldRepo for SqliteStore {
         // The hot path: one statement that claims the seat only if every condition
         // of the contract holds (its triggers retire the lapsed hold and mark the
         // seat).
-        if let Some(hold) = hold_statement(&req)
-            .fetch_all(&self.write)
-            .await
-            .map(first)
-            .map_err(db)?
-        {
+        if let Some(hold) = self.hot.run(HotWrite::Hold(req)).await.map_err(db)? {
             return hold_of(&hold).map_err(HoldRepoError::from);
         }
         // Refused: find out why under the write lock; if nothing refuses any more
@@ -976,11 +1014,7 @@ impl WalletRepo for SqliteStore {
     async fn charge(&self, req: ChargeRequest) -> Result<ChargeReceipt, ChargeRepoError> {
         // The hot path: one statement (its trigger sets the wallet's balance). A key
         // used before fails the unique index and takes the slow path, which replays.
-        match charge_statement(&req)
-            .fetch_all(&self.write)
-            .await
-            .map(first)
-        {
+        match self.hot.run(HotWrite::Charge(req.clone())).await {
             Ok(Some(row)) => {
                 return Ok(ChargeReceipt {
                     entry: ledger_of(&row)?,
@@ -1064,7 +1098,7 @@ impl PaymentRepo for SqliteStore {
         // condition holds; its trigger debits, sells the seat, closes the
         // reservation, writes the ledger row and ends the session, each step
         // checked to change exactly one row.
-        match pay_statement(&req).fetch_all(&self.write).await.map(first) {
+        match self.hot.run(HotWrite::Pay(req.clone())).await {
             Ok(Some(row)) => return payment_of(&row).map_err(PayRepoError::from),
             Ok(None) => {}
             Err(e) if is_unique_violation(&e) => {}

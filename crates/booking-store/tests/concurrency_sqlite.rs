@@ -51,3 +51,309 @@ async fn r6_concurrent_tickers_advance_once_per_tick() {
     let (c, _dir) = cluster().await;
     stress::tickers_advance_once_per_tick(&c, 20).await;
 }
+
+// ---------------------------------------------------------------------------------
+// Group commit: hot writes that queue behind a busy writer share one transaction.
+// The tests keep the writer busy themselves, so that every write queues, and check
+// each caller's own outcome exactly.
+
+mod group_commit {
+    use std::time::Duration;
+
+    use booking_core::domain::{
+        Amount, ConcertName, IdempotencyKey, Money, NewConcert, NewSchedule, PaymentId, QueueSeq,
+        ReservationId, ScheduleId, SeatCount, SeatNo, SeatPrices, SeatState, Timestamp, TokenId,
+        UserId,
+    };
+    use booking_core::ports::{
+        Advance, CatalogRepo, ChargeRequest, HoldRepo, HoldRepoError, IssueRequest, NewHold,
+        PayRequest, PaymentRepo, QueueRepo, WalletRepo,
+    };
+    use booking_store::SqliteStore;
+    use booking_store::sqlite::GroupCommitStats;
+
+    const T0: Timestamp = Timestamp::from_millis(1_767_225_600_000);
+
+    async fn store() -> (SqliteStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = SqliteStore::open_path(&dir.path().join("booking.db"), 4)
+            .await
+            .expect("open");
+        (store, dir)
+    }
+
+    async fn schedule(store: &SqliteStore) -> ScheduleId {
+        let concert = store
+            .create_concert(NewConcert {
+                name: ConcertName::new("Group").expect("name"),
+            })
+            .await
+            .expect("concert");
+        let new = NewSchedule::new(
+            concert.id,
+            T0.plus(Duration::from_secs(86_400)),
+            SeatCount::new(50).expect("count"),
+            SeatPrices::Uniform(Amount::new(100).expect("price")),
+        )
+        .expect("schedule");
+        store.create_schedule(new).await.expect("schedule").id
+    }
+
+    async fn admitted(store: &SqliteStore, n: usize) -> Vec<(UserId, QueueSeq)> {
+        let mut users = Vec::new();
+        for _ in 0..n {
+            let user = UserId::random();
+            let e = store
+                .issue(IssueRequest {
+                    user,
+                    token_id: TokenId::random(),
+                    now: T0,
+                    max_waiting: 1_000,
+                })
+                .await
+                .expect("issue");
+            users.push((user, e.seq));
+        }
+        let c = store.counters().await.expect("counters");
+        let advanced = store
+            .advance(Advance {
+                expected_version: c.version,
+                serving: c.last_seq,
+                now: T0,
+                admitted_until: T0.plus(Duration::from_secs(3_600)),
+                admit_rate_milli: 0,
+            })
+            .await
+            .expect("advance");
+        assert!(advanced);
+        users
+    }
+
+    fn hold(user: (UserId, QueueSeq), schedule: ScheduleId, seat: i64) -> NewHold {
+        NewHold {
+            id: ReservationId::random(),
+            user: user.0,
+            session: user.1,
+            schedule,
+            seat: SeatNo::new(seat).expect("seat"),
+            now: T0,
+            expires_at: T0.plus(Duration::from_secs(300)),
+            max_live_per_user: 2,
+        }
+    }
+
+    fn charge(user: UserId, amount: i64, key: Option<&str>) -> ChargeRequest {
+        ChargeRequest {
+            user,
+            amount: Amount::new(amount).expect("amount"),
+            max_balance: Money::new(1_000_000).expect("max"),
+            key: key.map(|k| IdempotencyKey::new(k).expect("key")),
+            now: T0,
+        }
+    }
+
+    /// Takes the writer, and starts one hot write that waits for it (the first hot
+    /// write of an idle store runs alone), so that the hot writes started next queue
+    /// for the group commit. Returns the writer and the waiting write's task.
+    async fn busy_writer(
+        store: &SqliteStore,
+    ) -> (
+        sqlx::pool::PoolConnection<sqlx::Sqlite>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let writer = store.write_pool().acquire().await.expect("writer");
+        let direct = store.group_commit_stats().direct;
+        let s = store.clone();
+        let first = tokio::spawn(async move {
+            s.charge(charge(UserId::random(), 1, None))
+                .await
+                .expect("charge");
+        });
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while store.group_commit_stats().direct == direct {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the first write never started");
+        (writer, first)
+    }
+
+    /// Keeps the writer busy until `queued` writes in all have queued for it (since
+    /// the store opened), then frees it.
+    async fn release_when_queued(
+        store: &SqliteStore,
+        writer: sqlx::pool::PoolConnection<sqlx::Sqlite>,
+        queued: u64,
+    ) {
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while store.group_commit_stats().queued < queued {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the writes never queued");
+        drop(writer);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn queued_holds_charges_and_payments_share_one_commit_each_with_its_own_outcome() {
+        let (store, _dir) = store().await;
+        let sched = schedule(&store).await;
+        let users = admitted(&store, 24).await;
+        // Users 0..4 hold a seat and have the money before the batch: they pay in it.
+        let mut paying = Vec::new();
+        for (i, &u) in users[..4].iter().enumerate() {
+            store.charge(charge(u.0, 100, None)).await.expect("charge");
+            let h = store
+                .hold(hold(u, sched, 41 + i as i64))
+                .await
+                .expect("hold");
+            paying.push((u, h.id));
+        }
+        let base = store.group_commit_stats();
+
+        let (writer, opener) = busy_writer(&store).await;
+        let mut tasks = tokio::task::JoinSet::new();
+        // 16 holds of free seats 1..16 (users 4..20), 2 holds of seat 30 (users 20,
+        // 21: one wins), a hold of a seat held in this batch's payments (user 22,
+        // seat 41: taken), 6 charges, 4 payments.
+        for (k, &u) in users[4..20].iter().enumerate() {
+            let s = store.clone();
+            let req = hold(u, sched, k as i64 + 1);
+            tasks.spawn(async move { ("hold", s.hold(req).await.map(|h| h.id == req.id)) });
+        }
+        for &u in &users[20..23] {
+            let s = store.clone();
+            let seat = if u == users[22] { 41 } else { 30 };
+            let req = hold(u, sched, seat);
+            tasks.spawn(async move { ("contested", s.hold(req).await.map(|h| h.id == req.id)) });
+        }
+        let wallet = UserId::random();
+        for k in 0..6 {
+            let s = store.clone();
+            tasks.spawn(async move {
+                let r = s.charge(charge(wallet, 10 + k, None)).await;
+                ("charge", Ok(matches!(r, Ok(ref c) if !c.replayed && c.entry.amount.minor_units() == 10 + k)))
+            });
+        }
+        for &(u, id) in &paying {
+            let s = store.clone();
+            tasks.spawn(async move {
+                let r = s
+                    .pay(PayRequest {
+                        id: PaymentId::random(),
+                        reservation: id,
+                        user: u.0,
+                        session: u.1,
+                        key: None,
+                        now: T0,
+                    })
+                    .await;
+                ("pay", Ok(matches!(r, Ok(ref p) if p.reservation == id)))
+            });
+        }
+        release_when_queued(&store, writer, base.queued + 29).await;
+        opener.await.expect("first write");
+
+        let (mut holds, mut won, mut taken, mut charges, mut pays) = (0, 0, 0, 0, 0);
+        while let Some(done) = tasks.join_next().await {
+            match done.expect("task") {
+                ("hold", Ok(true)) => holds += 1,
+                ("contested", Ok(true)) => won += 1,
+                ("contested", Err(HoldRepoError::SeatTaken)) => taken += 1,
+                ("charge", Ok(true)) => charges += 1,
+                ("pay", Ok(true)) => pays += 1,
+                other => panic!("unexpected outcome {other:?}"),
+            }
+        }
+        assert_eq!((holds, won, taken, charges, pays), (16, 1, 2, 6, 4));
+
+        let stats = store.group_commit_stats();
+        assert_eq!(
+            GroupCommitStats {
+                batches: stats.batches - base.batches,
+                batched: stats.batched - base.batched,
+                retried: stats.retried - base.retried,
+                refused: stats.refused - base.refused,
+                ..GroupCommitStats::default()
+            },
+            // The two refusals: the loser of seat 30, and seat 41 (held).
+            GroupCommitStats {
+                batches: 1,
+                batched: 29,
+                refused: 2,
+                ..GroupCommitStats::default()
+            }
+        );
+        // What the batch committed, read back.
+        assert_eq!(
+            store.balance(wallet).await.expect("balance").minor_units(),
+            (10..16).sum::<i64>()
+        );
+        let seats = store.seats(sched, T0).await.expect("seats");
+        let held = seats
+            .iter()
+            .filter(|s| matches!(s.state, SeatState::Held { .. }))
+            .count();
+        let sold = seats
+            .iter()
+            .filter(|s| matches!(s.state, SeatState::Sold))
+            .count();
+        assert_eq!((held, sold), (17, 4));
+        for &(u, _) in &paying {
+            assert_eq!(store.balance(u.0).await.expect("balance").minor_units(), 0);
+            assert_eq!(store.payments_of(u.0, 10).await.expect("payments").len(), 1);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_failing_statement_rolls_its_batch_back_and_every_write_runs_again_alone() {
+        let (store, _dir) = store().await;
+        let user = UserId::random();
+        let first = store
+            .charge(charge(user, 7, Some("top-up")))
+            .await
+            .expect("charge");
+        assert!(!first.replayed);
+        let base = store.group_commit_stats();
+
+        let (writer, opener) = busy_writer(&store).await;
+        let mut tasks = tokio::task::JoinSet::new();
+        // Five new charges and, among them, the first one retried with its key: its
+        // statement fails the unique key, which rolls the batch back.
+        for k in 0..6 {
+            let s = store.clone();
+            let req = if k == 3 {
+                charge(user, 7, Some("top-up"))
+            } else {
+                charge(user, 1, Some(&format!("other-{k}")))
+            };
+            tasks.spawn(async move { s.charge(req).await.expect("charge") });
+        }
+        release_when_queued(&store, writer, base.queued + 6).await;
+        opener.await.expect("first write");
+
+        let mut replayed = Vec::new();
+        let mut applied = 0;
+        while let Some(done) = tasks.join_next().await {
+            let receipt = done.expect("task");
+            if receipt.replayed {
+                replayed.push(receipt.entry);
+            } else {
+                assert_eq!(receipt.entry.amount.minor_units(), 1);
+                applied += 1;
+            }
+        }
+        assert_eq!(applied, 5);
+        assert_eq!(replayed, vec![first.entry]);
+        assert_eq!(
+            store.balance(user).await.expect("balance").minor_units(),
+            7 + 5
+        );
+        assert_eq!(store.ledger(user, 100).await.expect("ledger").len(), 6);
+        let stats = store.group_commit_stats();
+        assert_eq!(stats.retried - base.retried, 1);
+        assert_eq!(stats.batches - base.batches, 0);
+    }
+}
