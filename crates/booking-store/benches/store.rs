@@ -23,12 +23,13 @@ use std::time::Duration;
 
 use booking_core::Store;
 use booking_core::domain::{
-    Amount, ConcertName, IdempotencyKey, Money, NewConcert, NewSchedule, PaymentId, QueueSeq,
-    ReservationId, ScheduleId, SeatCount, SeatNo, SeatPrices, Timestamp, TokenId, UserId,
+    Amount, IdempotencyKey, Money, PaymentId, QueueSeq, ReservationId, ScheduleId, SeatNo,
+    Timestamp, UserId,
 };
-use booking_core::ports::{Advance, ChargeRequest, IssueRequest, NewHold, PayRequest};
+use booking_core::ports::{ChargeRequest, NewHold, PayRequest};
 use booking_store::{PgStore, SqliteStore};
 use booking_testkit::bench::{RawDb, drain, rate};
+use booking_testkit::ports;
 
 const LEVELS: [usize; 3] = [1, 16, 64];
 const T0: Timestamp = Timestamp::from_millis(1_767_225_600_000);
@@ -43,50 +44,14 @@ fn ts(ms: i64) -> Timestamp {
     Timestamp::from_millis(ms)
 }
 
-/// Creates `n` users with admitted sessions (one advance for all); returns them
-/// with their session sequence numbers.
+/// Users admitted for the whole run.
 async fn admitted_users<S: Store>(store: &S, n: usize, now: Timestamp) -> Vec<(UserId, QueueSeq)> {
-    let mut users = Vec::with_capacity(n);
-    for _ in 0..n {
-        let user = UserId::random();
-        let e = store
-            .issue(IssueRequest {
-                user,
-                token_id: TokenId::random(),
-                now,
-                max_waiting: 10_000_000,
-            })
-            .await
-            .expect("issue");
-        users.push((user, e.seq));
-    }
-    let c = store.counters().await.expect("counters");
-    let adv = Advance {
-        expected_version: c.version,
-        serving: c.last_seq,
-        now,
-        admitted_until: now.plus(Duration::from_secs(10 * 365 * 86_400)),
-        admit_rate_milli: 0,
-    };
-    assert!(store.advance(adv).await.expect("advance"));
-    users
+    let until = now.plus(Duration::from_secs(10 * 365 * 86_400));
+    ports::admitted_users(store, n, now, until).await
 }
 
 async fn new_schedule<S: Store>(store: &S, seats: usize, day: u64) -> ScheduleId {
-    let concert = store
-        .create_concert(NewConcert {
-            name: ConcertName::new("Bench").expect("name"),
-        })
-        .await
-        .expect("concert");
-    let new = NewSchedule::new(
-        concert.id,
-        T0.plus(Duration::from_secs(day * 86_400)),
-        SeatCount::new(seats as i64).expect("count"),
-        SeatPrices::Uniform(Amount::new(100).expect("price")),
-    )
-    .expect("schedule");
-    store.create_schedule(new).await.expect("create").id
+    ports::schedule(store, seats, T0.plus(Duration::from_secs(day * 86_400))).await
 }
 
 struct Row {

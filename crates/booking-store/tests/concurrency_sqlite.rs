@@ -61,16 +61,16 @@ mod group_commit {
     use std::time::Duration;
 
     use booking_core::domain::{
-        Amount, ConcertName, IdempotencyKey, Money, NewConcert, NewSchedule, PaymentId, QueueSeq,
-        ReservationId, ScheduleId, SeatCount, SeatNo, SeatPrices, SeatState, Timestamp, TokenId,
-        UserId,
+        Amount, IdempotencyKey, Money, PaymentId, QueueSeq, ReservationId, ScheduleId, SeatNo,
+        SeatState, Timestamp, UserId,
     };
     use booking_core::ports::{
-        Advance, CatalogRepo, ChargeRequest, HoldRepo, HoldRepoError, IssueRequest, NewHold,
-        PayRequest, PaymentRepo, QueueRepo, WalletRepo,
+        CatalogRepo, ChargeRequest, HoldRepo, HoldRepoError, NewHold, PayRequest, PaymentRepo,
+        WalletRepo,
     };
     use booking_store::SqliteStore;
     use booking_store::sqlite::GroupCommitStats;
+    use booking_testkit::ports;
 
     const T0: Timestamp = Timestamp::from_millis(1_767_225_600_000);
 
@@ -83,50 +83,11 @@ mod group_commit {
     }
 
     async fn schedule(store: &SqliteStore) -> ScheduleId {
-        let concert = store
-            .create_concert(NewConcert {
-                name: ConcertName::new("Group").expect("name"),
-            })
-            .await
-            .expect("concert");
-        let new = NewSchedule::new(
-            concert.id,
-            T0.plus(Duration::from_secs(86_400)),
-            SeatCount::new(50).expect("count"),
-            SeatPrices::Uniform(Amount::new(100).expect("price")),
-        )
-        .expect("schedule");
-        store.create_schedule(new).await.expect("schedule").id
+        ports::schedule(store, 50, T0.plus(Duration::from_secs(86_400))).await
     }
 
     async fn admitted(store: &SqliteStore, n: usize) -> Vec<(UserId, QueueSeq)> {
-        let mut users = Vec::new();
-        for _ in 0..n {
-            let user = UserId::random();
-            let e = store
-                .issue(IssueRequest {
-                    user,
-                    token_id: TokenId::random(),
-                    now: T0,
-                    max_waiting: 1_000,
-                })
-                .await
-                .expect("issue");
-            users.push((user, e.seq));
-        }
-        let c = store.counters().await.expect("counters");
-        let advanced = store
-            .advance(Advance {
-                expected_version: c.version,
-                serving: c.last_seq,
-                now: T0,
-                admitted_until: T0.plus(Duration::from_secs(3_600)),
-                admit_rate_milli: 0,
-            })
-            .await
-            .expect("advance");
-        assert!(advanced);
-        users
+        ports::admitted_users(store, n, T0, T0.plus(Duration::from_secs(3_600))).await
     }
 
     fn hold(user: (UserId, QueueSeq), schedule: ScheduleId, seat: i64) -> NewHold {

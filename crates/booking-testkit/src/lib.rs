@@ -16,6 +16,7 @@
 pub mod bench;
 pub mod contract;
 pub mod pg;
+pub mod ports;
 pub mod stress;
 
 use std::time::Duration;
