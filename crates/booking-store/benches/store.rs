@@ -27,7 +27,7 @@ use booking_core::domain::{
     Timestamp, UserId,
 };
 use booking_core::ports::{ChargeRequest, NewHold, PayRequest};
-use booking_store::{PgStore, SqliteStore};
+use booking_store::{GroupCommitStats, PgStore, SqliteStore};
 use booking_testkit::bench::{RawDb, drain, rate};
 use booking_testkit::ports;
 
@@ -275,6 +275,22 @@ fn print(name: &str, rows: &[Row]) {
     }
 }
 
+fn print_group_commit(g: GroupCommitStats) {
+    println!();
+    println!(
+        "Group commit (all levels): {} hot writes ran alone, {} queued; {} of them \
+         shared {} commits ({:.1} a commit), {} were sent back to run alone (a row \
+         locked elsewhere), {} batches retried alone.",
+        g.direct,
+        g.queued,
+        g.batched,
+        g.batches,
+        g.batched as f64 / g.batches.max(1) as f64,
+        g.deferred,
+        g.retried
+    );
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let secs: f64 = std::env::var("BOOKING_BENCH_SECS")
@@ -298,18 +314,7 @@ async fn main() {
             "SQLite (WAL, synchronous=NORMAL, one writer connection)",
             &rows,
         );
-        let g = store.group_commit_stats();
-        println!();
-        println!(
-            "Group commit (all levels): {} hot writes ran alone, {} queued; {} of them \
-             shared {} commits ({:.1} a commit), {} batches retried alone.",
-            g.direct,
-            g.queued,
-            g.batched,
-            g.batches,
-            g.batched as f64 / g.batches.max(1) as f64,
-            g.retried
-        );
+        print_group_commit(store.group_commit_stats());
     }
     if backends.contains("postgres") {
         let db = booking_testkit::pg::database_on(booking_testkit::pg::durable_server_url()).await;
@@ -317,6 +322,7 @@ async fn main() {
         let raw = RawDb::Postgres(store.pool().clone());
         let rows = bench("PostgreSQL", store.clone(), raw, secs).await;
         print("PostgreSQL 15 (fsync on, pool of 64)", &rows);
+        print_group_commit(store.group_commit_stats());
         store.close().await;
     }
 }

@@ -8,10 +8,12 @@
 mod any;
 mod columns;
 mod convert;
+mod group_commit;
 pub mod postgres;
 pub mod sqlite;
 
 pub use any::{AnyStore, Backend, SchemaVersion, StoreOptions, connect};
+pub use group_commit::GroupCommitStats;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 

@@ -23,6 +23,14 @@
 //! from reads before anything is written; a condition that fails after a write raises
 //! SQLSTATE `BK001`, which rolls the whole call back, and the call is run again.
 //!
+//! Holds and payments that arrive while others are under way in the same process are
+//! committed together (`group_commit`): one call of a batch function (migration
+//! 0005) runs them in order, each deciding exactly as the single-write function
+//! would, in one round trip and one commit. A batch locks a write's rows with
+//! `SKIP LOCKED` before running it and never waits for a lock: a write whose rows
+//! another transaction holds is sent back and runs alone, so batches take no part in
+//! the lock order below.
+//!
 //! Rows are always locked in this order, so two transactions never wait on each other
 //! in a cycle:
 //!
@@ -57,6 +65,9 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRo
 use sqlx::{Connection, Executor, Postgres, Row};
 use uuid::Uuid;
 
+mod group_commit;
+use group_commit::{GroupCommit, HotWrite};
+
 use crate::OpenError;
 use crate::columns::{
     entry_cols, hold_cols, ledger_cols, payment_cols, schedule_cols, seat_hold_cols,
@@ -76,6 +87,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Runs the hot writes (holds, payments), batching those that arrive together.
+    hot: GroupCommit,
 }
 
 impl PgStore {
@@ -119,7 +132,8 @@ impl PgStore {
             // statement instead (`StoreError::Unavailable`) and leaves the pool.
             .test_before_acquire(false)
             .connect_lazy_with(options);
-        Ok(PgStore { pool })
+        let hot = GroupCommit::start(pool.clone());
+        Ok(PgStore { pool, hot })
     }
 
     /// Whether the database answers.
@@ -137,6 +151,11 @@ impl PgStore {
     /// The connection pool (benchmarks compare against raw statements).
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// What the group commit of holds and payments has done since the store opened.
+    pub fn group_commit_stats(&self) -> crate::GroupCommitStats {
+        self.hot.stats()
     }
 
     /// Closes the pool.
@@ -788,17 +807,7 @@ fn hold_outcome(row: &PgRow, req: &NewHold) -> Result<Result<Hold, HoldRepoError
 impl HoldRepo for PgStore {
     async fn hold(&self, req: NewHold) -> Result<Hold, HoldRepoError> {
         for _ in 0..MAX_ATTEMPTS {
-            let row = sqlx::query(HOLD)
-                .bind(req.schedule.get())
-                .bind(i64::from(req.seat.get()))
-                .bind(cv::i64_of(req.session.get()))
-                .bind(req.user.as_uuid())
-                .bind(req.now.as_millis())
-                .bind(i64::from(req.max_live_per_user))
-                .bind(req.id.as_uuid())
-                .bind(req.expires_at.as_millis())
-                .fetch_one(&self.pool)
-                .await;
+            let row = self.hot.run(HotWrite::Hold(req)).await;
             match row {
                 Ok(row) => return hold_outcome(&row, &req)?,
                 // The seat kept changing under the claim (`STALE`): try again.
@@ -1097,15 +1106,7 @@ fn pay_outcome(row: &PgRow, req: &PayRequest) -> Result<Result<Payment, PayRepoE
 impl PaymentRepo for PgStore {
     async fn pay(&self, req: PayRequest) -> Result<Payment, PayRepoError> {
         for _ in 0..MAX_ATTEMPTS {
-            let row = sqlx::query(PAY)
-                .bind(req.reservation.as_uuid())
-                .bind(req.user.as_uuid())
-                .bind(cv::i64_of(req.session.get()))
-                .bind(req.now.as_millis())
-                .bind(req.key.as_ref().map(IdempotencyKey::as_str))
-                .bind(req.id.as_uuid())
-                .fetch_one(&self.pool)
-                .await;
+            let row = self.hot.run(HotWrite::Pay(req.clone())).await;
             match row {
                 Ok(row) => return pay_outcome(&row, &req)?,
                 Err(e) if retryable(&e) || stale(&e) => {}

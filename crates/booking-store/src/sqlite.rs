@@ -45,7 +45,7 @@ use crate::columns::{
 use crate::convert::{self as cv, is_unique_violation, sqlite_err as db};
 
 mod group_commit;
-pub use group_commit::GroupCommitStats;
+pub use crate::group_commit::GroupCommitStats;
 use group_commit::{Arg, GroupCommit, HotWrite};
 
 type Tx = Transaction<'static, Sqlite>;

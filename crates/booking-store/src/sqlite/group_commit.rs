@@ -22,7 +22,6 @@
 //! statement sees the earlier ones' writes (a seat just held is taken, a cap just
 //! reached refuses).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use booking_core::ports::{ChargeRequest, NewHold, PayRequest};
@@ -32,6 +31,8 @@ use sqlx::{Connection, Either, Executor};
 use tokio::sync::{mpsc, oneshot};
 
 use uuid::Uuid;
+
+use crate::group_commit::{Busy, Counters, GroupCommitStats, bump, copy_error};
 
 use super::{
     CHARGE_SQL, HOLD_SQL, PAY_SQL, Query, charge_args, charge_statement, first, hold_args,
@@ -146,57 +147,6 @@ type Outcome = Result<Option<SqliteRow>, sqlx::Error>;
 
 type Queued = (HotWrite, oneshot::Sender<Outcome>);
 
-/// What the group commit has done since the store opened.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct GroupCommitStats {
-    /// Hot writes that found the writer free and ran alone.
-    pub direct: u64,
-    /// Hot writes that queued for the writer.
-    pub queued: u64,
-    /// Transactions that committed two or more queued writes together.
-    pub batches: u64,
-    /// Writes committed by those transactions.
-    pub batched: u64,
-    /// Batches that failed (a statement's error) and whose writes ran again alone.
-    pub retried: u64,
-    /// Batched writes whose statement changed nothing (a refusal, which its caller
-    /// then names on the slow path).
-    pub refused: u64,
-}
-
-#[derive(Debug, Default)]
-struct Counters {
-    direct: AtomicU64,
-    queued: AtomicU64,
-    batches: AtomicU64,
-    batched: AtomicU64,
-    retried: AtomicU64,
-    refused: AtomicU64,
-    /// Hot writes under way (running alone, queued, or in a batch).
-    busy: AtomicU64,
-}
-
-/// Counts a hot write as under way until dropped (also when its caller goes away).
-struct Busy<'a>(&'a AtomicU64);
-
-impl<'a> Busy<'a> {
-    /// Enters; also says whether no other hot write was under way.
-    fn enter(busy: &'a AtomicU64) -> (Self, bool) {
-        let alone = busy.fetch_add(1, Ordering::AcqRel) == 0;
-        (Busy(busy), alone)
-    }
-}
-
-impl Drop for Busy<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-fn bump(c: &AtomicU64, by: usize) {
-    c.fetch_add(by as u64, Ordering::Relaxed);
-}
-
 /// Runs hot writes on the writer pool, committing the ones that queue together.
 #[derive(Debug, Clone)]
 pub(super) struct GroupCommit {
@@ -239,16 +189,7 @@ impl GroupCommit {
     }
 
     pub(super) fn stats(&self) -> GroupCommitStats {
-        let c = &self.counters;
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        GroupCommitStats {
-            direct: get(&c.direct),
-            queued: get(&c.queued),
-            batches: get(&c.batches),
-            batched: get(&c.batched),
-            retried: get(&c.retried),
-            refused: get(&c.refused),
-        }
+        self.counters.stats()
     }
 }
 
@@ -306,15 +247,6 @@ async fn batcher(
             // request dropped after its commit.
             let _ = reply.send(outcome);
         }
-    }
-}
-
-/// The writer could not be had: every write of the batch fails the same way.
-fn copy_error(e: &sqlx::Error) -> sqlx::Error {
-    match e {
-        sqlx::Error::PoolClosed => sqlx::Error::PoolClosed,
-        sqlx::Error::PoolTimedOut => sqlx::Error::PoolTimedOut,
-        e => sqlx::Error::Protocol(format!("no writer connection: {e}")),
     }
 }
 

@@ -1,0 +1,88 @@
+//! What the two adapters' group commits share: their figures, and how a hot write
+//! knows whether another one is under way.
+//!
+//! Each adapter commits hot writes that arrive together in one transaction: SQLite in
+//! [`crate::sqlite`] (one writer, so queued writes wait for it anyway), PostgreSQL in
+//! [`crate::postgres`] (one round trip and one commit for many writes).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// What the group commit has done since the store opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupCommitStats {
+    /// Hot writes that found no other under way, or were sent back from a batch,
+    /// and ran alone.
+    pub direct: u64,
+    /// Hot writes that queued for a batch.
+    pub queued: u64,
+    /// Transactions that committed two or more queued writes together.
+    pub batches: u64,
+    /// Writes run by those transactions.
+    pub batched: u64,
+    /// Batches that failed (a statement's error) and whose writes ran again alone.
+    pub retried: u64,
+    /// Batched writes whose statement changed nothing (a refusal, which its caller
+    /// then names).
+    pub refused: u64,
+    /// Batched writes that found a row they need locked by another transaction and
+    /// ran again alone, after the batch (PostgreSQL: a batch never waits for a lock).
+    pub deferred: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) direct: AtomicU64,
+    pub(crate) queued: AtomicU64,
+    pub(crate) batches: AtomicU64,
+    pub(crate) batched: AtomicU64,
+    pub(crate) retried: AtomicU64,
+    pub(crate) refused: AtomicU64,
+    pub(crate) deferred: AtomicU64,
+    /// Hot writes under way (running alone, queued, or in a batch).
+    pub(crate) busy: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn stats(&self) -> GroupCommitStats {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        GroupCommitStats {
+            direct: get(&self.direct),
+            queued: get(&self.queued),
+            batches: get(&self.batches),
+            batched: get(&self.batched),
+            retried: get(&self.retried),
+            refused: get(&self.refused),
+            deferred: get(&self.deferred),
+        }
+    }
+}
+
+/// Counts a hot write as under way until dropped (also when its caller goes away).
+pub(crate) struct Busy<'a>(&'a AtomicU64);
+
+impl<'a> Busy<'a> {
+    /// Enters; also says whether no other hot write was under way.
+    pub(crate) fn enter(busy: &'a AtomicU64) -> (Self, bool) {
+        let alone = busy.fetch_add(1, Ordering::AcqRel) == 0;
+        (Busy(busy), alone)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+pub(crate) fn bump(c: &AtomicU64, by: usize) {
+    c.fetch_add(by as u64, Ordering::Relaxed);
+}
+
+/// No connection could be had for a batch: every write of it fails the same way.
+pub(crate) fn copy_error(e: &sqlx::Error) -> sqlx::Error {
+    match e {
+        sqlx::Error::PoolClosed => sqlx::Error::PoolClosed,
+        sqlx::Error::PoolTimedOut => sqlx::Error::PoolTimedOut,
+        e => sqlx::Error::Protocol(format!("no connection for a batch: {e}")),
+    }
+}

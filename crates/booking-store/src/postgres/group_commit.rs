@@ -1,0 +1,297 @@
+//! Group commit for PostgreSQL's two hot writes (hold, payment).
+//!
+//! A hot write that finds no other under way in this instance runs at once, alone,
+//! as one call of its function (`booking_hold`, `booking_pay`). Writes that arrive
+//! while others are under way queue, and a batcher task sends each kind's queued
+//! writes as one call of a batch function (`booking_hold_batch`,
+//! `booking_pay_batch`, migration 0005): one round trip and one autocommit
+//! transaction, so one commit, for up to [`MAX_BATCH`] writes. At most
+//! [`MAX_IN_FLIGHT`] batches run at once; what arrives meanwhile waits for the next
+//! one, so batches grow with the load.
+//!
+//! The batch function runs the writes in order, each through the same function as a
+//! write of its own, seeing the writes before it, and never waits for a row lock: a
+//! write whose rows another transaction has locked is not run, and comes back as
+//! `busy`. Its caller then runs it alone (and waits like any single write), as it
+//! does every write of a batch that failed: a failed call rolled back as a whole.
+//! Nothing is acknowledged before the commit that carries it: a caller gets its row
+//! only after the batch's call returned.
+//!
+//! Since a batch never waits for a lock, it takes no part in a deadlock: single
+//! writes keep their lock order, and batches of several instances never wait for
+//! each other.
+
+use std::sync::Arc;
+
+use booking_core::domain::IdempotencyKey;
+use booking_core::ports::{NewHold, PayRequest};
+use sqlx::postgres::{PgPool, PgRow};
+use sqlx::{Postgres, Row};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use uuid::Uuid;
+
+use super::{HOLD, PAY};
+use crate::convert as cv;
+use crate::group_commit::{Busy, Counters, GroupCommitStats, bump, copy_error};
+
+/// The most writes one batch carries.
+const MAX_BATCH: usize = 64;
+
+/// The most batches under way at once in one instance.
+const MAX_IN_FLIGHT: usize = 2;
+
+/// A batch's call for holds: one row per hold, in order, with `hold_outcome`'s
+/// columns.
+const HOLD_BATCH: &str = "SELECT o_i, o_refusal, o_n_live, o_price
+     FROM booking_hold_batch($1, $2, $3, $4, $5, $6, $7, $8)";
+
+/// A batch's call for payments: one row per payment, in order, with `pay_outcome`'s
+/// columns.
+const PAY_BATCH: &str = "SELECT o_i, o_outcome AS outcome, o_balance AS balance, o_id AS id,
+            o_user_id AS user_id, o_schedule_id AS schedule_id, o_seat_no AS seat_no,
+            o_price AS price, o_created_at AS created_at, o_expires_at AS expires_at,
+            o_state AS state
+     FROM booking_pay_batch($1, $2, $3, $4, $5, $6)";
+
+type Query = sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments>;
+
+/// One hot write.
+#[derive(Debug, Clone)]
+pub(super) enum HotWrite {
+    Hold(NewHold),
+    Pay(PayRequest),
+}
+
+impl HotWrite {
+    /// The write as one call of its own.
+    pub(super) fn statement(&self) -> Query {
+        match self {
+            HotWrite::Hold(r) => sqlx::query(HOLD)
+                .bind(r.schedule.get())
+                .bind(i64::from(r.seat.get()))
+                .bind(cv::i64_of(r.session.get()))
+                .bind(r.user.as_uuid())
+                .bind(r.now.as_millis())
+                .bind(i64::from(r.max_live_per_user))
+                .bind(r.id.as_uuid())
+                .bind(r.expires_at.as_millis()),
+            HotWrite::Pay(r) => sqlx::query(PAY)
+                .bind(r.reservation.as_uuid())
+                .bind(r.user.as_uuid())
+                .bind(cv::i64_of(r.session.get()))
+                .bind(r.now.as_millis())
+                .bind(r.key.as_ref().map(IdempotencyKey::as_str))
+                .bind(r.id.as_uuid()),
+        }
+    }
+}
+
+/// The call that runs `writes` (all of one kind) as one batch.
+fn batch_statement(writes: &[&HotWrite]) -> Query {
+    let holds: Vec<&NewHold> = writes
+        .iter()
+        .filter_map(|w| match w {
+            HotWrite::Hold(r) => Some(r),
+            HotWrite::Pay(_) => None,
+        })
+        .collect();
+    if !holds.is_empty() {
+        let col = |f: &dyn Fn(&NewHold) -> i64| holds.iter().map(|r| f(r)).collect::<Vec<_>>();
+        let uuids = |f: &dyn Fn(&NewHold) -> Uuid| holds.iter().map(|r| f(r)).collect::<Vec<_>>();
+        return sqlx::query(HOLD_BATCH)
+            .bind(col(&|r| r.schedule.get()))
+            .bind(col(&|r| i64::from(r.seat.get())))
+            .bind(col(&|r| cv::i64_of(r.session.get())))
+            .bind(uuids(&|r| r.user.as_uuid()))
+            .bind(col(&|r| r.now.as_millis()))
+            .bind(col(&|r| i64::from(r.max_live_per_user)))
+            .bind(uuids(&|r| r.id.as_uuid()))
+            .bind(col(&|r| r.expires_at.as_millis()));
+    }
+    let pays: Vec<&PayRequest> = writes
+        .iter()
+        .filter_map(|w| match w {
+            HotWrite::Pay(r) => Some(r),
+            HotWrite::Hold(_) => None,
+        })
+        .collect();
+    let col = |f: &dyn Fn(&PayRequest) -> i64| pays.iter().map(|r| f(r)).collect::<Vec<_>>();
+    let uuids = |f: &dyn Fn(&PayRequest) -> Uuid| pays.iter().map(|r| f(r)).collect::<Vec<_>>();
+    let keys: Vec<Option<String>> = pays
+        .iter()
+        .map(|r| r.key.as_ref().map(|k| k.as_str().to_owned()))
+        .collect();
+    sqlx::query(PAY_BATCH)
+        .bind(uuids(&|r| r.reservation.as_uuid()))
+        .bind(uuids(&|r| r.user.as_uuid()))
+        .bind(col(&|r| cv::i64_of(r.session.get())))
+        .bind(col(&|r| r.now.as_millis()))
+        .bind(keys)
+        .bind(uuids(&|r| r.id.as_uuid()))
+}
+
+/// A batch's answer to one write: its row, or `None` when the caller runs the write
+/// alone (it was `busy`, or the batch failed and was rolled back).
+type Reply = Option<Result<PgRow, sqlx::Error>>;
+
+type Queued = (HotWrite, oneshot::Sender<Reply>);
+
+/// Runs hot writes, committing the ones that arrive together in one batch.
+#[derive(Debug, Clone)]
+pub(super) struct GroupCommit {
+    pool: PgPool,
+    queue: mpsc::UnboundedSender<Queued>,
+    counters: Arc<Counters>,
+}
+
+impl GroupCommit {
+    /// Starts the batcher task (on the current Tokio runtime); it ends when the last
+    /// clone of the returned handle is dropped.
+    pub(super) fn start(pool: PgPool) -> Self {
+        let (queue, rx) = mpsc::unbounded_channel();
+        let counters = Arc::new(Counters::default());
+        tokio::spawn(batcher(pool.clone(), rx, counters.clone()));
+        GroupCommit {
+            pool,
+            queue,
+            counters,
+        }
+    }
+
+    /// Runs one hot write to its end (commit included) and returns its row.
+    pub(super) async fn run(&self, write: HotWrite) -> Result<PgRow, sqlx::Error> {
+        let (_busy, alone) = Busy::enter(&self.counters.busy);
+        if !alone {
+            let (reply, answer) = oneshot::channel();
+            // A copy goes to the batch: the write is run alone from this one if the
+            // batch sends it back.
+            if self.queue.send((write.clone(), reply)).is_ok() {
+                bump(&self.counters.queued, 1);
+                match answer.await {
+                    Ok(Some(row)) => return row,
+                    Ok(None) => {}
+                    Err(_) => return Err(sqlx::Error::WorkerCrashed),
+                }
+            }
+            // Else no batcher (its runtime ended): the write runs alone.
+        }
+        bump(&self.counters.direct, 1);
+        write.statement().fetch_one(&self.pool).await
+    }
+
+    pub(super) fn stats(&self) -> GroupCommitStats {
+        self.counters.stats()
+    }
+}
+
+async fn batcher(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Queued>, counters: Arc<Counters>) {
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    loop {
+        let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
+            return;
+        };
+        if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            return;
+        }
+        // Wait for a connection first: whatever queues meanwhile joins this batch.
+        let conn = pool.acquire().await;
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(queued) => batch.push(queued),
+                Err(_) => break,
+            }
+        }
+        let queued: Vec<Queued> = std::mem::take(&mut batch);
+        let counters = Arc::clone(&counters);
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut conn = match conn {
+                Ok(conn) => conn,
+                Err(e) => {
+                    for (_, reply) in queued {
+                        let _ = reply.send(Some(Err(copy_error(&e))));
+                    }
+                    return;
+                }
+            };
+            let (holds, pays): (Vec<Queued>, Vec<Queued>) = queued
+                .into_iter()
+                .partition(|(w, _)| matches!(w, HotWrite::Hold(_)));
+            for of_kind in [holds, pays] {
+                if !of_kind.is_empty() {
+                    run_batch(&mut conn, of_kind, &counters).await;
+                }
+            }
+        });
+    }
+}
+
+/// Runs writes of one kind as one call, and answers each caller.
+async fn run_batch(conn: &mut sqlx::PgConnection, queued: Vec<Queued>, counters: &Counters) {
+    let (writes, replies): (Vec<HotWrite>, Vec<_>) = queued.into_iter().unzip();
+    let refs: Vec<&HotWrite> = writes.iter().collect();
+    let answers: Vec<Reply> = match batch_statement(&refs).fetch_all(&mut *conn).await {
+        Ok(rows) => match answers_of(rows, writes.len()) {
+            Ok((answers, refused)) => {
+                bump(&counters.batches, 1);
+                bump(&counters.batched, writes.len());
+                bump(&counters.refused, refused);
+                bump(
+                    &counters.deferred,
+                    answers.iter().filter(|a| a.is_none()).count(),
+                );
+                answers
+            }
+            Err(e) => writes.iter().map(|_| Some(Err(copy_error(&e)))).collect(),
+        },
+        // The call failed as a whole and was rolled back: each write runs alone.
+        Err(sqlx::Error::Database(_)) => {
+            bump(&counters.retried, 1);
+            writes.iter().map(|_| None).collect()
+        }
+        // Whether it committed is unknown: nobody is told it did, nor runs again.
+        Err(e) => writes.iter().map(|_| Some(Err(copy_error(&e)))).collect(),
+    };
+    for (reply, answer) in replies.into_iter().zip(answers) {
+        // A caller that went away still had its write committed, like any request
+        // dropped after its commit.
+        let _ = reply.send(answer);
+    }
+}
+
+/// Each write's row from a batch's rows, or `None` for a `busy` one; and how many
+/// were refused.
+fn answers_of(rows: Vec<PgRow>, n: usize) -> Result<(Vec<Reply>, usize), sqlx::Error> {
+    if rows.len() != n {
+        return Err(sqlx::Error::Protocol(format!(
+            "a batch of {n} writes returned {} rows",
+            rows.len()
+        )));
+    }
+    let mut answers = Vec::with_capacity(n);
+    let mut refused = 0;
+    for (i, row) in rows.into_iter().enumerate() {
+        let o_i: i32 = row.try_get("o_i")?;
+        if usize::try_from(o_i).ok() != Some(i + 1) {
+            return Err(sqlx::Error::Protocol(format!(
+                "row {} of a batch names write {o_i}",
+                i + 1
+            )));
+        }
+        // A hold's refusal (NULL when it was taken), or a payment's outcome.
+        let outcome: Option<String> = match row.try_get("o_refusal") {
+            Ok(refusal) => refusal,
+            Err(_) => row.try_get::<Option<String>, _>("outcome")?,
+        };
+        match outcome.as_deref() {
+            Some("busy") => answers.push(None),
+            None | Some("paid") => answers.push(Some(Ok(row))),
+            Some(_) => {
+                refused += 1;
+                answers.push(Some(Ok(row)));
+            }
+        }
+    }
+    Ok((answers, refused))
+}
