@@ -28,7 +28,6 @@ use booking_core::ports::{NewHold, PayRequest};
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{Postgres, Row};
 use tokio::sync::{Semaphore, mpsc, oneshot};
-use uuid::Uuid;
 
 use super::{HOLD, PAY};
 use crate::convert as cv;
@@ -86,48 +85,35 @@ impl HotWrite {
     }
 }
 
-/// The call that runs `writes` (all of one kind) as one batch.
-fn batch_statement(writes: &[&HotWrite]) -> Query {
-    let holds: Vec<&NewHold> = writes
-        .iter()
-        .filter_map(|w| match w {
-            HotWrite::Hold(r) => Some(r),
-            HotWrite::Pay(_) => None,
-        })
-        .collect();
-    if !holds.is_empty() {
-        let col = |f: &dyn Fn(&NewHold) -> i64| holds.iter().map(|r| f(r)).collect::<Vec<_>>();
-        let uuids = |f: &dyn Fn(&NewHold) -> Uuid| holds.iter().map(|r| f(r)).collect::<Vec<_>>();
-        return sqlx::query(HOLD_BATCH)
-            .bind(col(&|r| r.schedule.get()))
-            .bind(col(&|r| i64::from(r.seat.get())))
-            .bind(col(&|r| cv::i64_of(r.session.get())))
-            .bind(uuids(&|r| r.user.as_uuid()))
-            .bind(col(&|r| r.now.as_millis()))
-            .bind(col(&|r| i64::from(r.max_live_per_user)))
-            .bind(uuids(&|r| r.id.as_uuid()))
-            .bind(col(&|r| r.expires_at.as_millis()));
-    }
-    let pays: Vec<&PayRequest> = writes
-        .iter()
-        .filter_map(|w| match w {
-            HotWrite::Pay(r) => Some(r),
-            HotWrite::Hold(_) => None,
-        })
-        .collect();
-    let col = |f: &dyn Fn(&PayRequest) -> i64| pays.iter().map(|r| f(r)).collect::<Vec<_>>();
-    let uuids = |f: &dyn Fn(&PayRequest) -> Uuid| pays.iter().map(|r| f(r)).collect::<Vec<_>>();
-    let keys: Vec<Option<String>> = pays
-        .iter()
-        .map(|r| r.key.as_ref().map(|k| k.as_str().to_owned()))
-        .collect();
+/// One column of a batch's arrays: `f` of each write.
+fn column<W, T>(writes: &[W], f: impl Fn(&W) -> T) -> Vec<T> {
+    writes.iter().map(f).collect()
+}
+
+/// The call that runs `holds` as one batch.
+fn holds_call(holds: &[NewHold]) -> Query {
+    sqlx::query(HOLD_BATCH)
+        .bind(column(holds, |r| r.schedule.get()))
+        .bind(column(holds, |r| i64::from(r.seat.get())))
+        .bind(column(holds, |r| cv::i64_of(r.session.get())))
+        .bind(column(holds, |r| r.user.as_uuid()))
+        .bind(column(holds, |r| r.now.as_millis()))
+        .bind(column(holds, |r| i64::from(r.max_live_per_user)))
+        .bind(column(holds, |r| r.id.as_uuid()))
+        .bind(column(holds, |r| r.expires_at.as_millis()))
+}
+
+/// The call that runs `pays` as one batch.
+fn pays_call(pays: &[PayRequest]) -> Query {
     sqlx::query(PAY_BATCH)
-        .bind(uuids(&|r| r.reservation.as_uuid()))
-        .bind(uuids(&|r| r.user.as_uuid()))
-        .bind(col(&|r| cv::i64_of(r.session.get())))
-        .bind(col(&|r| r.now.as_millis()))
-        .bind(keys)
-        .bind(uuids(&|r| r.id.as_uuid()))
+        .bind(column(pays, |r| r.reservation.as_uuid()))
+        .bind(column(pays, |r| r.user.as_uuid()))
+        .bind(column(pays, |r| cv::i64_of(r.session.get())))
+        .bind(column(pays, |r| r.now.as_millis()))
+        .bind(column(pays, |r| {
+            r.key.as_ref().map(|k| k.as_str().to_owned())
+        }))
+        .bind(column(pays, |r| r.id.as_uuid()))
 }
 
 /// A batch's answer to one write: its row, or `None` when the caller runs the write
@@ -215,27 +201,44 @@ async fn batcher(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Queued>, counters
                     return;
                 }
             };
-            let (holds, pays): (Vec<Queued>, Vec<Queued>) = queued
-                .into_iter()
-                .partition(|(w, _)| matches!(w, HotWrite::Hold(_)));
-            for of_kind in [holds, pays] {
-                if !of_kind.is_empty() {
-                    run_batch(&mut conn, of_kind, &counters).await;
+            let (mut holds, mut pays) = (Vec::new(), Vec::new());
+            let (mut hold_replies, mut pay_replies) = (Vec::new(), Vec::new());
+            for (write, reply) in queued {
+                match write {
+                    HotWrite::Hold(r) => {
+                        holds.push(r);
+                        hold_replies.push(reply);
+                    }
+                    HotWrite::Pay(r) => {
+                        pays.push(r);
+                        pay_replies.push(reply);
+                    }
                 }
+            }
+            if !holds.is_empty() {
+                run_batch(&mut conn, holds_call(&holds), hold_replies, &counters).await;
+            }
+            if !pays.is_empty() {
+                run_batch(&mut conn, pays_call(&pays), pay_replies, &counters).await;
             }
         });
     }
 }
 
-/// Runs writes of one kind as one call, and answers each caller.
-async fn run_batch(conn: &mut sqlx::PgConnection, queued: Vec<Queued>, counters: &Counters) {
-    let (writes, replies): (Vec<HotWrite>, Vec<_>) = queued.into_iter().unzip();
-    let refs: Vec<&HotWrite> = writes.iter().collect();
-    let answers: Vec<Reply> = match batch_statement(&refs).fetch_all(&mut *conn).await {
-        Ok(rows) => match answers_of(rows, writes.len()) {
+/// Runs one batch's call, and answers each of its writes' callers.
+async fn run_batch(
+    conn: &mut sqlx::PgConnection,
+    call: Query,
+    replies: Vec<oneshot::Sender<Reply>>,
+    counters: &Counters,
+) {
+    let n = replies.len();
+    let every = |answer: &dyn Fn() -> Reply| (0..n).map(|_| answer()).collect::<Vec<_>>();
+    let answers: Vec<Reply> = match call.fetch_all(&mut *conn).await {
+        Ok(rows) => match answers_of(rows, n) {
             Ok((answers, refused)) => {
                 bump(&counters.batches, 1);
-                bump(&counters.batched, writes.len());
+                bump(&counters.batched, n);
                 bump(&counters.refused, refused);
                 bump(
                     &counters.deferred,
@@ -243,15 +246,15 @@ async fn run_batch(conn: &mut sqlx::PgConnection, queued: Vec<Queued>, counters:
                 );
                 answers
             }
-            Err(e) => writes.iter().map(|_| Some(Err(copy_error(&e)))).collect(),
+            Err(e) => every(&|| Some(Err(copy_error(&e)))),
         },
         // The call failed as a whole and was rolled back: each write runs alone.
         Err(sqlx::Error::Database(_)) => {
             bump(&counters.retried, 1);
-            writes.iter().map(|_| None).collect()
+            every(&|| None)
         }
         // Whether it committed is unknown: nobody is told it did, nor runs again.
-        Err(e) => writes.iter().map(|_| Some(Err(copy_error(&e)))).collect(),
+        Err(e) => every(&|| Some(Err(copy_error(&e)))),
     };
     for (reply, answer) in replies.into_iter().zip(answers) {
         // A caller that went away still had its write committed, like any request
