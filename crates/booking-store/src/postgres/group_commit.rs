@@ -216,26 +216,30 @@ async fn batcher(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Queued>, counters
                 }
             }
             if !holds.is_empty() {
-                run_batch(&mut conn, holds_call(&holds), hold_replies, &counters).await;
+                let call = holds_call(&holds);
+                run_batch(&mut conn, call, "o_refusal", hold_replies, &counters).await;
             }
             if !pays.is_empty() {
-                run_batch(&mut conn, pays_call(&pays), pay_replies, &counters).await;
+                let call = pays_call(&pays);
+                run_batch(&mut conn, call, "outcome", pay_replies, &counters).await;
             }
         });
     }
 }
 
-/// Runs one batch's call, and answers each of its writes' callers.
+/// Runs one batch's call, and answers each of its writes' callers (`outcome`: see
+/// [`answers_of`]).
 async fn run_batch(
     conn: &mut sqlx::PgConnection,
     call: Query,
+    outcome: &str,
     replies: Vec<oneshot::Sender<Reply>>,
     counters: &Counters,
 ) {
     let n = replies.len();
     let every = |answer: &dyn Fn() -> Reply| (0..n).map(|_| answer()).collect::<Vec<_>>();
     let answers: Vec<Reply> = match call.fetch_all(&mut *conn).await {
-        Ok(rows) => match answers_of(rows, n) {
+        Ok(rows) => match answers_of(rows, outcome, n) {
             Ok((answers, refused)) => {
                 bump(&counters.batches, 1);
                 bump(&counters.batched, n);
@@ -264,8 +268,13 @@ async fn run_batch(
 }
 
 /// Each write's row from a batch's rows, or `None` for a `busy` one; and how many
-/// were refused.
-fn answers_of(rows: Vec<PgRow>, n: usize) -> Result<(Vec<Reply>, usize), sqlx::Error> {
+/// were refused. `outcome` is the column that says so: a hold's refusal (NULL when it
+/// was taken) or a payment's outcome.
+fn answers_of(
+    rows: Vec<PgRow>,
+    outcome: &str,
+    n: usize,
+) -> Result<(Vec<Reply>, usize), sqlx::Error> {
     if rows.len() != n {
         return Err(sqlx::Error::Protocol(format!(
             "a batch of {n} writes returned {} rows",
@@ -282,12 +291,8 @@ fn answers_of(rows: Vec<PgRow>, n: usize) -> Result<(Vec<Reply>, usize), sqlx::E
                 i + 1
             )));
         }
-        // A hold's refusal (NULL when it was taken), or a payment's outcome.
-        let outcome: Option<String> = match row.try_get("o_refusal") {
-            Ok(refusal) => refusal,
-            Err(_) => row.try_get::<Option<String>, _>("outcome")?,
-        };
-        match outcome.as_deref() {
+        let said: Option<String> = row.try_get(outcome)?;
+        match said.as_deref() {
             Some("busy") => answers.push(None),
             None | Some("paid") => answers.push(Some(Ok(row))),
             Some(_) => {
