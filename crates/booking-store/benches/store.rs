@@ -3,6 +3,16 @@
 //! the same run: a single-row `UPDATE` for holds and charges, a three-statement
 //! transaction (debit, seat, history row) for payments.
 //!
+//! Beside the hold rate, the floor under it: a `bare claim` is the one write a hold
+//! cannot do without (one `UPDATE` naming the hold on a free seat of the engine's own
+//! `seats` table), with none of its checks (live session, the user's cap, the record
+//! of a lapsed hold). `hold / claim` is what the engine's rules cost; `claim / raw` is
+//! what writing a fresh seat row costs next to updating one small hot row.
+//!
+//! Likewise a `bare pay` is a payment's writes (the session ends, the seat is sold,
+//! the wallet pays, the payment and its ledger row are written) in one statement,
+//! with none of its locks and checks.
+//!
 //! Two hold rates: `hold` takes free seats (the common case: a seat is claimed for the
 //! first time, or after a cancel or a sweep freed it), `reclaim` takes the same seat
 //! again and again once its hold lapsed, which also records the lapsed hold as
@@ -23,7 +33,7 @@ use std::time::Duration;
 
 use booking_core::Store;
 use booking_core::domain::{
-    Amount, IdempotencyKey, Money, PaymentId, QueueSeq, ReservationId, ScheduleId, SeatNo,
+    Amount, Hold, IdempotencyKey, Money, PaymentId, QueueSeq, ReservationId, ScheduleId, SeatNo,
     Timestamp, UserId,
 };
 use booking_core::ports::{ChargeRequest, NewHold, PayRequest};
@@ -54,13 +64,80 @@ async fn new_schedule<S: Store>(store: &S, seats: usize, day: u64) -> ScheduleId
     ports::schedule(store, seats, T0.plus(Duration::from_secs(day * 86_400))).await
 }
 
+/// Fresh schedules of 1,000 seats each, enough for `secs` of holds at 8,000 a second:
+/// seat `k` of the pool is seat `k % 1000 + 1` of schedule `k / 1000`.
+async fn seat_pool<S: Store>(
+    store: &S,
+    secs: f64,
+    tasks: usize,
+    day: &mut u64,
+) -> Arc<Vec<ScheduleId>> {
+    let seats_needed = ((secs * 8_000.0) as usize).max(tasks);
+    let mut pool = Vec::new();
+    for _ in 0..seats_needed.div_ceil(1_000) {
+        pool.push(new_schedule(store, 1_000, *day).await);
+        *day += 1;
+    }
+    Arc::new(pool)
+}
+
+/// PAYMENTS payments ready to run: each its own admitted user with a live hold on a
+/// seat of fresh schedules and a balance that covers it.
+async fn prepared_payments<S: Store>(store: &S, day: &mut u64) -> Vec<(PayRequest, Hold)> {
+    let mut scheds = Vec::new();
+    for _ in 0..PAYMENTS.div_ceil(1_000) {
+        scheds.push(new_schedule(store, 1_000, *day).await);
+        *day += 1;
+    }
+    let payers = admitted_users(store, PAYMENTS, T0).await;
+    let mut work = Vec::with_capacity(PAYMENTS);
+    for (k, (user, session)) in payers.iter().enumerate() {
+        let (sched, no) = (scheds[k / 1_000], k % 1_000 + 1);
+        let h = store
+            .hold(NewHold {
+                id: ReservationId::random(),
+                user: *user,
+                session: *session,
+                schedule: sched,
+                seat: seat(no),
+                now: T0,
+                expires_at: T0.plus(Duration::from_secs(3_600)),
+                max_live_per_user: 4,
+            })
+            .await
+            .expect("hold");
+        store
+            .charge(ChargeRequest {
+                user: *user,
+                amount: Amount::new(100).expect("amount"),
+                max_balance: Money::new(i64::MAX).expect("max"),
+                key: Some(IdempotencyKey::new(format!("bench-{k}")).expect("key")),
+                now: T0,
+            })
+            .await
+            .expect("charge");
+        let req = PayRequest {
+            id: PaymentId::random(),
+            reservation: h.id,
+            user: *user,
+            session: *session,
+            key: None,
+            now: T0,
+        };
+        work.push((req, h));
+    }
+    work
+}
+
 struct Row {
     tasks: usize,
     raw_update: f64,
+    claim: f64,
     hold: f64,
     reclaim: f64,
     charge: f64,
     raw_three: f64,
+    settle: f64,
     pay: f64,
 }
 
@@ -80,17 +157,35 @@ async fn bench<S: Store + Clone>(name: &str, store: S, raw: RawDb, secs: f64) ->
         })
         .await;
 
+        // The floor under a hold: its one seat write alone, with none of its checks,
+        // on free seats as below.
+        let pool = seat_pool(&store, secs, tasks, &mut day).await;
+        let next = Arc::new(AtomicU64::new(0));
+        let r = raw.clone();
+        let claim = rate(tasks, secs, move |_, _| {
+            let (r, pool, next) = (r.clone(), Arc::clone(&pool), Arc::clone(&next));
+            async move {
+                let k = next.fetch_add(1, Ordering::Relaxed) as usize;
+                let slot = k % (pool.len() * 1_000);
+                let now = T0.as_millis() + 2 * k as i64;
+                r.claim(
+                    pool[slot / 1_000].get(),
+                    (slot % 1_000 + 1) as i64,
+                    uuid::Uuid::new_v4(),
+                    uuid::Uuid::new_v4(),
+                    now,
+                    now + 1,
+                )
+                .await
+            }
+        })
+        .await;
+
         // Holds on free seats, the common case: each task one user; every hold takes
         // the next untouched seat of a pool big enough for the measurement, and lapses
         // 1 ms after it is taken, so the user's cap never refuses. `now` follows one
         // shared counter, so a seat met again after the pool wraps has lapsed.
-        let seats_needed = ((secs * 8_000.0) as usize).max(tasks);
-        let mut pool = Vec::new();
-        for _ in 0..seats_needed.div_ceil(1_000) {
-            pool.push(new_schedule(&store, 1_000, day).await);
-            day += 1;
-        }
-        let pool = Arc::new(pool);
+        let pool = seat_pool(&store, secs, tasks, &mut day).await;
         let users = Arc::new(admitted_users(&store, tasks, T0).await);
         let next = Arc::new(AtomicU64::new(0));
         let s = store.clone();
@@ -182,51 +277,33 @@ async fn bench<S: Store + Clone>(name: &str, store: S, raw: RawDb, secs: f64) ->
         })
         .await;
 
+        // The floor under a payment: its writes alone, with none of its checks, on
+        // payments prepared as below.
+        let work = prepared_payments(&store, &mut day).await;
+        let r = raw.clone();
+        let settle = drain(tasks, secs, work, move |(req, hold)| {
+            let r = r.clone();
+            async move {
+                r.settle(
+                    req.session.get() as i64,
+                    hold.schedule.get(),
+                    i64::from(hold.seat.get()),
+                    req.reservation.as_uuid(),
+                    req.user.as_uuid(),
+                    hold.price.minor_units(),
+                    req.id.as_uuid(),
+                    req.now.as_millis(),
+                )
+                .await
+            }
+        })
+        .await;
+
         // Payments: PAYMENTS prepared sessions, holds and balances, then paid by
         // `tasks` tasks as fast as they go (until they run out, or `secs` pass).
-        let mut scheds = Vec::new();
-        for _ in 0..PAYMENTS.div_ceil(1_000) {
-            scheds.push(new_schedule(&store, 1_000, day).await);
-            day += 1;
-        }
-        let payers = admitted_users(&store, PAYMENTS, T0).await;
-        let mut work = Vec::with_capacity(PAYMENTS);
-        for (k, (user, session)) in payers.iter().enumerate() {
-            let (sched, no) = (scheds[k / 1_000], k % 1_000 + 1);
-            let h = store
-                .hold(NewHold {
-                    id: ReservationId::random(),
-                    user: *user,
-                    session: *session,
-                    schedule: sched,
-                    seat: seat(no),
-                    now: T0,
-                    expires_at: T0.plus(Duration::from_secs(3_600)),
-                    max_live_per_user: 4,
-                })
-                .await
-                .expect("hold");
-            store
-                .charge(ChargeRequest {
-                    user: *user,
-                    amount: Amount::new(100).expect("amount"),
-                    max_balance: Money::new(i64::MAX).expect("max"),
-                    key: Some(IdempotencyKey::new(format!("bench-{k}")).expect("key")),
-                    now: T0,
-                })
-                .await
-                .expect("charge");
-            work.push(PayRequest {
-                id: PaymentId::random(),
-                reservation: h.id,
-                user: *user,
-                session: *session,
-                key: None,
-                now: T0,
-            });
-        }
+        let work = prepared_payments(&store, &mut day).await;
         let s = store.clone();
-        let pay = drain(tasks, secs, work, move |req| {
+        let pay = drain(tasks, secs, work, move |(req, _)| {
             let s = s.clone();
             async move {
                 s.pay(req).await.expect("pay");
@@ -239,10 +316,12 @@ async fn bench<S: Store + Clone>(name: &str, store: S, raw: RawDb, secs: f64) ->
         rows.push(Row {
             tasks,
             raw_update,
+            claim,
             hold,
             reclaim,
             charge,
             raw_three,
+            settle,
             pay,
         });
     }
@@ -254,23 +333,31 @@ fn print(name: &str, rows: &[Row]) {
     println!("## {name}");
     println!();
     println!(
-        "| tasks | raw UPDATE/s | hold/s | hold / raw | reclaim/s | reclaim / raw | charge/s | charge / raw | raw 3-stmt tx/s | pay/s | pay / raw 3-stmt |"
+        "| tasks | raw UPDATE/s | bare claim/s | claim / raw | hold/s | hold / raw | hold / claim | reclaim/s | reclaim / raw | charge/s | charge / raw | raw 3-stmt tx/s | bare pay/s | bare pay / raw 3-stmt | pay/s | pay / raw 3-stmt | pay / bare pay |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
     for r in rows {
         println!(
-            "| {} | {:.0} | {:.0} | {:.0}% | {:.0} | {:.0}% | {:.0} | {:.0}% | {:.0} | {:.0} | {:.0}% |",
+            "| {} | {:.0} | {:.0} | {:.0}% | {:.0} | {:.0}% | {:.0}% | {:.0} | {:.0}% | {:.0} | {:.0}% | {:.0} | {:.0} | {:.0}% | {:.0} | {:.0}% | {:.0}% |",
             r.tasks,
             r.raw_update,
+            r.claim,
+            100.0 * r.claim / r.raw_update,
             r.hold,
             100.0 * r.hold / r.raw_update,
+            100.0 * r.hold / r.claim,
             r.reclaim,
             100.0 * r.reclaim / r.raw_update,
             r.charge,
             100.0 * r.charge / r.raw_update,
             r.raw_three,
+            r.settle,
+            100.0 * r.settle / r.raw_three,
             r.pay,
             100.0 * r.pay / r.raw_three,
+            100.0 * r.pay / r.settle,
         );
     }
 }

@@ -84,6 +84,141 @@ impl RawDb {
         }
     }
 
+    /// The one write a hold cannot do without, with none of its checks: one `UPDATE`
+    /// of the engine's own `seats` table that names hold `id` of `user` on seat
+    /// `seat_no` of `schedule`, from `now` until `until`, when the seat is unsold and
+    /// free or lapsed. Returns whether it claimed the seat. No session, no cap, no
+    /// record of a lapsed hold: the floor under a hold's rate on this database.
+    ///
+    /// # Panics
+    /// On any database error.
+    pub async fn claim(
+        &self,
+        schedule: i64,
+        seat_no: i64,
+        id: uuid::Uuid,
+        user: uuid::Uuid,
+        now: i64,
+        until: i64,
+    ) -> bool {
+        let done = match self {
+            RawDb::Sqlite(pool) => sqlx::query(
+                "UPDATE seats SET hold_id = ?, hold_user = ?, held_at = ?, hold_until = ?
+                 WHERE schedule_id = ? AND seat_no = ? AND sold = 0
+                   AND (hold_until IS NULL OR hold_until <= ?)",
+            )
+            .bind(id)
+            .bind(user)
+            .bind(now)
+            .bind(until)
+            .bind(schedule)
+            .bind(seat_no)
+            .bind(now)
+            .execute(pool)
+            .await
+            .expect("claim")
+            .rows_affected(),
+            RawDb::Postgres(pool) => sqlx::query(
+                "UPDATE seats SET hold_id = $1, hold_user = $2, held_at = $3, hold_until = $4
+                 WHERE schedule_id = $5 AND seat_no = $6 AND NOT sold
+                   AND (hold_until IS NULL OR hold_until <= $3)",
+            )
+            .bind(id)
+            .bind(user)
+            .bind(now)
+            .bind(until)
+            .bind(schedule)
+            .bind(seat_no)
+            .execute(pool)
+            .await
+            .expect("claim")
+            .rows_affected(),
+        };
+        done == 1
+    }
+
+    /// The writes a payment cannot do without, with none of its checks, as one
+    /// statement of the engine's own tables: session `seq` ends, seat `seat_no` of
+    /// `schedule` (held by reservation `reservation`) is sold, `user`'s wallet pays
+    /// `amount`, and payment `id` and its ledger row are written at `now`. Returns
+    /// whether every write changed its one row. No lock, no state read, no
+    /// idempotency key: the floor under a payment's rate on this database.
+    ///
+    /// # Panics
+    /// On any database error.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn settle(
+        &self,
+        seq: i64,
+        schedule: i64,
+        seat_no: i64,
+        reservation: uuid::Uuid,
+        user: uuid::Uuid,
+        amount: i64,
+        id: uuid::Uuid,
+        now: i64,
+    ) -> bool {
+        match self {
+            // The engine's payment row: its trigger ends the session, sells the seat,
+            // debits the wallet and writes the ledger row, each checked.
+            RawDb::Sqlite(pool) => {
+                sqlx::query(
+                    "INSERT INTO payments (id, reservation_id, user_id, schedule_id, seat_no,
+                                           amount, paid_at, session_seq)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(id)
+                .bind(reservation)
+                .bind(user)
+                .bind(schedule)
+                .bind(seat_no)
+                .bind(amount)
+                .bind(now)
+                .bind(seq)
+                .execute(pool)
+                .await
+                .expect("settle")
+                .rows_affected()
+                    == 1
+            }
+            RawDb::Postgres(pool) => {
+                let n: i64 = sqlx::query_scalar(
+                    "WITH s AS (
+                        UPDATE queue_entries SET state = 'done'
+                        WHERE seq = $1 AND state = 'live' RETURNING 1
+                    ), t AS (
+                        UPDATE seats SET sold = TRUE
+                        WHERE schedule_id = $2 AND seat_no = $3 AND hold_id = $4 RETURNING 1
+                    ), w AS (
+                        UPDATE wallets SET balance = balance - $6
+                        WHERE user_id = $5 AND balance >= $6 RETURNING balance
+                    ), p AS (
+                        INSERT INTO payments
+                            (id, reservation_id, user_id, schedule_id, seat_no, amount, paid_at)
+                        VALUES ($7, $4, $5, $2, $3, $6, $8) RETURNING 1
+                    ), l AS (
+                        INSERT INTO ledger (user_id, kind, payment_id, amount, balance_after, at)
+                        SELECT $5, 'payment', $7, $6, balance, $8 FROM w RETURNING 1
+                    )
+                    SELECT (SELECT count(*) FROM s) + (SELECT count(*) FROM t)
+                         + (SELECT count(*) FROM p) + (SELECT count(*) FROM l)",
+                )
+                .bind(seq)
+                .bind(schedule)
+                .bind(seat_no)
+                .bind(reservation)
+                .bind(user)
+                .bind(amount)
+                .bind(id)
+                .bind(now)
+                .fetch_one(pool)
+                .await
+                .expect("settle");
+                n == 4
+            }
+        }
+    }
+
     /// One transaction of three statements, a payment's bare bones: a conditional
     /// debit, a row update and an insert.
     ///
