@@ -196,7 +196,13 @@ pub struct ServeArgs {
     pub demo: bool,
 
     /// Log filter, e.g. "info" or "booking_http=debug,info" (logs go to standard error).
-    #[arg(long, env = "RUST_LOG", default_value = "info,tower_http=debug")]
+    /// The default also quiets the notices PostgreSQL sends while migrating (such as
+    /// "already exists, skipping" when another instance migrated first).
+    #[arg(
+        long,
+        env = "RUST_LOG",
+        default_value = "info,tower_http=debug,sqlx::postgres::notice=warn"
+    )]
     pub log: String,
 }
 
