@@ -32,11 +32,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use booking_core::Store;
-use booking_core::domain::{
-    Amount, Hold, IdempotencyKey, Money, PaymentId, QueueSeq, ReservationId, ScheduleId, SeatNo,
-    Timestamp, UserId,
-};
-use booking_core::ports::{ChargeRequest, NewHold, PayRequest};
+use booking_core::domain::{Hold, QueueSeq, ScheduleId, Timestamp, UserId};
+use booking_core::ports::PayRequest;
 use booking_store::{GroupCommitStats, PgStore, SqliteStore};
 use booking_testkit::bench::{RawDb, drain, rate};
 use booking_testkit::ports;
@@ -45,10 +42,6 @@ const LEVELS: [usize; 3] = [1, 16, 64];
 const T0: Timestamp = Timestamp::from_millis(1_767_225_600_000);
 /// Payments measured per level (each needs its own session, hold and balance).
 const PAYMENTS: usize = 2_000;
-
-fn seat(n: usize) -> SeatNo {
-    SeatNo::new(n as i64).expect("seat")
-}
 
 fn ts(ms: i64) -> Timestamp {
     Timestamp::from_millis(ms)
@@ -94,36 +87,27 @@ async fn prepared_payments<S: Store>(store: &S, day: &mut u64) -> Vec<(PayReques
     for (k, (user, session)) in payers.iter().enumerate() {
         let (sched, no) = (scheds[k / 1_000], k % 1_000 + 1);
         let h = store
-            .hold(NewHold {
-                id: ReservationId::random(),
-                user: *user,
-                session: *session,
-                schedule: sched,
-                seat: seat(no),
-                now: T0,
-                expires_at: T0.plus(Duration::from_secs(3_600)),
-                max_live_per_user: 4,
-            })
+            .hold(ports::hold(
+                (*user, *session),
+                sched,
+                no as i64,
+                T0,
+                Duration::from_secs(3_600),
+                4,
+            ))
             .await
             .expect("hold");
         store
-            .charge(ChargeRequest {
-                user: *user,
-                amount: Amount::new(100).expect("amount"),
-                max_balance: Money::new(i64::MAX).expect("max"),
-                key: Some(IdempotencyKey::new(format!("bench-{k}")).expect("key")),
-                now: T0,
-            })
+            .charge(ports::charge(
+                *user,
+                100,
+                Some(&format!("bench-{k}")),
+                i64::MAX,
+                T0,
+            ))
             .await
             .expect("charge");
-        let req = PayRequest {
-            id: PaymentId::random(),
-            reservation: h.id,
-            user: *user,
-            session: *session,
-            key: None,
-            now: T0,
-        };
+        let req = ports::pay((*user, *session), h.id, T0);
         work.push((req, h));
     }
     work
@@ -200,16 +184,14 @@ async fn bench<S: Store + Clone>(name: &str, store: S, raw: RawDb, secs: f64) ->
                 let k = next.fetch_add(1, Ordering::Relaxed) as usize;
                 let slot = k % (pool.len() * 1_000);
                 let now = ts(T0.as_millis() + 2 * k as i64);
-                s.hold(NewHold {
-                    id: ReservationId::random(),
-                    user: users[t].0,
-                    session: users[t].1,
-                    schedule: pool[slot / 1_000],
-                    seat: seat(slot % 1_000 + 1),
+                s.hold(ports::hold(
+                    users[t],
+                    pool[slot / 1_000],
+                    (slot % 1_000 + 1) as i64,
                     now,
-                    expires_at: now.plus(Duration::from_millis(1)),
-                    max_live_per_user: 4,
-                })
+                    Duration::from_millis(1),
+                    4,
+                ))
                 .await
                 .expect("hold");
                 true
@@ -228,16 +210,14 @@ async fn bench<S: Store + Clone>(name: &str, store: S, raw: RawDb, secs: f64) ->
             let (s, users) = (s.clone(), Arc::clone(&users));
             async move {
                 let now = ts(T0.as_millis() + 2 * i as i64);
-                s.hold(NewHold {
-                    id: ReservationId::random(),
-                    user: users[t].0,
-                    session: users[t].1,
-                    schedule: sched,
-                    seat: seat(t + 1),
+                s.hold(ports::hold(
+                    users[t],
+                    sched,
+                    (t + 1) as i64,
                     now,
-                    expires_at: now.plus(Duration::from_millis(1)),
-                    max_live_per_user: 4,
-                })
+                    Duration::from_millis(1),
+                    4,
+                ))
                 .await
                 .expect("hold");
                 true
@@ -252,15 +232,9 @@ async fn bench<S: Store + Clone>(name: &str, store: S, raw: RawDb, secs: f64) ->
         let charge = rate(tasks, secs, move |t, _| {
             let (s, users) = (s.clone(), Arc::clone(&charge_users));
             async move {
-                s.charge(ChargeRequest {
-                    user: users[t],
-                    amount: Amount::new(1).expect("amount"),
-                    max_balance: Money::new(i64::MAX).expect("max"),
-                    key: None,
-                    now: T0,
-                })
-                .await
-                .expect("charge");
+                s.charge(ports::charge(users[t], 1, None, i64::MAX, T0))
+                    .await
+                    .expect("charge");
                 true
             }
         })

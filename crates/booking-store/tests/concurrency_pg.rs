@@ -58,13 +58,10 @@ mod group_commit {
     use std::time::Duration;
 
     use booking_core::StoreError;
-    use booking_core::domain::{
-        Amount, Money, PaymentId, QueueSeq, ReservationId, ScheduleId, SeatNo, SeatState,
-        Timestamp, UserId,
-    };
+    use booking_core::domain::{QueueSeq, ReservationId, ScheduleId, SeatState, Timestamp, UserId};
     use booking_core::ports::{
-        CatalogRepo, ChargeRequest, HoldRepo, HoldRepoError, NewHold, PayRepoError, PayRequest,
-        PaymentRepo, WalletRepo,
+        CatalogRepo, HoldRepo, HoldRepoError, NewHold, PayRepoError, PayRequest, PaymentRepo,
+        WalletRepo,
     };
     use booking_store::{GroupCommitStats, PgStore};
     use booking_testkit::pg::TestDatabase;
@@ -89,38 +86,16 @@ mod group_commit {
     }
 
     fn hold(user: (UserId, QueueSeq), schedule: ScheduleId, seat: i64) -> NewHold {
-        NewHold {
-            id: ReservationId::random(),
-            user: user.0,
-            session: user.1,
-            schedule,
-            seat: SeatNo::new(seat).expect("seat"),
-            now: T0,
-            expires_at: T0.plus(Duration::from_secs(300)),
-            max_live_per_user: 2,
-        }
+        ports::hold(user, schedule, seat, T0, Duration::from_secs(300), 2)
     }
 
     fn pay(user: (UserId, QueueSeq), reservation: ReservationId) -> PayRequest {
-        PayRequest {
-            id: PaymentId::random(),
-            reservation,
-            user: user.0,
-            session: user.1,
-            key: None,
-            now: T0,
-        }
+        ports::pay(user, reservation, T0)
     }
 
     async fn top_up(store: &PgStore, user: UserId, amount: i64) {
         store
-            .charge(ChargeRequest {
-                user,
-                amount: Amount::new(amount).expect("amount"),
-                max_balance: Money::new(1_000_000).expect("max"),
-                key: None,
-                now: T0,
-            })
+            .charge(ports::charge(user, amount, None, 1_000_000, T0))
             .await
             .expect("charge");
     }

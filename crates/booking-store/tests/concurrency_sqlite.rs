@@ -60,13 +60,9 @@ async fn r6_concurrent_tickers_advance_once_per_tick() {
 mod group_commit {
     use std::time::Duration;
 
-    use booking_core::domain::{
-        Amount, IdempotencyKey, Money, PaymentId, QueueSeq, ReservationId, ScheduleId, SeatNo,
-        SeatState, Timestamp, UserId,
-    };
+    use booking_core::domain::{QueueSeq, ScheduleId, SeatState, Timestamp, UserId};
     use booking_core::ports::{
-        CatalogRepo, ChargeRequest, HoldRepo, HoldRepoError, NewHold, PayRequest, PaymentRepo,
-        WalletRepo,
+        CatalogRepo, ChargeRequest, HoldRepo, HoldRepoError, NewHold, PaymentRepo, WalletRepo,
     };
     use booking_store::SqliteStore;
     use booking_store::sqlite::GroupCommitStats;
@@ -91,26 +87,11 @@ mod group_commit {
     }
 
     fn hold(user: (UserId, QueueSeq), schedule: ScheduleId, seat: i64) -> NewHold {
-        NewHold {
-            id: ReservationId::random(),
-            user: user.0,
-            session: user.1,
-            schedule,
-            seat: SeatNo::new(seat).expect("seat"),
-            now: T0,
-            expires_at: T0.plus(Duration::from_secs(300)),
-            max_live_per_user: 2,
-        }
+        ports::hold(user, schedule, seat, T0, Duration::from_secs(300), 2)
     }
 
     fn charge(user: UserId, amount: i64, key: Option<&str>) -> ChargeRequest {
-        ChargeRequest {
-            user,
-            amount: Amount::new(amount).expect("amount"),
-            max_balance: Money::new(1_000_000).expect("max"),
-            key: key.map(|k| IdempotencyKey::new(k).expect("key")),
-            now: T0,
-        }
+        ports::charge(user, amount, key, 1_000_000, T0)
     }
 
     /// Takes the writer, and starts one hot write that waits for it (the first hot
@@ -201,16 +182,7 @@ mod group_commit {
         for &(u, id) in &paying {
             let s = store.clone();
             tasks.spawn(async move {
-                let r = s
-                    .pay(PayRequest {
-                        id: PaymentId::random(),
-                        reservation: id,
-                        user: u.0,
-                        session: u.1,
-                        key: None,
-                        now: T0,
-                    })
-                    .await;
+                let r = s.pay(ports::pay(u, id, T0)).await;
                 ("pay", Ok(matches!(r, Ok(ref p) if p.reservation == id)))
             });
         }
