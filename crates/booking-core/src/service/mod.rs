@@ -155,7 +155,7 @@ pub struct Booking<S, C> {
     clock: C,
     signer: TokenSigner,
     config: Config,
-    counters_cache: Mutex<Option<(Timestamp, QueueCounters)>>,
+    counters_cache: Mutex<Option<CachedCounters>>,
     /// Schedules found so far. A schedule is never changed or removed once
     /// created, so an entry never goes stale; the cache is emptied when full.
     schedules: Mutex<ScheduleCache>,
@@ -227,4 +227,14 @@ impl<S: Store, C: Clock> Booking<S, C> {
     fn now(&self) -> Timestamp {
         self.clock.now()
     }
+}
+
+/// The queue counters as this instance last read them.
+#[derive(Debug, Clone, Copy)]
+struct CachedCounters {
+    /// When they were read.
+    at: Timestamp,
+    counters: QueueCounters,
+    /// A caller is reading them again.
+    refreshing: bool,
 }

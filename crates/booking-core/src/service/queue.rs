@@ -133,6 +133,7 @@ impl<S: Store, C: Clock> Booking<S, C> {
                 },
                 IssueRepoError::Store(s) => IssueError::Store(s),
             })?;
+        self.note_issued(entry.seq);
         let counters = self.counters_cached(now).await?;
         let claims = claims_of(&entry);
         Ok(IssuedToken {
@@ -328,29 +329,68 @@ impl<S: Store, C: Clock> Booking<S, C> {
     }
 
     /// The counters, from this instance's cache while it is fresh enough.
+    ///
+    /// Once the cache is older than [`super::Config::counters_cache`], one caller
+    /// reads the counters again while the others keep answering from the old value,
+    /// up to [`STALE_FACTOR`] times that age: under a burst of polls, one read per
+    /// period instead of one per poll that arrives while the read is under way. A
+    /// caller that went away mid-read cannot stall the cache: past that age every
+    /// caller reads.
     pub(crate) async fn counters_cached(
         &self,
         now: Timestamp,
     ) -> Result<QueueCounters, StoreError> {
-        if !self.config.counters_cache.is_zero()
-            && let Some((at, c)) = *super::lock(&self.counters_cache)
-            && now >= at
-            && now.since(at) < self.config.counters_cache
+        let max_age = self.config.counters_cache;
+        if max_age.is_zero() {
+            return self.store.counters().await;
+        }
         {
-            return Ok(c);
+            let mut cache = super::lock(&self.counters_cache);
+            if let Some(c) = cache.as_mut()
+                && now >= c.at
+            {
+                let age = now.since(c.at);
+                if age < max_age || (c.refreshing && age < max_age * STALE_FACTOR) {
+                    return Ok(c.counters);
+                }
+                c.refreshing = true;
+            }
         }
         self.fresh_counters(now).await
     }
 
     /// The counters from storage, refreshing the cache.
     pub(crate) async fn fresh_counters(&self, now: Timestamp) -> Result<QueueCounters, StoreError> {
-        let c = self.store.counters().await?;
+        let read = self.store.counters().await;
         if !self.config.counters_cache.is_zero() {
-            *super::lock(&self.counters_cache) = Some((now, c));
+            let mut cache = super::lock(&self.counters_cache);
+            match (&read, cache.as_mut()) {
+                (Ok(c), _) => {
+                    *cache = Some(super::CachedCounters {
+                        at: now,
+                        counters: *c,
+                        refreshing: false,
+                    });
+                }
+                (Err(_), Some(old)) => old.refreshing = false,
+                (Err(_), None) => {}
+            }
         }
-        Ok(c)
+        read
+    }
+
+    /// Notes in the cache that place `seq` exists, so that a poll of a token this
+    /// instance just issued needs no read to tell that its place is known.
+    fn note_issued(&self, seq: QueueSeq) {
+        if let Some(c) = super::lock(&self.counters_cache).as_mut() {
+            c.counters.last_seq = c.counters.last_seq.max(seq.get());
+        }
     }
 }
+
+/// How many times [`super::Config::counters_cache`] the cached counters may be while
+/// one caller reads them again.
+const STALE_FACTOR: u32 = 4;
 
 fn claims_of(entry: &QueueEntry) -> TokenClaims {
     TokenClaims {
