@@ -1,5 +1,6 @@
 //! `booking serve`: the REST API, the admission ticker and the sweeper, until
-//! Ctrl-C or SIGTERM.
+//! Ctrl-C or SIGTERM. At start it raises its soft limit of open files to the hard
+//! limit; failed accepts are logged at most once a second (`booking_http::serve`).
 
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -71,6 +72,12 @@ pub async fn run(global: &Global, args: &ServeArgs) -> CliResult<()> {
         seeded = Some(seed::seed(&engine).await?);
     }
 
+    // Every connection is a descriptor: take all the system allows.
+    match booking_http::raise_open_files_limit() {
+        Ok(Some((soft, hard))) => tracing::info!(soft, hard, "limit of open files"),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot raise the limit of open files"),
+    }
     let listener = TcpListener::bind(args.bind)
         .await
         .map_err(|e| CliError::failure(format!("cannot listen on {}: {e}", args.bind)))?;

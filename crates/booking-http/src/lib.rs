@@ -228,6 +228,12 @@ pub async fn run_background<S: Store, C: Clock>(
 /// Serves `app` on `listener` until `shutdown` completes, then finishes the
 /// requests in flight.
 ///
+/// A failed accept (the process is out of file descriptors, `EMFILE`) does not
+/// stop the server: it is logged at most once a second, with how many failed
+/// since the last line, and accepting resumes after a short pause (a
+/// connection reset before it was accepted is not logged). Call
+/// [`raise_open_files_limit`] at start to make that rare.
+///
 /// # Errors
 /// IO errors of the listener.
 pub async fn serve(
@@ -235,10 +241,141 @@ pub async fn serve(
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let listener = LoggedListener::new(listener).tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await
+}
+
+/// How long accepting pauses after a failure other than a reset connection.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
+
+/// A TCP listener that logs failed accepts at most once a second.
+struct LoggedListener {
+    inner: TcpListener,
+    failed_since_log: u64,
+    last_log: Option<std::time::Instant>,
+}
+
+impl LoggedListener {
+    fn new(inner: TcpListener) -> Self {
+        LoggedListener {
+            inner,
+            failed_since_log: 0,
+            last_log: None,
+        }
+    }
+
+    /// Counts a failed accept and logs it if no line was written in the last
+    /// second. Returns whether a line was written.
+    fn failed(&mut self, e: &std::io::Error, now: std::time::Instant) -> bool {
+        self.failed_since_log += 1;
+        if self
+            .last_log
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
+            return false;
+        }
+        let hint = if e.raw_os_error() == Some(24) || e.raw_os_error() == Some(23) {
+            " (out of file descriptors: raise the limit of open files, `ulimit -n`)"
+        } else {
+            ""
+        };
+        tracing::error!(
+            failed = self.failed_since_log,
+            "cannot accept connections: {e}{hint}"
+        );
+        self.failed_since_log = 0;
+        self.last_log = Some(now);
+        true
+    }
+}
+
+impl axum::serve::Listener for LoggedListener {
+    type Io = tokio::net::TcpStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.inner.accept().await {
+                Ok(x) => return x,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionAborted
+                            | std::io::ErrorKind::ConnectionReset
+                            | std::io::ErrorKind::ConnectionRefused
+                    ) => {}
+                Err(e) => {
+                    self.failed(&e, std::time::Instant::now());
+                    tokio::time::sleep(ACCEPT_PAUSE).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// Raises this process's soft limit of open files (each connection is one) to
+/// its hard limit. Returns the soft limit now and the hard limit, or `None` where
+/// the platform has no such limit.
+///
+/// # Errors
+/// When the limits cannot be read or set.
+pub fn raise_open_files_limit() -> std::io::Result<Option<(u64, u64)>> {
+    #[cfg(unix)]
+    {
+        let (_, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE)?;
+        let soft = rlimit::increase_nofile_limit(hard)?;
+        Ok(Some((soft, hard)))
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod listener_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn failed_accepts_are_logged_at_most_once_a_second() {
+        let inner = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let mut l = LoggedListener::new(inner);
+        let e = std::io::Error::from_raw_os_error(24);
+        let t0 = std::time::Instant::now();
+        assert!(l.failed(&e, t0), "the first failure is logged");
+        for ms in [1, 200, 999] {
+            assert!(!l.failed(&e, t0 + Duration::from_millis(ms)));
+        }
+        assert_eq!(l.failed_since_log, 3);
+        assert!(l.failed(&e, t0 + Duration::from_millis(1_000)));
+        assert_eq!(l.failed_since_log, 0, "the count restarts after a line");
+    }
+
+    #[test]
+    fn the_soft_limit_of_open_files_reaches_the_hard_limit() {
+        let raised = raise_open_files_limit().expect("limits");
+        #[cfg(target_os = "linux")]
+        {
+            let (soft, hard) = raised.expect("Linux has the limit");
+            assert_eq!(soft, hard, "the soft limit is raised to the hard one");
+            assert_eq!(
+                rlimit::getrlimit(rlimit::Resource::NOFILE).expect("read"),
+                (soft, hard)
+            );
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = raised;
+    }
 }

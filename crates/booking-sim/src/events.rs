@@ -259,6 +259,16 @@ pub enum Event {
         /// For holds: the schedule and seat tried.
         seat: Option<(i64, u16)>,
     },
+    /// What a failed operation said (sent beside its [`Event::Op`]): the
+    /// aggregator keeps the latest one per operation and kind, for people.
+    Failure {
+        /// Which operation.
+        op: Op,
+        /// What kind of failure.
+        kind: FailureKind,
+        /// Its message.
+        detail: String,
+    },
     /// A fact for the auditor.
     Fact(Fact),
     /// A sample of the waiting room.

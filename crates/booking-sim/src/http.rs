@@ -29,38 +29,100 @@ use crate::target::{
 /// How long one request may take before it counts as a timeout.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Connections per instance unless told otherwise.
+pub const DEFAULT_CONNECTIONS: usize = 128;
+
+/// How the HTTP target connects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpOptions {
+    /// Requests in flight per instance at most, so connections per instance at
+    /// most: virtual users share them as a browser's tabs share its connections
+    /// (a user whose request finds them all busy waits for one).
+    pub connections: usize,
+    /// The instance the operator side (admin API) talks to; the first of the
+    /// users' instances when `None`.
+    pub admin_base: Option<String>,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            connections: DEFAULT_CONNECTIONS,
+            admin_base: None,
+        }
+    }
+}
+
 /// Virtual users calling booking-http over HTTP.
 pub struct HttpTarget {
     client: Client,
     bases: Vec<String>,
+    admin_base: String,
     admin_key: String,
+    /// One per instance: a permit per connection.
+    slots: Vec<tokio::sync::Semaphore>,
+    connections: usize,
 }
 
 impl HttpTarget {
     /// A target over the instances at `bases` (`http://host:port`, no trailing
-    /// slash needed), with the admin key they share.
+    /// slash needed), with the admin key they share, and the default options.
     ///
     /// # Errors
     /// When `bases` is empty or the HTTP client cannot be built.
     pub fn new(bases: Vec<String>, admin_key: String) -> Result<Self, String> {
+        Self::with_options(bases, admin_key, HttpOptions::default())
+    }
+
+    /// A target over the instances at `bases` with `options`.
+    ///
+    /// # Errors
+    /// When `bases` is empty, `connections` is 0, or the HTTP client cannot be
+    /// built.
+    pub fn with_options(
+        bases: Vec<String>,
+        admin_key: String,
+        options: HttpOptions,
+    ) -> Result<Self, String> {
         if bases.is_empty() {
             return Err("give at least one base URL".into());
         }
+        if options.connections == 0 {
+            return Err("connections per instance must be at least 1".into());
+        }
         let client = Client::builder()
             .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(Duration::from_secs(5))
             .pool_idle_timeout(Duration::from_secs(30))
+            // Every connection a user's request opened stays for the next one.
+            .pool_max_idle_per_host(options.connections + 1)
             .tcp_nodelay(true)
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        let bases = bases
+        let bases: Vec<String> = bases
             .into_iter()
             .map(|b| b.trim_end_matches('/').to_owned())
+            .collect();
+        let admin_base = options
+            .admin_base
+            .map_or_else(|| bases[0].clone(), |b| b.trim_end_matches('/').to_owned());
+        let slots = bases
+            .iter()
+            .map(|_| tokio::sync::Semaphore::new(options.connections))
             .collect();
         Ok(HttpTarget {
             client,
             bases,
+            admin_base,
             admin_key,
+            slots,
+            connections: options.connections,
         })
+    }
+
+    /// Connections per instance at most.
+    pub fn connections(&self) -> usize {
+        self.connections
     }
 
     /// The instances' base URLs.
@@ -72,14 +134,35 @@ impl HttpTarget {
         format!("{}{}", self.bases[node % self.bases.len()], path)
     }
 
-    async fn send<T: DeserializeOwned>(
+    /// Sends `req` to instance `node` (`None`: the operator's instance, which
+    /// does not count against the users' connections) and reads the answer.
+    async fn exchange(
         &self,
+        node: Option<usize>,
         req: RequestBuilder,
-        ok: &[StatusCode],
-    ) -> OpResult<T> {
+    ) -> OpResult<(StatusCode, Vec<u8>)> {
+        let _permit = match node {
+            Some(n) => Some(
+                self.slots[n % self.slots.len()]
+                    .acquire()
+                    .await
+                    .map_err(|_| OpError::failed(FailureKind::Transport, "the target closed"))?,
+            ),
+            None => None,
+        };
         let resp = req.send().await.map_err(transport)?;
         let status = resp.status();
         let body = resp.bytes().await.map_err(transport)?;
+        Ok((status, Vec::from(body)))
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        node: Option<usize>,
+        req: RequestBuilder,
+        ok: &[StatusCode],
+    ) -> OpResult<T> {
+        let (status, body) = self.exchange(node, req).await?;
         if ok.contains(&status) {
             return serde_json::from_slice(&body)
                 .map_err(|e| OpError::failed(FailureKind::Protocol, format!("{status}: {e}")));
@@ -95,16 +178,25 @@ impl HttpTarget {
 
     fn admin_req(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
         self.client
-            .request(method, self.url(0, path))
+            .request(method, format!("{}{path}", self.admin_base))
             .bearer_auth(&self.admin_key)
     }
 }
 
 fn transport(e: reqwest::Error) -> OpError {
+    // reqwest's own message is generic ("error sending request"): the cause (a
+    // refused connection, too many open files) is further down the chain.
+    let mut detail = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        detail.push_str(": ");
+        detail.push_str(&s.to_string());
+        source = s.source();
+    }
     if e.is_timeout() {
-        OpError::failed(FailureKind::Timeout, e.to_string())
+        OpError::failed(FailureKind::Timeout, detail)
     } else {
-        OpError::failed(FailureKind::Transport, e.to_string())
+        OpError::failed(FailureKind::Transport, detail)
     }
 }
 
@@ -241,7 +333,7 @@ impl Target for HttpTarget {
             .client
             .post(self.url(node, "/v1/queue/tokens"))
             .json(&json!({ "user_id": user.to_string() }));
-        let b: QueueBody = self.send(req, CREATED).await?;
+        let b: QueueBody = self.send(Some(node), req, CREATED).await?;
         let token = b
             .token
             .ok_or_else(|| OpError::failed(FailureKind::Protocol, "no token in the answer"))?;
@@ -255,14 +347,14 @@ impl Target for HttpTarget {
 
     async fn status(&self, t: &Ticket) -> OpResult<QueueState> {
         let req = self.user_req(reqwest::Method::GET, t, "/v1/queue/status");
-        let b: QueueBody = self.send(req, OK).await?;
+        let b: QueueBody = self.send(Some(t.node), req, OK).await?;
         queue_state(&b)
     }
 
     async fn dates(&self, t: &Ticket, concert: i64) -> OpResult<Vec<DateInfo>> {
         let path = format!("/v1/concerts/{concert}/dates");
         let req = self.user_req(reqwest::Method::GET, t, &path);
-        let list: Vec<DateBody> = self.send(req, OK).await?;
+        let list: Vec<DateBody> = self.send(Some(t.node), req, OK).await?;
         list.into_iter()
             .map(|d| {
                 Ok(DateInfo {
@@ -277,7 +369,7 @@ impl Target for HttpTarget {
     async fn seats(&self, t: &Ticket, concert: i64, date: NaiveDate) -> OpResult<Vec<SeatView>> {
         let path = format!("/v1/concerts/{concert}/dates/{date}/seats");
         let req = self.user_req(reqwest::Method::GET, t, &path);
-        let map: SeatMapBody = self.send(req, OK).await?;
+        let map: SeatMapBody = self.send(Some(t.node), req, OK).await?;
         Ok(map
             .seats
             .iter()
@@ -299,7 +391,7 @@ impl Target for HttpTarget {
         let req = self
             .user_req(reqwest::Method::POST, t, "/v1/reservations")
             .json(&json!({ "concert_id": concert, "date": date.to_string(), "seat": seat }));
-        let r: ReservationBody = self.send(req, CREATED).await?;
+        let r: ReservationBody = self.send(Some(t.node), req, CREATED).await?;
         Ok(HoldAck {
             reservation: uuid(&r.reservation_id)?,
             schedule: r.schedule_id,
@@ -316,9 +408,7 @@ impl Target for HttpTarget {
             .user_req(reqwest::Method::POST, t, &path)
             .header("Idempotency-Key", key)
             .json(&json!({ "amount": amount }));
-        let resp = req.send().await.map_err(transport)?;
-        let status = resp.status();
-        let body = resp.bytes().await.map_err(transport)?;
+        let (status, body) = self.exchange(Some(t.node), req).await?;
         if !CREATED_OR_REPLAYED.contains(&status) {
             return Err(error_of(status, &body));
         }
@@ -335,9 +425,7 @@ impl Target for HttpTarget {
             .user_req(reqwest::Method::POST, t, "/v1/payments")
             .header("Idempotency-Key", key)
             .json(&json!({ "reservation_id": reservation.to_string() }));
-        let resp = req.send().await.map_err(transport)?;
-        let status = resp.status();
-        let body = resp.bytes().await.map_err(transport)?;
+        let (status, body) = self.exchange(Some(t.node), req).await?;
         if !CREATED_OR_REPLAYED.contains(&status) {
             return Err(error_of(status, &body));
         }
@@ -357,7 +445,7 @@ impl Target for HttpTarget {
     async fn cancel(&self, t: &Ticket, reservation: Uuid) -> OpResult<()> {
         let path = format!("/v1/reservations/{reservation}");
         let req = self.user_req(reqwest::Method::DELETE, t, &path);
-        let _: Value = self.send(req, OK).await?;
+        let _: Value = self.send(Some(t.node), req, OK).await?;
         Ok(())
     }
 
@@ -365,7 +453,7 @@ impl Target for HttpTarget {
         let req = self
             .admin_req(reqwest::Method::POST, "/v1/admin/concerts")
             .json(&json!({ "name": name }));
-        let c: IdBody = self.send(req, CREATED).await?;
+        let c: IdBody = self.send(None, req, CREATED).await?;
         Ok(c.id)
     }
 
@@ -380,7 +468,7 @@ impl Target for HttpTarget {
         let req = self.admin_req(reqwest::Method::POST, &path).json(&json!({
             "starts_at": starts_at.to_string(), "seats": seats, "price": price,
         }));
-        let d: DateBody = self.send(req, CREATED).await?;
+        let d: DateBody = self.send(None, req, CREATED).await?;
         Ok(DateCreated {
             date: date(&d.date)?,
             schedule: d.schedule_id,
@@ -395,13 +483,13 @@ impl Target for HttpTarget {
                 "batch": policy.batch(),
                 "max_active": policy.max_active(),
             }));
-        let _: Value = self.send(req, OK).await?;
+        let _: Value = self.send(None, req, OK).await?;
         Ok(())
     }
 
     async fn queue_sample(&self) -> OpResult<QueueSample> {
         let req = self.admin_req(reqwest::Method::GET, "/v1/admin/queue");
-        let q: QueueStatsBody = self.send(req, OK).await?;
+        let q: QueueStatsBody = self.send(None, req, OK).await?;
         Ok(QueueSample {
             issued: q.issued,
             serving: q.serving,

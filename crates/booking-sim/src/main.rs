@@ -29,8 +29,15 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// instances; add --database to audit their database); --spawn N --database
 /// postgres://... (N booking-http instances started here on one database).
 ///
+/// The run ends at its planned duration whatever the users do: operations in
+/// flight get --drain to finish, then the report and the audit. A visit that
+/// fails is retried after a pause that doubles with each failure in a row (with
+/// jitter, up to 8 s).
+///
 /// Exit status: 0 when the audit is clean, 2 when it found a violation (the seed
-/// that reproduces the run is printed), 1 when the run could not be done.
+/// that reproduces the run is printed), 3 when more than half of the requests
+/// failed (the most frequent failure is named), 1 when the run could not be
+/// done.
 #[derive(Debug, Parser)]
 #[command(name = "booking-sim", version, about, long_about)]
 struct Args {
@@ -59,6 +66,17 @@ struct Args {
         help_heading = "Target"
     )]
     admin_key: Option<String>,
+
+    /// The instance the operator side (admin API: concert, dates, policy, queue
+    /// counters) talks to, when it is not the first --url.
+    #[arg(long, value_name = "URL", help_heading = "Target")]
+    admin_url: Option<String>,
+
+    /// Over HTTP: connections per instance at most. Virtual users share them
+    /// (a request that finds them all busy waits for one), so 10,000 users need
+    /// no more sockets than this.
+    #[arg(long, default_value_t = booking_sim::http::DEFAULT_CONNECTIONS, value_name = "N", help_heading = "Target")]
+    connections: usize,
 
     /// Start N booking-http instances in this process on --database (PostgreSQL
     /// for more than one) and spread users across them.
@@ -259,6 +277,7 @@ fn config(a: &Args) -> Result<(SimConfig, TargetSpec), String> {
         },
         drain: a.drain,
         pool_size: a.pool,
+        connections: a.connections,
         audit: booking_sim::audit::AuditOptions {
             status_staleness_ms: a.status_staleness.as_millis() as i64,
             ..Default::default()
@@ -280,6 +299,7 @@ fn config(a: &Args) -> Result<(SimConfig, TargetSpec), String> {
                 .admin_key
                 .clone()
                 .ok_or("--url needs --admin-key (or BOOKING_ADMIN_KEY)")?,
+            admin_url: a.admin_url.clone(),
             database: db.clone(),
         },
         (None, true, Some(db)) => TargetSpec::Database(db.clone()),
@@ -341,14 +361,17 @@ fn main() -> ExitCode {
             }
         }
     }
-    if outcome.audit().clean {
-        ExitCode::SUCCESS
-    } else {
+    if !outcome.audit().clean {
         eprintln!(
             "booking-sim: the audit FAILED: {}. Reproduce with --seed {}",
             outcome.audit().failed().join(", "),
             cfg.seed
         );
-        ExitCode::from(2)
+        return ExitCode::from(2);
     }
+    if let Some(why) = outcome.report.run_failure() {
+        eprintln!("booking-sim: the run FAILED: {why}");
+        return ExitCode::from(3);
+    }
+    ExitCode::SUCCESS
 }

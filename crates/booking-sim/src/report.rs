@@ -25,6 +25,8 @@ pub struct TargetReport {
     pub instances: usize,
     /// Whether the instances were started by the simulator (`--spawn`).
     pub spawned: bool,
+    /// Connections per instance at most over HTTP (0 in process).
+    pub connections: usize,
     /// The database backend audited: `memory`, `sqlite`, `postgres`, or `none`.
     pub database: String,
 }
@@ -234,6 +236,8 @@ pub struct Report {
     pub payments: PaymentsReport,
     /// Failures by operation and kind (`hold/timeout`).
     pub errors: BTreeMap<String, u64>,
+    /// The latest message of each failure in `errors`.
+    pub error_samples: BTreeMap<String, String>,
     /// The waiting room at the end.
     pub queue: Option<QueueReport>,
     /// CPU time, where the platform tells.
@@ -336,6 +340,30 @@ impl Report {
     /// The figures of one operation.
     pub fn op(&self, op: Op) -> &OperationReport {
         &self.operations[op.index()]
+    }
+
+    /// Why the run itself failed, if it did: more than half of its requests
+    /// failed (every one, against a target that cannot be reached), or none was
+    /// made. Names the most frequent failure with its latest message.
+    pub fn run_failure(&self) -> Option<String> {
+        let total: u64 = self.operations.iter().map(|o| o.count).sum();
+        let failed: u64 = self.operations.iter().map(|o| o.failed).sum();
+        if total == 0 {
+            return Some("no request completed".into());
+        }
+        if failed * 2 <= total {
+            return None;
+        }
+        let top = self
+            .errors
+            .iter()
+            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+            .map(|(k, n)| match self.error_samples.get(k) {
+                Some(m) => format!("; most were {k} ({n}): {m}"),
+                None => format!("; most were {k} ({n})"),
+            })
+            .unwrap_or_default();
+        Some(format!("{failed} of {total} requests failed{top}"))
     }
 
     /// The report as Markdown.
@@ -441,6 +469,12 @@ impl Report {
             );
         }
         let _ = writeln!(m, "- errors: {}", counts(&self.errors));
+        for (k, sample) in &self.error_samples {
+            let _ = writeln!(m, "  - {k}, latest: {}", sample.replace('\n', " "));
+        }
+        if let Some(why) = self.run_failure() {
+            let _ = writeln!(m, "- **the run failed**: {why}");
+        }
         if let Some(c) = &self.cpu {
             let _ = writeln!(
                 m,

@@ -56,6 +56,8 @@ pub struct SimConfig {
     pub pool_size: u32,
     /// Worker threads of the spawned servers' runtime.
     pub server_threads: usize,
+    /// Over HTTP: connections per instance at most, shared by the virtual users.
+    pub connections: usize,
     /// What the auditor tolerates.
     pub audit: AuditOptions,
 }
@@ -84,6 +86,7 @@ impl Default for SimConfig {
             drain: Duration::from_secs(30),
             pool_size: 16,
             server_threads: 2,
+            connections: http::DEFAULT_CONNECTIONS,
             audit: AuditOptions::default(),
         }
     }
@@ -115,6 +118,9 @@ impl SimConfig {
         if !(1..=1_000).contains(&self.pool_size) {
             return Err("--pool is 1 to 1000 connections".into());
         }
+        if !(1..=10_000).contains(&self.connections) {
+            return Err("--connections is 1 to 10000 per instance".into());
+        }
         if self.sample_every < Duration::from_millis(50) {
             return Err("the queue sample interval is at least 50 ms".into());
         }
@@ -135,6 +141,9 @@ pub enum TargetSpec {
         bases: Vec<String>,
         /// Their admin key.
         admin_key: String,
+        /// The instance the operator side talks to (the first of `bases` when
+        /// `None`).
+        admin_url: Option<String>,
         /// Their database, for the audit (without it, the database checks are
         /// skipped).
         database: Option<String>,
@@ -269,7 +278,7 @@ pub async fn run(cfg: &SimConfig, spec: &TargetSpec, ui: Ui) -> Result<Outcome, 
         TargetSpec::Memory => {
             let store = MemoryStore::new();
             let booking = in_process(store.clone(), &cfg.engine)?;
-            let target_report = target_report("memory", 0, false, "memory");
+            let target_report = target_report("memory", 0, false, "memory", 0);
             let d = with_background(&booking, || {
                 drive(
                     Arc::new(InProcess::new(Arc::clone(&booking))),
@@ -309,7 +318,7 @@ pub async fn run(cfg: &SimConfig, spec: &TargetSpec, ui: Ui) -> Result<Outcome, 
             let state = db::read(url).await?;
             Ok(finish(
                 cfg,
-                target_report(name, 0, false, name),
+                target_report(name, 0, false, name, 0),
                 d,
                 Some(&state),
                 &audit_opts,
@@ -318,10 +327,19 @@ pub async fn run(cfg: &SimConfig, spec: &TargetSpec, ui: Ui) -> Result<Outcome, 
         TargetSpec::Http {
             bases,
             admin_key,
+            admin_url,
             database,
         } => {
-            let target =
-                HttpTarget::new(bases.clone(), admin_key.clone()).map_err(SimError::Setup)?;
+            check_open_files(cfg.connections * bases.len() + 64, "--connections")?;
+            let target = HttpTarget::with_options(
+                bases.clone(),
+                admin_key.clone(),
+                http::HttpOptions {
+                    connections: cfg.connections,
+                    admin_base: admin_url.clone(),
+                },
+            )
+            .map_err(SimError::Setup)?;
             let label = format!("HTTP, {} instance(s)", bases.len());
             let d = drive(Arc::new(target), cfg, ui, &control, label).await?;
             let db_name = database
@@ -335,7 +353,7 @@ pub async fn run(cfg: &SimConfig, spec: &TargetSpec, ui: Ui) -> Result<Outcome, 
             // Answers of other servers may be served from their counters cache.
             Ok(finish(
                 cfg,
-                target_report("http", bases.len(), false, db_name),
+                target_report("http", bases.len(), false, db_name, cfg.connections),
                 d,
                 state.as_ref(),
                 &audit_opts,
@@ -351,6 +369,12 @@ pub async fn run(cfg: &SimConfig, spec: &TargetSpec, ui: Ui) -> Result<Outcome, 
             if !(1..=64).contains(n) {
                 return Err(SimError::Config("--spawn is 1 to 64 instances".into()));
             }
+            // Both ends of every connection are in this process, and each
+            // instance has its pool.
+            check_open_files(
+                (2 * cfg.connections + cfg.pool_size as usize) * n + 64,
+                "--connections or --spawn",
+            )?;
             let servers = http::spawn_servers(
                 *n,
                 database,
@@ -360,8 +384,15 @@ pub async fn run(cfg: &SimConfig, spec: &TargetSpec, ui: Ui) -> Result<Outcome, 
             )
             .await
             .map_err(SimError::Setup)?;
-            let target = HttpTarget::new(servers.bases.clone(), servers.admin_key.clone())
-                .map_err(SimError::Setup)?;
+            let target = HttpTarget::with_options(
+                servers.bases.clone(),
+                servers.admin_key.clone(),
+                http::HttpOptions {
+                    connections: cfg.connections,
+                    admin_base: None,
+                },
+            )
+            .map_err(SimError::Setup)?;
             let label = format!("HTTP, {n} spawned instance(s) on {}", backend_name(backend));
             let d = drive(Arc::new(target), cfg, ui, &control, label).await;
             servers.shutdown();
@@ -369,7 +400,7 @@ pub async fn run(cfg: &SimConfig, spec: &TargetSpec, ui: Ui) -> Result<Outcome, 
             let state = db::read(database).await?;
             Ok(finish(
                 cfg,
-                target_report("http", *n, true, backend_name(backend)),
+                target_report("http", *n, true, backend_name(backend), cfg.connections),
                 d,
                 Some(&state),
                 &audit_opts,
@@ -385,13 +416,36 @@ fn backend_name(b: Backend) -> &'static str {
     }
 }
 
-fn target_report(kind: &str, instances: usize, spawned: bool, database: &str) -> TargetReport {
+fn target_report(
+    kind: &str,
+    instances: usize,
+    spawned: bool,
+    database: &str,
+    connections: usize,
+) -> TargetReport {
     TargetReport {
         kind: kind.into(),
         instances,
         spawned,
         database: database.into(),
+        connections,
     }
+}
+
+/// Raises the limit of open files to the hard limit, and refuses up front when
+/// even that is below `needed` (naming the setting that asks for them).
+fn check_open_files(needed: usize, setting: &str) -> Result<(), SimError> {
+    let Ok(Some((soft, hard))) = booking_http::raise_open_files_limit() else {
+        return Ok(());
+    };
+    if (soft as usize) < needed {
+        return Err(SimError::Config(format!(
+            "this run needs about {needed} open files (connections and database pools) \
+             but the process may open {soft} (hard limit {hard}): lower {setting}, or \
+             raise the limit (`ulimit -n`, or LimitNOFILE= of a service)"
+        )));
+    }
+    Ok(())
 }
 
 /// Runs `f` with the admission ticker and sweeper of `booking` going.
@@ -647,6 +701,7 @@ async fn slot_loop<T: Target>(
     active: Arc<AtomicUsize>,
 ) {
     let mut visit = 0u64;
+    let mut failures = 0u32;
     while !ctx.control.is_stopping() && slot < active.load(Ordering::Relaxed) {
         let mut rng = visit_rng(seed, slot, visit);
         let end = ctx.visit(slot, &mut rng).await;
@@ -655,6 +710,13 @@ async fn slot_loop<T: Target>(
             break;
         }
         visit += 1;
+        if end == Ending::Failed {
+            // Not at once: a failing target gets fewer requests, not more.
+            failures += 1;
+            ctx.back_off(failures, &mut rng).await;
+        } else {
+            failures = 0;
+        }
     }
     running[slot].store(false, Ordering::Release);
 }
@@ -719,6 +781,7 @@ fn finish(
         holds,
         payments,
         errors: s.errors.clone(),
+        error_samples: s.error_samples.clone(),
         queue: s.queue.map(|q| QueueReport {
             issued: q.issued,
             serving: q.serving,

@@ -12,7 +12,7 @@ use hdrhistogram::Histogram;
 
 use crate::events::{Ending, Event, Fact, Op, OpClass};
 use crate::record::Record;
-use crate::target::{QueueSample, Refusal, SeatView};
+use crate::target::{FailureKind, QueueSample, Refusal, SeatView};
 
 /// How often a snapshot is published.
 pub const PUBLISH_EVERY: Duration = Duration::from_millis(250);
@@ -99,6 +99,8 @@ pub struct Snapshot {
     pub endings: BTreeMap<&'static str, u64>,
     /// Failures by operation and kind (`hold/timeout`).
     pub errors: BTreeMap<String, u64>,
+    /// The latest message of each failure in `errors`, by the same key.
+    pub error_samples: BTreeMap<String, String>,
     /// Visits started.
     pub n_users_started: u64,
     /// Users told they were admitted.
@@ -128,6 +130,25 @@ impl Snapshot {
     pub fn n_users_in_flight(&self) -> u64 {
         let ended: u64 = self.endings.values().sum();
         self.n_users_started.saturating_sub(ended)
+    }
+
+    /// The `n` most frequent failures: key (`issue/transport`), count, and the
+    /// latest message.
+    pub fn top_errors(&self, n: usize) -> Vec<(&str, u64, Option<&str>)> {
+        let mut v: Vec<(&str, u64, Option<&str>)> = self
+            .errors
+            .iter()
+            .map(|(k, c)| {
+                (
+                    k.as_str(),
+                    *c,
+                    self.error_samples.get(k).map(String::as_str),
+                )
+            })
+            .collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        v.truncate(n);
+        v
     }
 }
 
@@ -195,7 +216,8 @@ pub struct Aggregator {
     ops: Vec<OpStats>,
     seconds: Vec<Second>,
     endings: BTreeMap<&'static str, u64>,
-    errors: BTreeMap<String, u64>,
+    errors: BTreeMap<(Op, FailureKind), u64>,
+    error_samples: BTreeMap<(Op, FailureKind), String>,
     n_started: u64,
     n_admitted: u64,
     n_expirations: u64,
@@ -218,6 +240,7 @@ impl Aggregator {
             seconds: Vec::new(),
             endings,
             errors: BTreeMap::new(),
+            error_samples: BTreeMap::new(),
             n_started: 0,
             n_admitted: 0,
             n_expirations: 0,
@@ -258,10 +281,7 @@ impl Aggregator {
                     OpClass::Refused(r) => *s.refused.entry(r.name()).or_default() += 1,
                     OpClass::Failed(k) => {
                         *s.failed.entry(k.name()).or_default() += 1;
-                        *self
-                            .errors
-                            .entry(format!("{}/{}", op.name(), k.name()))
-                            .or_default() += 1;
+                        *self.errors.entry((op, k)).or_default() += 1;
                     }
                 }
                 let sec = self.second(now);
@@ -278,6 +298,9 @@ impl Aggregator {
                         d.attempt(sec_i as u64);
                     }
                 }
+            }
+            Event::Failure { op, kind, detail } => {
+                self.error_samples.insert((op, kind), detail);
             }
             Event::Fact(fact) => {
                 self.fact(&fact, now);
@@ -449,7 +472,16 @@ impl Aggregator {
             recent: self.seconds[first..].to_vec(),
             totals,
             endings: self.endings.clone(),
-            errors: self.errors.clone(),
+            errors: self
+                .errors
+                .iter()
+                .map(|((op, k), n)| (error_key(*op, *k), *n))
+                .collect(),
+            error_samples: self
+                .error_samples
+                .iter()
+                .map(|((op, k), d)| (error_key(*op, *k), d.clone()))
+                .collect(),
             n_users_started: self.n_started,
             n_users_admitted: self.n_admitted,
             n_expirations: self.n_expirations,
@@ -468,6 +500,11 @@ impl Aggregator {
     pub fn into_record(self) -> Record {
         self.record
     }
+}
+
+/// How a failure is named: `operation/kind`, e.g. `issue/transport`.
+pub fn error_key(op: Op, kind: FailureKind) -> String {
+    format!("{}/{}", op.name(), kind.name())
 }
 
 /// Runs the aggregator on events from `rx` until every sender is gone, publishing
@@ -500,7 +537,7 @@ pub fn run_aggregator(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::target::{FailureKind, HoldAck, PayAck};
+    use crate::target::{HoldAck, PayAck};
     use uuid::Uuid;
 
     fn op(op: Op, us: u64, class: OpClass) -> Event {
@@ -534,6 +571,30 @@ mod tests {
         assert_eq!(h.refused.get("seat_taken"), Some(&1));
         assert_eq!(h.failed.get("timeout"), Some(&1));
         assert_eq!(s.errors.get("hold/timeout"), Some(&1));
+        assert_eq!(s.error_samples.get("hold/timeout"), None);
+        for detail in ["first", "latest"] {
+            a.apply(
+                Event::Failure {
+                    op: Op::Issue,
+                    kind: FailureKind::Transport,
+                    detail: detail.into(),
+                },
+                t0,
+            );
+            a.apply(
+                op(Op::Issue, 5, OpClass::Failed(FailureKind::Transport)),
+                t0,
+            );
+        }
+        let s = a.snapshot(t0 + Duration::from_millis(500));
+        assert_eq!(
+            s.top_errors(5),
+            vec![
+                ("issue/transport", 2, Some("latest")),
+                ("hold/timeout", 1, None)
+            ]
+        );
+        assert_eq!(s.top_errors(1).len(), 1);
         assert_eq!((s.totals.n_holds, s.totals.n_conflicts), (100, 1));
         // 102 values: 5, 5, 1ms..100ms; the median is about 49 ms.
         assert!(

@@ -65,7 +65,7 @@ pub fn progress_line(live: &Live, s: &Snapshot) -> String {
         .map_or_else(|| "-".to_owned(), |c| c.to_string());
     let errors: u64 = s.errors.values().sum();
     format!(
-        "[{:>6}/{}] users {} (waiting {}, active {}/{}) | holds {}/s conflicts {}/s pay {}/s | p99 hold {} ms pay {} ms | paid {} expired {} errors {}{}",
+        "[{:>6}/{}] users {} (waiting {}, active {}/{}) | holds {}/s conflicts {}/s pay {}/s | p99 hold {} ms pay {} ms | paid {} expired {} errors {}{}{}",
         format_duration(Duration::from_secs(s.elapsed.as_secs())),
         format_duration(live.info.plan_total),
         s.n_users_in_flight(),
@@ -80,12 +80,57 @@ pub fn progress_line(live: &Live, s: &Snapshot) -> String {
         s.totals.n_payments,
         s.n_expirations,
         errors,
+        top_errors(s),
         if live.control.is_paused() {
             " (paused)"
         } else {
             ""
         }
     )
+}
+
+/// The two most frequent failures with the latest message of each, for a
+/// progress line: ` (issue/transport 812: error sending request...; ...)`.
+fn top_errors(s: &Snapshot) -> String {
+    let top = s.top_errors(2);
+    if top.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = top
+        .iter()
+        .map(|(k, n, sample)| match sample {
+            Some(m) => format!("{k} {n}: {}", clip(m, 120)),
+            None => format!("{k} {n}"),
+        })
+        .collect();
+    format!(" ({})", parts.join("; "))
+}
+
+/// The last `n` characters of `s`, after an ellipsis when cut: a failure's
+/// message ends with its root cause ("... tcp connect error: Connection
+/// refused").
+fn clip(s: &str, n: usize) -> String {
+    let len = s.chars().count();
+    if len <= n {
+        s.to_owned()
+    } else {
+        let tail: String = s.chars().skip(len - n).collect();
+        format!("...{tail}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clipped_messages_keep_their_root_cause() {
+        assert_eq!(clip("short", 10), "short");
+        assert_eq!(
+            clip("error sending request: tcp connect error: refused", 20),
+            "...nnect error: refused"
+        );
+    }
 }
 
 /// Prints a progress line to standard error every second until the load phase is
@@ -507,12 +552,20 @@ fn draw_seats(f: &mut Frame, area: Rect, s: &Snapshot) {
 
     let [errs, ends] =
         Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(side);
-    let mut e: Vec<Line> = s.errors.iter().map(|(k, v)| kv(k, v.to_string())).collect();
+    let mut e: Vec<Line> = Vec::new();
+    for (k, n, sample) in s.top_errors(usize::MAX) {
+        e.push(kv(k, n.to_string()));
+        if let Some(m) = sample {
+            e.push(Line::raw(format!("  {}", clip(m, 200))).dim());
+        }
+    }
     if e.is_empty() {
         e.push(Line::raw("none").green());
     }
     f.render_widget(
-        Paragraph::new(e).block(Block::bordered().title(" Errors by kind ")),
+        Paragraph::new(e)
+            .wrap(Wrap { trim: false })
+            .block(Block::bordered().title(" Errors by kind, latest message ")),
         errs,
     );
     let ends_lines: Vec<Line> = s

@@ -171,6 +171,21 @@ enum Halt {
     Stop,
 }
 
+/// The first pause after a failed visit, before jitter.
+pub const BACKOFF_BASE: Duration = Duration::from_millis(250);
+
+/// The longest pause after failed visits.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(8);
+
+/// The pause after `failures` failed visits in a row (1 or more), with `jitter`
+/// in 0..1: a random point in the upper half of `BACKOFF_BASE * 2^(failures-1)`,
+/// capped at [`BACKOFF_MAX`].
+pub fn backoff(failures: u32, jitter: f64) -> Duration {
+    let exp = failures.saturating_sub(1).min(16);
+    let ceiling = BACKOFF_BASE.saturating_mul(1 << exp).min(BACKOFF_MAX);
+    ceiling.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
+}
+
 /// Milliseconds since the epoch, now.
 pub fn now_ms() -> i64 {
     crate::now_ms()
@@ -242,7 +257,14 @@ impl<T: Target> Ctx<T> {
         let class = match &r {
             Ok(_) => OpClass::Ok,
             Err(OpError::Refused(x)) => OpClass::Refused(*x),
-            Err(OpError::Failed(f)) => OpClass::Failed(f.kind),
+            Err(OpError::Failed(f)) => {
+                self.send(Event::Failure {
+                    op,
+                    kind: f.kind,
+                    detail: f.detail.clone(),
+                });
+                OpClass::Failed(f.kind)
+            }
         };
         self.send(Event::Op {
             op,
@@ -280,6 +302,15 @@ impl<T: Target> Ctx<T> {
         let span = b.think_max.saturating_sub(b.think_min);
         let d = b.think_min + span.mul_f64(rng.random::<f64>());
         self.pause_for(d).await
+    }
+
+    /// Waits before the next visit after `failures` visits in a row ended in a
+    /// failure: exponential from [`BACKOFF_BASE`] up to [`BACKOFF_MAX`], with
+    /// full jitter (so that users who failed together do not come back
+    /// together). Returns early when the run stops.
+    pub async fn back_off(&self, failures: u32, rng: &mut Xoshiro256PlusPlus) {
+        let d = backoff(failures, rng.random::<f64>());
+        let _ = self.pause_for(d).await;
     }
 
     fn attempt(&self, user: Uuid, write: Write) -> u64 {
@@ -661,6 +692,25 @@ mod tests {
         for _ in 0..100 {
             assert_eq!(pick_weighted(&mut rng, &[0.0, 3.0, 0.0]), Some(1));
         }
+    }
+
+    #[test]
+    fn failed_visits_back_off_exponentially_with_jitter_up_to_a_cap() {
+        assert_eq!(backoff(1, 0.0), Duration::from_millis(125));
+        assert_eq!(backoff(1, 1.0), Duration::from_millis(250));
+        assert_eq!(backoff(2, 1.0), Duration::from_millis(500));
+        assert_eq!(backoff(4, 0.5), Duration::from_millis(1_500));
+        assert_eq!(backoff(30, 1.0), BACKOFF_MAX);
+        assert_eq!(backoff(u32::MAX, 0.0), BACKOFF_MAX / 2);
+        let mut rng = visit_rng(3, 0, 0);
+        let spread: std::collections::BTreeSet<Duration> =
+            (0..50).map(|_| backoff(3, rng.random::<f64>())).collect();
+        assert!(spread.len() > 40, "jitter spreads the pauses");
+        assert!(
+            spread
+                .iter()
+                .all(|d| (500..=1_000).contains(&d.as_millis()))
+        );
     }
 
     #[test]
