@@ -53,6 +53,8 @@ pub enum GateError {
         position: u64,
         /// Estimated wait, when an admission rate is known.
         eta: Option<Duration>,
+        /// When to ask again ([`crate::domain::poll_after`]).
+        poll_after: Duration,
     },
     /// The session lapsed (never shown up within the grace, or past its TTL).
     #[error("the queue session has expired; take a new token")]

@@ -19,8 +19,9 @@ use std::time::Duration;
 
 use booking_core::domain::{
     AdmissionPolicy, Amount, ConcertId, ConcertName, EntryState, Hold, HoldState, IdempotencyKey,
-    LedgerEntry, LedgerKind, Money, NewSchedule, Payment, PaymentId, PriceList, QueueSeq,
-    ReservationId, ScheduleId, SeatCount, SeatNo, SeatPrices, SeatState, Timestamp, UserId,
+    LedgerEntry, LedgerKind, Money, NewSchedule, POLL_CEILING, POLL_FLOOR, Payment, PaymentId,
+    PriceList, QueueSeq, ReservationId, ScheduleId, SeatCount, SeatNo, SeatPrices, SeatState,
+    Timestamp, UserId,
 };
 use booking_core::ports::{CatalogRepo, HoldRepo, PaymentRepo, QueueRepo, WalletRepo};
 use booking_core::{
@@ -477,6 +478,7 @@ impl Model {
             (EntryState::Live, None) => QueueStatus::Waiting {
                 position: seq - self.serving,
                 eta: None,
+                poll_after: Duration::ZERO,
             },
             (EntryState::Live, Some(t)) if self.now < t => QueueStatus::Active { until: ts(t) },
             (EntryState::Live, Some(_)) => QueueStatus::Expired,
@@ -627,9 +629,17 @@ fn check_gate(
             prop_assert_eq!(a.token_id(), claims.token_id);
             prop_assert_eq!(a.until(), ts(until));
         }
-        (Err(GateError::Waiting { position, eta }), GateM::Waiting { position: p }) => {
+        (
+            Err(GateError::Waiting {
+                position,
+                eta,
+                poll_after,
+            }),
+            GateM::Waiting { position: p },
+        ) => {
             prop_assert_eq!(*position, p, "position = my sequence - serving");
             prop_assert!(eta.is_some(), "a rate policy always gives an ETA");
+            prop_assert!((POLL_FLOOR..=POLL_CEILING).contains(poll_after));
         }
         (Err(GateError::Expired), GateM::Expired) | (Err(GateError::Ended), GateM::Ended) => {}
         (got, expected) => {
@@ -788,7 +798,8 @@ async fn issue(w: &World, m: &mut Model, user: usize) -> Result<(), TestCaseErro
         without_eta(got.status),
         QueueStatus::Waiting {
             position: seq - m.serving,
-            eta: None
+            eta: None,
+            poll_after: Duration::ZERO,
         }
     );
     if let Some(old) = newest
@@ -809,12 +820,22 @@ async fn issue(w: &World, m: &mut Model, user: usize) -> Result<(), TestCaseErro
     Ok(())
 }
 
+/// The status without its ETA and pace (the model does not track the rate); the
+/// pace is checked to lie within its bounds.
 fn without_eta(s: QueueStatus) -> QueueStatus {
     match s {
-        QueueStatus::Waiting { position, .. } => QueueStatus::Waiting {
+        QueueStatus::Waiting {
             position,
-            eta: None,
-        },
+            poll_after,
+            ..
+        } => {
+            assert!((POLL_FLOOR..=POLL_CEILING).contains(&poll_after));
+            QueueStatus::Waiting {
+                position,
+                eta: None,
+                poll_after: Duration::ZERO,
+            }
+        }
         other => other,
     }
 }

@@ -2,8 +2,8 @@
 //! the documented API.
 
 use booking_core::domain::{
-    Concert, Hold, HoldState, LedgerEntry, LedgerKind, Payment, ScheduleSummary, Seat, SeatState,
-    Timestamp,
+    Concert, Hold, HoldState, LedgerEntry, LedgerKind, POLL_CEILING, Payment, ScheduleSummary,
+    Seat, SeatState, Timestamp,
 };
 use booking_core::{QueueStatus, TokenClaims};
 use serde::{Deserialize, Serialize};
@@ -38,13 +38,18 @@ pub struct QueueDto {
     pub eta_secs: Option<u64>,
     /// While active: when the session (or the show-up grace) ends.
     pub active_until: Option<String>,
+    /// When to ask again, in milliseconds. While waiting: two thirds of the
+    /// expected wait, at least 250 and at most 20,000 (far back asks rarely, near the
+    /// front often; a waiting answer also says it in `Retry-After`, in whole seconds
+    /// rounded up). For every other status: 20,000 (nothing there needs a poll).
+    pub poll_after_ms: u64,
 }
 
 impl QueueDto {
     /// The view of a token's claims and status.
     pub fn new(claims: &TokenClaims, status: QueueStatus, token: Option<String>) -> Self {
         let (name, position, eta_secs, active_until) = match status {
-            QueueStatus::Waiting { position, eta } => (
+            QueueStatus::Waiting { position, eta, .. } => (
                 "waiting",
                 Some(position),
                 eta.map(|d| d.as_secs_f64().ceil() as u64),
@@ -54,6 +59,10 @@ impl QueueDto {
             QueueStatus::Expired => ("expired", None, None, None),
             QueueStatus::Done => ("done", None, None, None),
         };
+        let poll_after = match status {
+            QueueStatus::Waiting { poll_after, .. } => poll_after,
+            _ => POLL_CEILING,
+        };
         QueueDto {
             token,
             user_id: claims.user.to_string(),
@@ -62,8 +71,23 @@ impl QueueDto {
             position,
             eta_secs,
             active_until,
+            poll_after_ms: u64::try_from(poll_after.as_millis()).unwrap_or(u64::MAX),
         }
     }
+}
+
+/// The `Retry-After` value (whole seconds, rounded up) of a waiting answer, or
+/// `None` for any other status.
+pub fn retry_after(status: QueueStatus) -> Option<u64> {
+    match status {
+        QueueStatus::Waiting { poll_after, .. } => Some(whole_secs(poll_after)),
+        _ => None,
+    }
+}
+
+/// Whole seconds, rounded up.
+pub fn whole_secs(d: std::time::Duration) -> u64 {
+    d.as_millis().div_ceil(1_000).try_into().unwrap_or(u64::MAX)
 }
 
 /// A concert.

@@ -961,3 +961,109 @@ async fn the_openapi_document_parses_and_lists_exactly_the_routes_served() {
     assert!(doc["components"]["securitySchemes"]["queue_token"].is_object());
     assert!(doc["components"]["securitySchemes"]["admin_key"].is_object());
 }
+
+impl App {
+    /// A raw request: status, `Retry-After` (if any) and the JSON body.
+    async fn call_with_retry_after(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Option<String>, Value) {
+        let url = format!("{}{}", self.base, path);
+        let mut req = self.http.request(method.parse().expect("method"), url);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("send");
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().expect("ascii").to_owned());
+        let text = resp.text().await.expect("body");
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, retry_after, value)
+    }
+}
+
+/// Paced waiting: every queue answer says when to ask again (`poll_after_ms`), and
+/// waiting answers also in `Retry-After` (whole seconds, rounded up): far back
+/// rarely, near the front often.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_answers_say_when_to_ask_again() {
+    let app = spawn_app().await;
+    let p = AdmissionPolicy::rate(50, Duration::from_secs(1)).expect("policy");
+    app.booking.set_policy(p).await.expect("policy");
+
+    // Place 1, the front: the floor.
+    let first = UserId::random();
+    let (s, retry, v) = app
+        .call_with_retry_after(
+            "POST",
+            "/v1/queue/tokens",
+            None,
+            Some(json!({"user_id": first.to_string()})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["status"], "waiting");
+    assert_eq!(v["poll_after_ms"], 250, "{v}");
+    assert_eq!(retry.as_deref(), Some("1"), "250 ms rounds up to 1 s");
+    let front = v["token"].as_str().expect("token").to_owned();
+
+    // 998 more, then place 1,000: 20 s expected at the policy's 50 a second; ask
+    // again after two thirds of it.
+    for _ in 0..998 {
+        app.booking
+            .issue_token(UserId::random())
+            .await
+            .expect("issue");
+    }
+    let back = app.token(UserId::random()).await;
+    let (s, retry, v) = app
+        .call_with_retry_after("GET", "/v1/queue/status", Some(&back), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["position"], 1_000);
+    assert_eq!(v["poll_after_ms"], 13_333, "{v}");
+    assert_eq!(retry.as_deref(), Some("14"));
+
+    // The gate's refusal of a waiting token says it too.
+    let (s, retry, v) = app
+        .call_with_retry_after("GET", "/v1/concerts", Some(&back), None)
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "not_admitted"));
+    assert_eq!(retry.as_deref(), Some("14"));
+
+    // Paused: no rate to go by; the assumed 10 a second puts place 1,000 at the
+    // ceiling.
+    app.booking.set_paused(true).await.expect("pause");
+    let (_, retry, v) = app
+        .call_with_retry_after("GET", "/v1/queue/status", Some(&back), None)
+        .await;
+    assert_eq!(v["poll_after_ms"], 20_000, "{v}");
+    assert_eq!(retry.as_deref(), Some("20"));
+    app.booking.set_paused(false).await.expect("resume");
+
+    // Admitted: nothing to wait for, no Retry-After; the field says the ceiling.
+    app.clock.advance(Duration::from_secs(1));
+    app.booking.tick().await.expect("tick");
+    let (s, retry, v) = app
+        .call_with_retry_after("GET", "/v1/queue/status", Some(&front), None)
+        .await;
+    assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("active")));
+    assert_eq!(v["poll_after_ms"], 20_000);
+    assert_eq!(retry, None);
+
+    // Bad tokens stay 401.
+    let (s, retry, v) = app
+        .call_with_retry_after("GET", "/v1/queue/status", Some("x.y"), None)
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "invalid_token"));
+    assert_eq!(retry, None);
+}
