@@ -362,7 +362,7 @@ pub struct StatusArgs {
     #[command(flatten)]
     pub token: TokenArg,
     /// Poll until admitted, showing the position; exit 5 if the token ends or the
-    /// timeout passes first.
+    /// timeout passes first, 4 if the sale is sold out.
     #[arg(long)]
     pub wait: bool,
     /// With --wait: give up after this long.

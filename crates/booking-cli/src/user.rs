@@ -61,6 +61,9 @@ fn describe(status: QueueStatus) -> String {
         QueueStatus::Active { until } => {
             format!("admitted: active until {}", clock_time(until))
         }
+        QueueStatus::SoldOut => {
+            "sold out: every seat of every bookable date is sold or held".into()
+        }
         QueueStatus::Expired => "expired: take a new token".into(),
         QueueStatus::Done => "done: the token ended with a payment".into(),
     }
@@ -119,6 +122,12 @@ async fn wait(engine: &Engine, token: &str, a: &StatusArgs) -> CliResult<booking
             }
             QueueStatus::Expired | QueueStatus::Done => {
                 return Err(CliError::refused(describe(view.status)));
+            }
+            QueueStatus::SoldOut => {
+                if tty && last_shown.is_some() {
+                    note("");
+                }
+                return Err(CliError::from(booking_core::GateError::SoldOut));
             }
             QueueStatus::Waiting {
                 position,

@@ -94,7 +94,7 @@ pub async fn issue_token<S: Store + Clone, C: Clock>(
     get,
     path = "/v1/queue/status",
     tag = "queue",
-    summary = "Where the token stands: position and ETA, or active until",
+    summary = "Where the token stands: position, ETA and when to ask again; sold out; or active until",
     security(("queue_token" = [])),
     responses(
         (status = 200, description = "Status. Clients should ask again after `poll_after_ms` (two thirds of the expected wait, 250 ms to 20 s: far back rarely, near the front often)", body = QueueDto,
@@ -124,6 +124,7 @@ pub async fn queue_status<S: Store + Clone, C: Clock>(
         (status = 200, description = "Concerts", body = Vec<ConcertDto>),
         BadToken,
         (status = 403, description = "Not admitted yet (`not_admitted`, with `Retry-After`: when to poll the status)", body = ErrorBody),
+        (status = 409, description = "Not admitted, and sold out: every seat of every bookable date is sold or held (`sold_out`, with `Retry-After`); for the seat map and a hold, also when admitted", body = ErrorBody),
         CommonErrors
     )
 )]
@@ -153,6 +154,7 @@ pub async fn concerts<S: Store + Clone, C: Clock>(
         (status = 400, description = "Malformed body, parameter or header (`bad_request`)", body = ErrorBody),
         BadToken,
         (status = 403, description = "Not admitted yet (`not_admitted`, with `Retry-After`: when to poll the status)", body = ErrorBody),
+        (status = 409, description = "Not admitted, and sold out: every seat of every bookable date is sold or held (`sold_out`, with `Retry-After`); for the seat map and a hold, also when admitted", body = ErrorBody),
         (status = 404, description = "Unknown concert or date (`unknown_concert`, `unknown_date`)", body = ErrorBody),
         CommonErrors
     )
@@ -185,6 +187,7 @@ pub async fn dates<S: Store + Clone, C: Clock>(
         (status = 400, description = "Malformed body, parameter or header (`bad_request`)", body = ErrorBody),
         BadToken,
         (status = 403, description = "Not admitted yet (`not_admitted`, with `Retry-After`: when to poll the status)", body = ErrorBody),
+        (status = 409, description = "Not admitted, and sold out: every seat of every bookable date is sold or held (`sold_out`, with `Retry-After`); for the seat map and a hold, also when admitted", body = ErrorBody),
         (status = 404, description = "Unknown concert or date (`unknown_concert`, `unknown_date`)", body = ErrorBody),
         CommonErrors
     )
@@ -269,7 +272,7 @@ impl SeatMapBodies {
         BadToken,
         (status = 403, description = "Not admitted yet (`not_admitted`, with `Retry-After`: when to poll the status)", body = ErrorBody),
         (status = 404, description = "Unknown concert or date (`unknown_concert`, `unknown_date`)", body = ErrorBody),
-        (status = 409, description = "Seat taken, hold limit reached or date closed (`seat_taken`, `hold_limit`, `date_closed`)", body = ErrorBody),
+        (status = 409, description = "Seat taken, hold limit reached, date closed, or sold out: every seat of every bookable date is sold or held, answered without a write (`seat_taken`, `hold_limit`, `date_closed`, `sold_out`)", body = ErrorBody),
         (status = 422, description = "Seat number out of range (`invalid_seat`)", body = ErrorBody),
         CommonErrors
     )
@@ -301,7 +304,7 @@ pub async fn hold<S: Store + Clone, C: Clock>(
         BadToken,
         (status = 403, description = "Not admitted yet (`not_admitted`, with `Retry-After`), or not the caller's reservation (`not_yours`)", body = ErrorBody),
         (status = 404, description = "Unknown reservation (`unknown_reservation`)", body = ErrorBody),
-        (status = 409, description = "Already paid or cancelled (`already_paid`, `reservation_cancelled`)", body = ErrorBody),
+        (status = 409, description = "Already paid or cancelled, or not admitted and sold out (`already_paid`, `reservation_cancelled`, `sold_out`)", body = ErrorBody),
         (status = 410, description = "The hold expired (`hold_expired`)", body = ErrorBody),
         CommonErrors
     )
@@ -326,6 +329,7 @@ pub async fn cancel<S: Store + Clone, C: Clock>(
         (status = 200, description = "Reservations", body = Vec<ReservationDto>),
         BadToken,
         (status = 403, description = "Not admitted yet (`not_admitted`, with `Retry-After`: when to poll the status)", body = ErrorBody),
+        (status = 409, description = "Not admitted, and sold out: every seat of every bookable date is sold or held (`sold_out`, with `Retry-After`); for the seat map and a hold, also when admitted", body = ErrorBody),
         CommonErrors
     )
 )]
@@ -459,7 +463,7 @@ pub async fn ledger<S: Store + Clone, C: Clock>(
         BadToken,
         (status = 403, description = "Not admitted yet (`not_admitted`, with `Retry-After`), or not the caller's reservation (`not_yours`)", body = ErrorBody),
         (status = 404, description = "Unknown reservation (`unknown_reservation`)", body = ErrorBody),
-        (status = 409, description = "Already paid or cancelled (`already_paid`, `reservation_cancelled`)", body = ErrorBody),
+        (status = 409, description = "Already paid or cancelled, or not admitted and sold out (`already_paid`, `reservation_cancelled`, `sold_out`)", body = ErrorBody),
         (status = 410, description = "The hold expired (`hold_expired`)", body = ErrorBody),
         (status = 422, description = "Insufficient balance, or Idempotency-Key reused (`insufficient_balance`, `idempotency_key_reused`)", body = ErrorBody),
         CommonErrors

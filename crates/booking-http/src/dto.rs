@@ -30,7 +30,8 @@ pub struct QueueDto {
     pub user_id: String,
     /// The place in line (issue order).
     pub seq: u64,
-    /// `waiting`, `active`, `expired` or `done`.
+    /// `waiting`, `sold_out` (waiting, and every seat of every bookable date is sold
+    /// or held: admission stops), `active`, `expired` or `done`.
     pub status: String,
     /// While waiting: 1 = next.
     pub position: Option<u64>,
@@ -56,6 +57,7 @@ impl QueueDto {
                 None,
             ),
             QueueStatus::Active { until } => ("active", None, None, Some(time(until))),
+            QueueStatus::SoldOut => ("sold_out", None, None, None),
             QueueStatus::Expired => ("expired", None, None, None),
             QueueStatus::Done => ("done", None, None, None),
         };

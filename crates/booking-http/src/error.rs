@@ -186,6 +186,7 @@ impl From<GateError> for ApiError {
             GateError::Waiting { poll_after, .. } => {
                 Self::forbidden("not_admitted", msg).retry_after(crate::dto::whole_secs(poll_after))
             }
+            GateError::SoldOut => sold_out(msg),
             GateError::Expired => Self::unauthorized("token_expired", msg),
             GateError::Ended => Self::unauthorized("token_ended", msg),
             GateError::Store(s) => s.into(),
@@ -222,6 +223,7 @@ impl From<CatalogError> for ApiError {
         match e {
             CatalogError::UnknownConcert => Self::not_found("unknown_concert", msg),
             CatalogError::UnknownDate(_) => Self::not_found("unknown_date", msg),
+            CatalogError::SoldOut => sold_out(msg),
             CatalogError::Store(s) => s.into(),
         }
     }
@@ -235,12 +237,21 @@ impl From<HoldError> for ApiError {
             HoldError::Closed => Self::new(StatusCode::CONFLICT, "date_closed", msg),
             HoldError::NoSuchSeat { .. } => Self::unprocessable("invalid_seat", msg),
             HoldError::SeatTaken(_) => Self::new(StatusCode::CONFLICT, "seat_taken", msg),
+            HoldError::SoldOut => sold_out(msg),
             HoldError::HoldLimit { .. } => Self::new(StatusCode::CONFLICT, "hold_limit", msg),
             HoldError::SessionEnded => Self::unauthorized("token_ended", msg),
             HoldError::Gate(g) => g.into(),
             HoldError::Store(s) => s.into(),
         }
     }
+}
+
+/// 409 `sold_out`: every seat of every bookable date is sold or held. A seat may
+/// come back when a hold lapses unpaid; `Retry-After` says when asking again makes
+/// sense.
+fn sold_out(msg: String) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, "sold_out", msg)
+        .retry_after(crate::dto::whole_secs(booking_core::domain::POLL_CEILING))
 }
 
 fn not_held(state: HoldState, msg: String) -> ApiError {

@@ -1067,3 +1067,126 @@ async fn queue_answers_say_when_to_ask_again() {
     assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "invalid_token"));
     assert_eq!(retry, None);
 }
+
+/// Sold out is an answer, over HTTP on SQLite: with every seat taken, a waiting
+/// user's status says `sold_out`, the gate and a hold refuse with `sold_out` (409),
+/// the ticker admits nobody; a second instance on the same file agrees after the
+/// re-check time; when the hold lapses both clear. Bad input stays 4xx.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sold_out_is_an_answer_over_http() {
+    let app = spawn_app().await;
+    let store = SqliteStore::open_path(&app._dir.path().join("api.db"), 2)
+        .await
+        .expect("second store");
+    let signer = TokenSigner::new(booking_testkit::SECRET).expect("signer");
+    let other = Booking::new(
+        AnyStore::Sqlite(store),
+        app.clock.clone(),
+        signer,
+        Config::default(),
+    )
+    .expect("second instance");
+    let s = booking_testkit::concert_date(&app.booking, 1, Some(100)).await;
+    let (concert, date) = (s.concert.get(), s.date().to_string());
+    let p = AdmissionPolicy::rate(1, Duration::from_secs(1)).expect("policy");
+    app.booking.set_policy(p).await.expect("policy");
+    let buyer = app.token(UserId::random()).await;
+    let waiting = app.token(UserId::random()).await;
+    app.clock.advance(Duration::from_secs(1));
+    app.booking.tick().await.expect("tick");
+    // The second instance looks before the seat goes.
+    assert!(!other.sold_out().await.expect("check"));
+
+    let (s1, v) = app
+        .call(
+            "POST",
+            "/v1/reservations",
+            Some(&buyer),
+            Some(json!({"concert_id": concert, "date": date, "seat": 1})),
+        )
+        .await;
+    assert_eq!(s1, StatusCode::CREATED, "{v}");
+    let expires_at = v["expires_at"].as_str().expect("expiry").to_owned();
+
+    let (s, retry, v) = app
+        .call_with_retry_after("GET", "/v1/queue/status", Some(&waiting), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["status"], "sold_out", "{v}");
+    assert_eq!(v["position"], Value::Null);
+    assert_eq!(v["poll_after_ms"], 20_000);
+    assert_eq!(retry, None, "not a waiting answer");
+    let (s, retry, v) = app
+        .call_with_retry_after("GET", "/v1/concerts", Some(&waiting), None)
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "sold_out"), "{v}");
+    assert_eq!(retry.as_deref(), Some("20"));
+    // The admitted buyer: a hold and the seat map answer from the mark.
+    let (s, v) = app
+        .call(
+            "POST",
+            "/v1/reservations",
+            Some(&buyer),
+            Some(json!({"concert_id": concert, "date": date, "seat": 1})),
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "sold_out"), "{v}");
+    let (s, v) = app
+        .call(
+            "GET",
+            &format!("/v1/concerts/{concert}/dates/{date}/seats"),
+            Some(&buyer),
+            None,
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "sold_out"), "{v}");
+    // Bad input is still told apart first.
+    for (body, want) in [
+        (
+            json!({"concert_id": concert, "date": date, "seat": 0}),
+            "invalid_seat",
+        ),
+        (
+            json!({"concert_id": concert, "date": "soon", "seat": 1}),
+            "bad_request",
+        ),
+        (
+            json!({"concert_id": 999, "date": date, "seat": 1}),
+            "unknown_concert",
+        ),
+    ] {
+        let (s, v) = app
+            .call("POST", "/v1/reservations", Some(&buyer), Some(body))
+            .await;
+        assert!(s.is_client_error(), "{s} {v}");
+        assert_eq!(code(&v), want, "{v}");
+    }
+    app.clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        app.booking.tick().await.expect("tick"),
+        booking_core::TickOutcome::SoldOut
+    );
+
+    // The second instance agrees once its mark is a re-check time old (it is,
+    // after the second above).
+    assert!(other.sold_out().await.expect("check"));
+    assert_eq!(
+        other.queue_status(&waiting).await.expect("status").status,
+        booking_core::QueueStatus::SoldOut
+    );
+
+    // The hold lapses: both instances clear at once, and admission resumes.
+    let lapse: chrono::DateTime<chrono::Utc> = expires_at.parse().expect("time");
+    app.clock.set(booking_core::domain::Timestamp::from_millis(
+        lapse.timestamp_millis(),
+    ));
+    let (_, _, v) = app
+        .call_with_retry_after("GET", "/v1/queue/status", Some(&waiting), None)
+        .await;
+    assert_eq!(v["status"], "waiting", "{v}");
+    assert!(!other.sold_out().await.expect("check"));
+    assert!(matches!(
+        app.booking.tick().await.expect("tick"),
+        booking_core::TickOutcome::Advanced { admitted: 1, .. }
+    ));
+}

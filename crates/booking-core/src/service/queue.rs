@@ -28,6 +28,10 @@ pub enum QueueStatus {
         /// When the session (or the show-up grace) ends.
         until: Timestamp,
     },
+    /// Waiting, and nothing is left to sell: every seat of every bookable date is
+    /// sold or held. Admission stops; it resumes if a hold lapses unpaid (asking
+    /// again every 20 s or so is enough).
+    SoldOut,
     /// Lapsed: the user has to take a new token.
     Expired,
     /// Ended by a payment.
@@ -138,10 +142,14 @@ impl<S: Store, C: Clock> Booking<S, C> {
             })?;
         let counters = self.counters_cached(now).await?;
         let claims = claims_of(&entry);
+        let mut status = status_of(&entry, &counters, now);
+        if matches!(status, QueueStatus::Waiting { .. }) && self.sold_out().await? {
+            status = QueueStatus::SoldOut;
+        }
         Ok(IssuedToken {
             token: self.signer.sign(&claims),
             claims,
-            status: status_of(&entry, &counters, now),
+            status,
         })
     }
 
@@ -155,7 +163,9 @@ impl<S: Store, C: Clock> Booking<S, C> {
 
     /// Where a token stands: the poll (R1). It writes nothing, and for a waiting
     /// user it reads only the shared counters (possibly from this instance's cache):
-    /// position = my sequence - the serving counter.
+    /// position = my sequence - the serving counter. A waiting user is told
+    /// [`QueueStatus::SoldOut`] while the sale is sold out ([`Booking::sold_out`],
+    /// this instance's mark).
     ///
     /// # Errors
     /// [`StatusError::Token`] for a bad token, [`StatusError::UnknownToken`] for a
@@ -172,6 +182,12 @@ impl<S: Store, C: Clock> Booking<S, C> {
                 if seq > fresh.last_seq {
                     return Err(StatusError::UnknownToken);
                 }
+            }
+            if self.sold_out().await? {
+                return Ok(QueueView {
+                    claims,
+                    status: QueueStatus::SoldOut,
+                });
             }
             return Ok(QueueView {
                 claims,
@@ -194,7 +210,7 @@ impl<S: Store, C: Clock> Booking<S, C> {
     ///
     /// # Errors
     /// [`GateError::Token`], [`GateError::UnknownToken`], [`GateError::Waiting`] with
-    /// the position, [`GateError::Expired`], [`GateError::Ended`] after payment.
+    /// the position, [`GateError::SoldOut`] instead while the sale is sold out, [`GateError::Expired`], [`GateError::Ended`] after payment.
     ///
     /// With [`super::Config::gate_cache`] set, a session this instance let through
     /// less than that long ago passes without a read (its end time is still
@@ -298,6 +314,9 @@ impl<S: Store, C: Clock> Booking<S, C> {
                 EntryState::Live => {}
             }
             let Some(expires_at) = entry.expires_at else {
+                if self.sold_out().await? {
+                    return Err(GateError::SoldOut);
+                }
                 let counters = self.counters_cached(now).await?;
                 let (position, eta, poll_after) = place(entry.seq.get(), &counters);
                 return Err(GateError::Waiting {
