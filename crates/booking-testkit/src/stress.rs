@@ -188,7 +188,9 @@ pub async fn debits_on_one_balance<S: Store + Clone>(
 ) {
     const PRICE: i64 = 100;
     let node = cluster.node(0);
-    let schedule = crate::concert_date(&node, n as i64, Some(PRICE)).await;
+    // One seat more than the holds: with every seat held the sale would be sold
+    // out, and the re-admissions below would stop.
+    let schedule = crate::concert_date(&node, n as i64 + 1, Some(PRICE)).await;
     let user = UserId::random();
     let mut session = cluster.admit(&[user]).await.remove(0);
     let now = cluster.clock_now();
