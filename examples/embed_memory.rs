@@ -223,13 +223,20 @@ fn step(title: &str) {
 
 fn describe(status: &QueueStatus) -> String {
     match status {
-        QueueStatus::Waiting { position, eta } => match eta {
-            Some(eta) => format!("waiting, position {position}, about {eta:?} to go"),
-            None => format!("waiting, position {position}"),
+        QueueStatus::Waiting {
+            position,
+            eta,
+            poll_after,
+        } => match eta {
+            Some(eta) => format!(
+                "waiting, position {position}, about {eta:?} to go; ask again in {poll_after:?}"
+            ),
+            None => format!("waiting, position {position}; ask again in {poll_after:?}"),
         },
         QueueStatus::Active { until } => format!("active until {until}"),
         QueueStatus::Expired => "expired".to_owned(),
         QueueStatus::Done => "done (ended by a payment)".to_owned(),
+        QueueStatus::SoldOut => "sold out: nothing left to book".to_owned(),
     }
 }
 
