@@ -82,6 +82,7 @@ impl<S: Store + Clone> Target for InProcess<S> {
             user,
             seq: issued.claims.seq.get(),
             node: 0,
+            answer: None,
         })
     }
 
@@ -95,7 +96,10 @@ impl<S: Store + Clone> Target for InProcess<S> {
                 other => unexpected(other),
             })?;
         Ok(match view.status {
-            QueueStatus::Waiting { position, .. } => QueueState::Waiting { position },
+            QueueStatus::Waiting { position, .. } => QueueState::Waiting {
+                position,
+                poll_after: None,
+            },
             QueueStatus::Active { .. } => QueueState::Active,
             QueueStatus::Expired => QueueState::Expired,
             QueueStatus::Done => QueueState::Done,
