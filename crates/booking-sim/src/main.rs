@@ -150,13 +150,14 @@ struct Args {
     hold_attempts: u32,
 
     /// How strongly users prefer low seat numbers (Zipf exponent, 0 = uniform):
-    /// higher means more conflicts.
-    #[arg(long, default_value_t = 1.2, value_name = "S", help_heading = "Load")]
-    seat_skew: f64,
+    /// higher means more conflicts. Default 1.2; on sale 0 (any seat will do).
+    #[arg(long, value_name = "S", help_heading = "Load")]
+    seat_skew: Option<f64>,
 
-    /// How strongly users prefer the earliest dates (Zipf exponent).
-    #[arg(long, default_value_t = 1.0, value_name = "S", help_heading = "Load")]
-    date_skew: f64,
+    /// How strongly users prefer the earliest dates (Zipf exponent). Default
+    /// 1.0; on sale 0.
+    #[arg(long, value_name = "S", help_heading = "Load")]
+    date_skew: Option<f64>,
 
     /// Dates created at the start.
     /// (Default 3; on sale 10.)
@@ -306,8 +307,8 @@ fn config(a: &Args) -> Result<(SimConfig, TargetSpec), String> {
             p_retry_pay: a.retry_pay,
             p_probe: a.probe,
             max_hold_attempts: a.hold_attempts,
-            seat_skew: a.seat_skew,
-            date_skew: a.date_skew,
+            seat_skew: a.seat_skew.unwrap_or(pick(onsale, 1.2, 0.0)),
+            date_skew: a.date_skew.unwrap_or(pick(onsale, 1.0, 0.0)),
         },
         policy,
         initial_dates: a.dates.unwrap_or(pick(onsale, 3, 10)),

@@ -171,6 +171,10 @@ enum Halt {
     Stop,
 }
 
+/// How many times an on-sale user takes a place before giving up on an
+/// answer (a place lapses when the user's requests took too long).
+pub const ONSALE_ROUNDS: u32 = 3;
+
 /// The first pause after a failed visit, before jitter.
 pub const BACKOFF_BASE: Duration = Duration::from_millis(250);
 
@@ -513,19 +517,28 @@ impl<T: Target> Ctx<T> {
     /// attempts, then a fresh look, `relooks` times), tops up and pays. Told
     /// `sold_out` by the server, or finding no free seat anywhere after its tries
     /// and re-looks, it ends with [`Ending::SoldOut`]. Nobody abandons.
+    ///
+    /// A user whose place lapses before an answer (admitted, but its requests
+    /// took longer than the show-up grace or the session) comes back for a new
+    /// place, as a person would, up to [`ONSALE_ROUNDS`] times in all; each
+    /// round is a new user id to the service.
     pub async fn onsale_visit(
         &self,
         slot: usize,
         rng: &mut Xoshiro256PlusPlus,
         relooks: u32,
     ) -> Ending {
-        match self.onsale_inner(slot, rng, relooks).await {
-            Ok(e) => e,
-            Err(Halt::Stop) => Ending::Stopped,
+        for round in 1..=ONSALE_ROUNDS {
+            match self.onsale_round(slot, rng, relooks).await {
+                Ok(Ending::Lapsed) if round < ONSALE_ROUNDS => {}
+                Ok(e) => return e,
+                Err(Halt::Stop) => return Ending::Stopped,
+            }
         }
+        Ending::Lapsed
     }
 
-    async fn onsale_inner(
+    async fn onsale_round(
         &self,
         slot: usize,
         rng: &mut Xoshiro256PlusPlus,
