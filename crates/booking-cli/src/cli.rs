@@ -362,15 +362,17 @@ pub struct StatusArgs {
     #[command(flatten)]
     pub token: TokenArg,
     /// Poll until admitted, showing the position; exit 5 if the token ends or the
-    /// timeout passes first.
+    /// timeout passes first, 4 if the sale is sold out.
     #[arg(long)]
     pub wait: bool,
     /// With --wait: give up after this long.
     #[arg(long, value_parser = parse_duration, default_value = "10m")]
     pub timeout: Duration,
-    /// With --wait: how often to poll.
-    #[arg(long, value_parser = parse_duration, default_value = "250ms")]
-    pub poll: Duration,
+    /// With --wait: poll this often instead of when the waiting room says. By
+    /// default each poll waits as long as the answer asks (two thirds of the
+    /// expected wait, 250ms near the front to 20s far back).
+    #[arg(long, value_parser = parse_duration)]
+    pub poll: Option<Duration>,
     /// With --wait: only watch; leave the admission ticks to a running server.
     /// Without it, the command also runs ticks itself while it waits (safe beside
     /// any number of servers: a tick is a compare-and-set).

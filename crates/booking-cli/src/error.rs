@@ -147,6 +147,7 @@ impl From<GateError> for CliError {
                 let msg = format!("{e}; wait with `booking status --wait`");
                 CliError::refused(msg)
             }
+            GateError::SoldOut => with(Exit::Conflict, e),
             GateError::UnknownToken | GateError::Expired | GateError::Ended => {
                 with(Exit::Refused, e)
             }
@@ -159,6 +160,7 @@ impl From<CatalogError> for CliError {
     fn from(e: CatalogError) -> Self {
         match e {
             CatalogError::UnknownConcert | CatalogError::UnknownDate(_) => with(Exit::NotFound, e),
+            CatalogError::SoldOut => with(Exit::Conflict, e),
             CatalogError::Store(s) => s.into(),
         }
     }
@@ -180,7 +182,7 @@ impl From<HoldError> for CliError {
         match e {
             HoldError::UnknownSchedule => with(Exit::NotFound, e),
             HoldError::NoSuchSeat { .. } => with(Exit::BadInput, e),
-            HoldError::SeatTaken(_) => with(Exit::Conflict, e),
+            HoldError::SeatTaken(_) | HoldError::SoldOut => with(Exit::Conflict, e),
             HoldError::Closed | HoldError::HoldLimit { .. } | HoldError::SessionEnded => {
                 with(Exit::Refused, e)
             }

@@ -54,12 +54,15 @@ fn signed(engine: &Engine, arg: &TokenArg) -> CliResult<TokenClaims> {
 /// Where a token stands, in words.
 fn describe(status: QueueStatus) -> String {
     match status {
-        QueueStatus::Waiting { position, eta } => match eta {
+        QueueStatus::Waiting { position, eta, .. } => match eta {
             Some(eta) => format!("waiting: position {position}, about {}", out::rough(eta)),
             None => format!("waiting: position {position}"),
         },
         QueueStatus::Active { until } => {
             format!("admitted: active until {}", clock_time(until))
+        }
+        QueueStatus::SoldOut => {
+            "sold out: every seat of every bookable date is sold or held".into()
         }
         QueueStatus::Expired => "expired: take a new token".into(),
         QueueStatus::Done => "done: the token ended with a payment".into(),
@@ -101,7 +104,8 @@ pub async fn status(engine: &Engine, a: &StatusArgs) -> CliResult<()> {
     print(&describe(view.status))
 }
 
-/// Polls until the token is admitted, ticking as it goes unless told not to.
+/// Polls until the token is admitted, ticking as it goes unless told not to. Each
+/// poll waits as long as the last answer asked (`--poll` overrides it).
 async fn wait(engine: &Engine, token: &str, a: &StatusArgs) -> CliResult<booking_core::QueueView> {
     let started = Instant::now();
     let tty = std::io::stderr().is_terminal();
@@ -109,7 +113,7 @@ async fn wait(engine: &Engine, token: &str, a: &StatusArgs) -> CliResult<booking
     let mut said_paused = false;
     loop {
         let view = engine.queue_status(token).await?;
-        match view.status {
+        let pause = match view.status {
             QueueStatus::Active { .. } => {
                 if tty && last_shown.is_some() {
                     note("");
@@ -119,7 +123,17 @@ async fn wait(engine: &Engine, token: &str, a: &StatusArgs) -> CliResult<booking
             QueueStatus::Expired | QueueStatus::Done => {
                 return Err(CliError::refused(describe(view.status)));
             }
-            QueueStatus::Waiting { position, .. } => {
+            QueueStatus::SoldOut => {
+                if tty && last_shown.is_some() {
+                    note("");
+                }
+                return Err(CliError::from(booking_core::GateError::SoldOut));
+            }
+            QueueStatus::Waiting {
+                position,
+                poll_after,
+                ..
+            } => {
                 if last_shown != Some(position) {
                     let line = describe(view.status);
                     if tty {
@@ -139,8 +153,9 @@ async fn wait(engine: &Engine, token: &str, a: &StatusArgs) -> CliResult<booking
                         out::rough(a.timeout)
                     )));
                 }
+                a.poll.unwrap_or(poll_after)
             }
-        }
+        };
         if !a.no_tick && engine.tick().await? == TickOutcome::Paused && !said_paused {
             if tty {
                 note("");
@@ -149,7 +164,9 @@ async fn wait(engine: &Engine, token: &str, a: &StatusArgs) -> CliResult<booking
             said_paused = true;
             last_shown = None;
         }
-        tokio::time::sleep(a.poll).await;
+        // Never past the timeout: the last poll comes at it.
+        let left = a.timeout.saturating_sub(started.elapsed());
+        tokio::time::sleep(pause.min(left)).await;
     }
 }
 

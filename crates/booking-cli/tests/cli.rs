@@ -472,6 +472,7 @@ fn a_user_books_and_pays_and_every_step_has_its_shape() {
         [
             "active_until",
             "eta_secs",
+            "poll_after_ms",
             "position",
             "seq",
             "status",
@@ -495,6 +496,7 @@ fn a_user_books_and_pays_and_every_step_has_its_shape() {
         [
             "active_until",
             "eta_secs",
+            "poll_after_ms",
             "position",
             "seq",
             "status",
@@ -505,6 +507,7 @@ fn a_user_books_and_pays_and_every_step_has_its_shape() {
         (st["status"].as_str(), st["position"].as_u64()),
         (Some("waiting"), Some(1))
     );
+    assert_eq!(st["poll_after_ms"], 250, "the front asks again soonest");
     sb.run(&["dates", "1"])
         .fails(REFUSED, "not admitted yet: position 1");
 

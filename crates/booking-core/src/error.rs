@@ -53,7 +53,13 @@ pub enum GateError {
         position: u64,
         /// Estimated wait, when an admission rate is known.
         eta: Option<Duration>,
+        /// When to ask again ([`crate::domain::poll_after`]).
+        poll_after: Duration,
     },
+    /// Not admitted, and nothing is left to sell: every seat of every bookable
+    /// date is sold or held. Admission stops until a seat comes back.
+    #[error("sold out: every seat of every bookable date is sold or held")]
+    SoldOut,
     /// The session lapsed (never shown up within the grace, or past its TTL).
     #[error("the queue session has expired; take a new token")]
     Expired,
@@ -74,6 +80,10 @@ pub enum CatalogError {
     /// The concert has no schedule on that date.
     #[error("the concert has no date on {0}")]
     UnknownDate(NaiveDate),
+    /// Every seat of every bookable date is sold or held (this instance's
+    /// sold-out mark; the map was not read).
+    #[error("sold out: every seat of every bookable date is sold or held")]
+    SoldOut,
     /// Storage failure.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -99,6 +109,9 @@ pub enum HoldError {
     /// Sold or held by someone else.
     #[error("seat {0} is taken")]
     SeatTaken(SeatNo),
+    /// Every seat of every bookable date is sold or held: nothing was written.
+    #[error("sold out: every seat of every bookable date is sold or held")]
+    SoldOut,
     /// The user already holds the maximum number of seats.
     #[error("you already hold {max} seats, the most allowed at once")]
     HoldLimit {

@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use booking_core::domain::{
@@ -42,7 +43,7 @@ type Engine = Booking<Remote, ManualClock>;
 
 fn engine_on(store: MemoryStore, clock: ManualClock) -> Engine {
     let signer = TokenSigner::new(SECRET).unwrap();
-    Booking::new(Remote(store), clock, signer, Config::default()).unwrap()
+    Booking::new(Remote::new(store), clock, signer, Config::default()).unwrap()
 }
 
 fn engine() -> (Arc<Engine>, ManualClock) {
@@ -181,8 +182,20 @@ impl SplitMix {
 /// it) run back to back, and hundreds of tasks mostly take turns. With the yield,
 /// every port call is a point where the other tasks get in, as they would against
 /// a database, and the conditional writes really are contended.
+///
+/// It also counts the reads of the queue counters.
 #[derive(Clone)]
-struct Remote(MemoryStore);
+struct Remote(MemoryStore, Arc<AtomicU64>);
+
+impl Remote {
+    fn new(store: MemoryStore) -> Self {
+        Remote(store, Arc::new(AtomicU64::new(0)))
+    }
+
+    fn counter_reads(&self) -> u64 {
+        self.1.load(Ordering::Relaxed)
+    }
+}
 
 macro_rules! remote_calls {
     ($(fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
@@ -212,13 +225,18 @@ impl QueueRepo for Remote {
     remote_calls! {
         fn issue(&self, req: IssueRequest) -> Result<QueueEntry, IssueRepoError>;
         fn entry(&self, seq: QueueSeq) -> Result<Option<QueueEntry>, StoreError>;
-        fn counters(&self) -> Result<QueueCounters, StoreError>;
         fn count_active(&self, now: Timestamp) -> Result<u64, StoreError>;
         fn advance(&self, adv: Advance) -> Result<bool, StoreError>;
         fn show_up(&self, seq: QueueSeq, now: Timestamp, until: Timestamp) -> Result<Option<QueueEntry>, StoreError>;
         fn set_policy(&self, policy: AdmissionPolicy) -> Result<(), StoreError>;
         fn set_paused(&self, paused: bool) -> Result<(), StoreError>;
         fn expire_sessions(&self, now: Timestamp, limit: u32) -> Result<u64, StoreError>;
+    }
+
+    async fn counters(&self) -> Result<QueueCounters, StoreError> {
+        self.1.fetch_add(1, Ordering::Relaxed);
+        tokio::task::yield_now().await;
+        self.0.counters().await
     }
 }
 
@@ -878,4 +896,51 @@ async fn r1_fifty_concurrent_token_requests_of_one_user_share_one_place() {
     assert!(issued.iter().all(|i| i.claims == issued[0].claims));
     assert_eq!(issued[0].claims.seq.get(), 1);
     assert_eq!(booking.queue_stats().await.unwrap().counters.last_seq, 1);
+}
+
+// ---------------------------------------------------------------------------------
+// The counters cache under a burst of polls
+
+/// 1,000 users poll at once just after the cached counters went stale: one of them
+/// reads the counters again, the others answer from the old value meanwhile, and
+/// every answer is a valid place. Tokens this instance just issued need no read to
+/// be known.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_polls_on_stale_counters_reads_them_once() {
+    const N: usize = 1_000;
+    let clock = ManualClock::new(START);
+    let signer = TokenSigner::new(SECRET).unwrap();
+    let config = Config {
+        counters_cache: Duration::from_millis(100),
+        ..Config::default()
+    };
+    let remote = Remote::new(MemoryStore::new());
+    let booking = Arc::new(Booking::new(remote.clone(), clock.clone(), signer, config).unwrap());
+    let mut tokens = Vec::with_capacity(N);
+    for _ in 0..N {
+        tokens.push(booking.issue_token(UserId::random()).await.unwrap().token);
+    }
+    // Issuing read the counters once (the cache was empty), then knew each new place:
+    // polling the newest token at once reads nothing.
+    assert_eq!(remote.counter_reads(), 1);
+    booking.queue_status(&tokens[N - 1]).await.unwrap();
+    assert_eq!(remote.counter_reads(), 1);
+    clock.advance(Duration::from_millis(150));
+    let before = remote.counter_reads();
+    let barrier = Arc::new(Barrier::new(N));
+    let mut set = JoinSet::new();
+    for (i, token) in tokens.into_iter().enumerate() {
+        let (booking, barrier) = (booking.clone(), barrier.clone());
+        set.spawn(async move {
+            barrier.wait().await;
+            (i, booking.queue_status(&token).await)
+        });
+    }
+    for (i, view) in set.join_all().await {
+        match view.unwrap().status {
+            QueueStatus::Waiting { position, .. } => assert_eq!(position, i as u64 + 1),
+            other => panic!("user {i}: {other:?}"),
+        }
+    }
+    assert_eq!(remote.counter_reads() - before, 1, "one read for the burst");
 }

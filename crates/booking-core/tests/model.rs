@@ -19,8 +19,9 @@ use std::time::Duration;
 
 use booking_core::domain::{
     AdmissionPolicy, Amount, ConcertId, ConcertName, EntryState, Hold, HoldState, IdempotencyKey,
-    LedgerEntry, LedgerKind, Money, NewSchedule, Payment, PaymentId, PriceList, QueueSeq,
-    ReservationId, ScheduleId, SeatCount, SeatNo, SeatPrices, SeatState, Timestamp, UserId,
+    LedgerEntry, LedgerKind, Money, NewSchedule, POLL_CEILING, POLL_FLOOR, Payment, PaymentId,
+    PriceList, QueueSeq, ReservationId, ScheduleId, SeatCount, SeatNo, SeatPrices, SeatState,
+    Timestamp, UserId,
 };
 use booking_core::ports::{CatalogRepo, HoldRepo, PaymentRepo, QueueRepo, WalletRepo};
 use booking_core::{
@@ -79,6 +80,9 @@ impl World {
             max_waiting: 1_000,
             max_charge: amount(MAX_CHARGE),
             max_balance: money(MAX_BALANCE),
+            // The sold-out mark checked at every use, so the model can say exactly
+            // when the sale is sold out.
+            sold_out_recheck: Duration::ZERO,
             ..Config::default()
         };
         let booking = Booking::new(MemoryStore::new(), clock.clone(), signer, config).unwrap();
@@ -367,6 +371,7 @@ struct RowM {
 enum GateM {
     Pass { until: i64 },
     Waiting { position: u64 },
+    SoldOut,
     Expired,
     Ended,
 }
@@ -474,9 +479,11 @@ impl Model {
         match (e.state, e.expires_at) {
             (EntryState::Done, _) => QueueStatus::Done,
             (EntryState::Expired, _) => QueueStatus::Expired,
+            (EntryState::Live, None) if self.sold_out() => QueueStatus::SoldOut,
             (EntryState::Live, None) => QueueStatus::Waiting {
                 position: seq - self.serving,
                 eta: None,
+                poll_after: Duration::ZERO,
             },
             (EntryState::Live, Some(t)) if self.now < t => QueueStatus::Active { until: ts(t) },
             (EntryState::Live, Some(_)) => QueueStatus::Expired,
@@ -486,11 +493,12 @@ impl Model {
     /// What the gate must answer for `seq` now, applying the show-up it causes: the
     /// first use of an admitted token starts a session of the session TTL.
     fn gate(&mut self, seq: u64) -> GateM {
-        let (now, serving) = (self.now, self.serving);
+        let (now, serving, sold_out) = (self.now, self.serving, self.sold_out());
         let e = self.entry_mut(seq);
         match (e.state, e.expires_at) {
             (EntryState::Done, _) => GateM::Ended,
             (EntryState::Expired, _) => GateM::Expired,
+            (EntryState::Live, None) if sold_out => GateM::SoldOut,
             (EntryState::Live, None) => GateM::Waiting {
                 position: seq - serving,
             },
@@ -541,6 +549,16 @@ impl Model {
         self.now < T0 + STARTS_MS[sched]
     }
 
+    /// The sale is sold out: some date is bookable, and every seat of every
+    /// bookable date is sold or under a live hold.
+    fn sold_out(&self) -> bool {
+        let open: Vec<usize> = (0..STARTS_MS.len()).filter(|d| self.is_open(*d)).collect();
+        !open.is_empty()
+            && open
+                .iter()
+                .all(|d| (1..=N_SEATS).all(|seat| self.seat_taken(*d, seat)))
+    }
+
     /// Every refusal that applies to a hold by `user` with `adm`.
     fn hold_refusals(
         &self,
@@ -572,6 +590,9 @@ impl Model {
         }
         if exists && seat <= N_SEATS && self.seat_taken(sched, seat) {
             why.push(HoldError::SeatTaken(seat_no(seat)));
+        }
+        if exists && self.is_open(sched) && seat <= N_SEATS && self.sold_out() {
+            why.push(HoldError::SoldOut);
         }
         why
     }
@@ -627,11 +648,21 @@ fn check_gate(
             prop_assert_eq!(a.token_id(), claims.token_id);
             prop_assert_eq!(a.until(), ts(until));
         }
-        (Err(GateError::Waiting { position, eta }), GateM::Waiting { position: p }) => {
+        (
+            Err(GateError::Waiting {
+                position,
+                eta,
+                poll_after,
+            }),
+            GateM::Waiting { position: p },
+        ) => {
             prop_assert_eq!(*position, p, "position = my sequence - serving");
             prop_assert!(eta.is_some(), "a rate policy always gives an ETA");
+            prop_assert!((POLL_FLOOR..=POLL_CEILING).contains(poll_after));
         }
-        (Err(GateError::Expired), GateM::Expired) | (Err(GateError::Ended), GateM::Ended) => {}
+        (Err(GateError::Expired), GateM::Expired)
+        | (Err(GateError::Ended), GateM::Ended)
+        | (Err(GateError::SoldOut), GateM::SoldOut) => {}
         (got, expected) => {
             return Err(fail(format!("gate: expected {expected:?}, got {got:?}")));
         }
@@ -784,13 +815,16 @@ async fn issue(w: &World, m: &mut Model, user: usize) -> Result<(), TestCaseErro
     prop_assert_eq!(got.claims.user, w.users[user]);
     prop_assert_eq!(got.claims.issued_at, ts(m.now));
     prop_assert_eq!(w.booking.verify_token(&got.token), Ok(got.claims));
-    prop_assert_eq!(
-        without_eta(got.status),
+    let expected = if m.sold_out() {
+        QueueStatus::SoldOut
+    } else {
         QueueStatus::Waiting {
             position: seq - m.serving,
-            eta: None
+            eta: None,
+            poll_after: Duration::ZERO,
         }
-    );
+    };
+    prop_assert_eq!(without_eta(got.status), expected);
     if let Some(old) = newest
         && m.entry(old).state == EntryState::Live
     {
@@ -809,12 +843,22 @@ async fn issue(w: &World, m: &mut Model, user: usize) -> Result<(), TestCaseErro
     Ok(())
 }
 
+/// The status without its ETA and pace (the model does not track the rate); the
+/// pace is checked to lie within its bounds.
 fn without_eta(s: QueueStatus) -> QueueStatus {
     match s {
-        QueueStatus::Waiting { position, .. } => QueueStatus::Waiting {
+        QueueStatus::Waiting {
             position,
-            eta: None,
-        },
+            poll_after,
+            ..
+        } => {
+            assert!((POLL_FLOOR..=POLL_CEILING).contains(&poll_after));
+            QueueStatus::Waiting {
+                position,
+                eta: None,
+                poll_after: Duration::ZERO,
+            }
+        }
         other => other,
     }
 }
@@ -828,6 +872,8 @@ async fn tick(w: &World, m: &mut Model) -> Result<(), TestCaseError> {
         TickOutcome::NotDue
     } else if m.n_waiting() == 0 {
         TickOutcome::Idle
+    } else if m.sold_out() {
+        TickOutcome::SoldOut
     } else {
         // Sessions that lapsed within the clock tolerance still count (I4 across
         // instances whose clocks differ a little).

@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use booking_core::domain::{Amount, ConcertId, ReservationId, ScheduleId, Seat, SeatNo, UserId};
-use booking_core::{Clock, Store};
+use booking_core::{Clock, QueueStatus, Store};
 use chrono::NaiveDate;
 
 use crate::AppState;
@@ -23,6 +23,15 @@ type ApiResult<T> = Result<T, ApiError>;
 
 fn json<T: serde::Serialize>(status: StatusCode, body: T) -> Response {
     (status, axum::Json(body)).into_response()
+}
+
+/// A queue answer: the JSON, and `Retry-After` while waiting.
+fn queue_answer(status: StatusCode, queue: QueueStatus, dto: QueueDto) -> Response {
+    let mut resp = json(status, dto);
+    if let Some(secs) = crate::dto::retry_after(queue) {
+        resp.headers_mut().insert(header::RETRY_AFTER, secs.into());
+    }
+    resp
 }
 
 fn parse_user(s: &str) -> ApiResult<UserId> {
@@ -65,7 +74,8 @@ fn same_user(path_user: &str, token_user: UserId) -> ApiResult<UserId> {
     summary = "Take a place in the waiting room (or get back the same place)",
     request_body = TokenRequest,
     responses(
-        (status = 201, description = "The token and its place", body = QueueDto),
+        (status = 201, description = "The token and its place; `poll_after_ms` says when to ask for the status", body = QueueDto,
+            headers(("Retry-After" = u64, description = "While waiting: when to ask again, in whole seconds (rounded up `poll_after_ms`)"))),
         (status = 400, description = "Malformed body, parameter or header (`bad_request`)", body = ErrorBody),
         CommonErrors
     )
@@ -77,17 +87,18 @@ pub async fn issue_token<S: Store + Clone, C: Clock>(
     let user = parse_user(&req.user_id)?;
     let issued = st.booking.issue_token(user).await?;
     let dto = QueueDto::new(&issued.claims, issued.status, Some(issued.token));
-    Ok(json(StatusCode::CREATED, dto))
+    Ok(queue_answer(StatusCode::CREATED, issued.status, dto))
 }
 
 #[utoipa::path(
     get,
     path = "/v1/queue/status",
     tag = "queue",
-    summary = "Where the token stands: position and ETA, or active until",
+    summary = "Where the token stands: position, ETA and when to ask again; sold out; or active until",
     security(("queue_token" = [])),
     responses(
-        (status = 200, description = "Status", body = QueueDto),
+        (status = 200, description = "Status. Clients should ask again after `poll_after_ms` (two thirds of the expected wait, 250 ms to 20 s: far back rarely, near the front often)", body = QueueDto,
+            headers(("Retry-After" = u64, description = "While waiting: when to ask again, in whole seconds (rounded up `poll_after_ms`)"))),
         BadToken,
         CommonErrors
     )
@@ -97,10 +108,8 @@ pub async fn queue_status<S: Store + Clone, C: Clock>(
     Bearer(token): Bearer,
 ) -> ApiResult<Response> {
     let view = st.booking.queue_status(&token).await?;
-    Ok(json(
-        StatusCode::OK,
-        QueueDto::new(&view.claims, view.status, None),
-    ))
+    let dto = QueueDto::new(&view.claims, view.status, None);
+    Ok(queue_answer(StatusCode::OK, view.status, dto))
 }
 
 // --- catalog ----------------------------------------------------------------------
@@ -114,7 +123,8 @@ pub async fn queue_status<S: Store + Clone, C: Clock>(
     responses(
         (status = 200, description = "Concerts", body = Vec<ConcertDto>),
         BadToken,
-        (status = 403, description = "Not admitted yet (`not_admitted`)", body = ErrorBody),
+        (status = 403, description = "Not admitted yet (`not_admitted`, with `Retry-After`: when to poll the status)", body = ErrorBody),
+        (status = 409, description = "Not admitted, and sold out: every seat of every bookable date is sold or held (`sold_out`, with `Retry-After`); for the seat map and a hold, also when admitted", body = ErrorBody),
         CommonErrors
     )
 )]
@@ -143,7 +153,8 @@ pub async fn concerts<S: Store + Clone, C: Clock>(
         (status = 200, description = "Dates", body = Vec<DateDto>),
         (status = 400, description = "Malformed body, parameter or header (`bad_request`)", body = ErrorBody),
         BadToken,
-        (status = 403, description = "Not admitted yet (`not_admitted`)", body = ErrorBody),
+        (status = 403, description = "Not admitted yet (`not_admitted`, with `Retry-After`: when to poll the status)", body = ErrorBody),
+        (status = 409, description = "Not admitted, and sold out: every seat of every bookable date is sold or held (`sold_out`, with `Retry-After`); for the seat map and a hold, also when admitted", body = ErrorBody),
         (status = 404, description = "Unknown concert or date (`unknown_concert`, `unknown_date`)", body = ErrorBody),
         CommonErrors
     )
@@ -175,7 +186,8 @@ pub async fn dates<S: Store + Clone, C: Clock>(
         (status = 200, description = "Seat map", body = SeatMapDto),
         (status = 400, description = "Malformed body, parameter or header (`bad_request`)", body = ErrorBody),
         BadToken,
-        (status = 403, description = "Not admitted yet (`not_admitted`)", body = ErrorBody),
+        (status = 403, description = "Not admitted yet (`not_admitted`, with `Retry-After`: when to poll the status)", body = ErrorBody),
+        (status = 409, description = "Not admitted, and sold out: every seat of every bookable date is sold or held (`sold_out`, with `Retry-After`); for the seat map and a hold, also when admitted", body = ErrorBody),
         (status = 404, description = "Unknown concert or date (`unknown_concert`, `unknown_date`)", body = ErrorBody),
         CommonErrors
     )
@@ -258,9 +270,9 @@ impl SeatMapBodies {
         (status = 201, description = "The hold", body = ReservationDto),
         (status = 400, description = "Malformed body, parameter or header (`bad_request`)", body = ErrorBody),
         BadToken,
-        (status = 403, description = "Not admitted yet (`not_admitted`)", body = ErrorBody),
+        (status = 403, description = "Not admitted yet (`not_admitted`, with `Retry-After`: when to poll the status)", body = ErrorBody),
         (status = 404, description = "Unknown concert or date (`unknown_concert`, `unknown_date`)", body = ErrorBody),
-        (status = 409, description = "Seat taken, hold limit reached or date closed (`seat_taken`, `hold_limit`, `date_closed`)", body = ErrorBody),
+        (status = 409, description = "Seat taken, hold limit reached, date closed, or sold out: every seat of every bookable date is sold or held, answered without a write (`seat_taken`, `hold_limit`, `date_closed`, `sold_out`)", body = ErrorBody),
         (status = 422, description = "Seat number out of range (`invalid_seat`)", body = ErrorBody),
         CommonErrors
     )
@@ -290,9 +302,9 @@ pub async fn hold<S: Store + Clone, C: Clock>(
         (status = 200, description = "The cancelled reservation", body = ReservationDto),
         (status = 400, description = "Malformed body, parameter or header (`bad_request`)", body = ErrorBody),
         BadToken,
-        (status = 403, description = "Not admitted yet, or not the caller's reservation (`not_admitted`, `not_yours`)", body = ErrorBody),
+        (status = 403, description = "Not admitted yet (`not_admitted`, with `Retry-After`), or not the caller's reservation (`not_yours`)", body = ErrorBody),
         (status = 404, description = "Unknown reservation (`unknown_reservation`)", body = ErrorBody),
-        (status = 409, description = "Already paid or cancelled (`already_paid`, `reservation_cancelled`)", body = ErrorBody),
+        (status = 409, description = "Already paid or cancelled, or not admitted and sold out (`already_paid`, `reservation_cancelled`, `sold_out`)", body = ErrorBody),
         (status = 410, description = "The hold expired (`hold_expired`)", body = ErrorBody),
         CommonErrors
     )
@@ -316,7 +328,8 @@ pub async fn cancel<S: Store + Clone, C: Clock>(
     responses(
         (status = 200, description = "Reservations", body = Vec<ReservationDto>),
         BadToken,
-        (status = 403, description = "Not admitted yet (`not_admitted`)", body = ErrorBody),
+        (status = 403, description = "Not admitted yet (`not_admitted`, with `Retry-After`: when to poll the status)", body = ErrorBody),
+        (status = 409, description = "Not admitted, and sold out: every seat of every bookable date is sold or held (`sold_out`, with `Retry-After`); for the seat map and a hold, also when admitted", body = ErrorBody),
         CommonErrors
     )
 )]
@@ -448,9 +461,9 @@ pub async fn ledger<S: Store + Clone, C: Clock>(
         (status = 201, description = "The payment", body = PaymentDto), (status = 200, description = "A replay of an earlier payment", body = PaymentDto),
         (status = 400, description = "Malformed body, parameter or header (`bad_request`)", body = ErrorBody),
         BadToken,
-        (status = 403, description = "Not admitted yet, or not the caller's reservation (`not_admitted`, `not_yours`)", body = ErrorBody),
+        (status = 403, description = "Not admitted yet (`not_admitted`, with `Retry-After`), or not the caller's reservation (`not_yours`)", body = ErrorBody),
         (status = 404, description = "Unknown reservation (`unknown_reservation`)", body = ErrorBody),
-        (status = 409, description = "Already paid or cancelled (`already_paid`, `reservation_cancelled`)", body = ErrorBody),
+        (status = 409, description = "Already paid or cancelled, or not admitted and sold out (`already_paid`, `reservation_cancelled`, `sold_out`)", body = ErrorBody),
         (status = 410, description = "The hold expired (`hold_expired`)", body = ErrorBody),
         (status = 422, description = "Insufficient balance, or Idempotency-Key reused (`insufficient_balance`, `idempotency_key_reused`)", body = ErrorBody),
         CommonErrors

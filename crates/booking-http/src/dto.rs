@@ -2,8 +2,8 @@
 //! the documented API.
 
 use booking_core::domain::{
-    Concert, Hold, HoldState, LedgerEntry, LedgerKind, Payment, ScheduleSummary, Seat, SeatState,
-    Timestamp,
+    Concert, Hold, HoldState, LedgerEntry, LedgerKind, POLL_CEILING, Payment, ScheduleSummary,
+    Seat, SeatState, Timestamp,
 };
 use booking_core::{QueueStatus, TokenClaims};
 use serde::{Deserialize, Serialize};
@@ -30,7 +30,8 @@ pub struct QueueDto {
     pub user_id: String,
     /// The place in line (issue order).
     pub seq: u64,
-    /// `waiting`, `active`, `expired` or `done`.
+    /// `waiting`, `sold_out` (waiting, and every seat of every bookable date is sold
+    /// or held: admission stops), `active`, `expired` or `done`.
     pub status: String,
     /// While waiting: 1 = next.
     pub position: Option<u64>,
@@ -38,21 +39,31 @@ pub struct QueueDto {
     pub eta_secs: Option<u64>,
     /// While active: when the session (or the show-up grace) ends.
     pub active_until: Option<String>,
+    /// When to ask again, in milliseconds. While waiting: two thirds of the
+    /// expected wait, at least 250 and at most 20,000 (far back asks rarely, near the
+    /// front often; a waiting answer also says it in `Retry-After`, in whole seconds
+    /// rounded up). For every other status: 20,000 (nothing there needs a poll).
+    pub poll_after_ms: u64,
 }
 
 impl QueueDto {
     /// The view of a token's claims and status.
     pub fn new(claims: &TokenClaims, status: QueueStatus, token: Option<String>) -> Self {
         let (name, position, eta_secs, active_until) = match status {
-            QueueStatus::Waiting { position, eta } => (
+            QueueStatus::Waiting { position, eta, .. } => (
                 "waiting",
                 Some(position),
                 eta.map(|d| d.as_secs_f64().ceil() as u64),
                 None,
             ),
             QueueStatus::Active { until } => ("active", None, None, Some(time(until))),
+            QueueStatus::SoldOut => ("sold_out", None, None, None),
             QueueStatus::Expired => ("expired", None, None, None),
             QueueStatus::Done => ("done", None, None, None),
+        };
+        let poll_after = match status {
+            QueueStatus::Waiting { poll_after, .. } => poll_after,
+            _ => POLL_CEILING,
         };
         QueueDto {
             token,
@@ -62,8 +73,23 @@ impl QueueDto {
             position,
             eta_secs,
             active_until,
+            poll_after_ms: u64::try_from(poll_after.as_millis()).unwrap_or(u64::MAX),
         }
     }
+}
+
+/// The `Retry-After` value (whole seconds, rounded up) of a waiting answer, or
+/// `None` for any other status.
+pub fn retry_after(status: QueueStatus) -> Option<u64> {
+    match status {
+        QueueStatus::Waiting { poll_after, .. } => Some(whole_secs(poll_after)),
+        _ => None,
+    }
+}
+
+/// Whole seconds, rounded up.
+pub fn whole_secs(d: std::time::Duration) -> u64 {
+    d.as_millis().div_ceil(1_000).try_into().unwrap_or(u64::MAX)
 }
 
 /// A concert.

@@ -21,6 +21,8 @@ pub struct ApiError {
     pub code: &'static str,
     /// A sentence for people.
     pub message: String,
+    /// Sent as `Retry-After` (whole seconds) when set: when asking again makes sense.
+    pub retry_after: Option<u64>,
 }
 
 /// The body of every error answer: `{"error": {"code": "...", "message": "..."}}`.
@@ -93,7 +95,14 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// The same error, with a `Retry-After` of `secs`.
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
 
     /// 400: the request is malformed.
@@ -130,7 +139,12 @@ impl IntoResponse for ApiError {
                 message: self.message,
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut resp = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        resp
     }
 }
 
@@ -169,7 +183,10 @@ impl From<GateError> for ApiError {
         match e {
             GateError::Token(t) => t.into(),
             GateError::UnknownToken => Self::unauthorized("unknown_token", msg),
-            GateError::Waiting { .. } => Self::forbidden("not_admitted", msg),
+            GateError::Waiting { poll_after, .. } => {
+                Self::forbidden("not_admitted", msg).retry_after(crate::dto::whole_secs(poll_after))
+            }
+            GateError::SoldOut => sold_out(msg),
             GateError::Expired => Self::unauthorized("token_expired", msg),
             GateError::Ended => Self::unauthorized("token_ended", msg),
             GateError::Store(s) => s.into(),
@@ -206,6 +223,7 @@ impl From<CatalogError> for ApiError {
         match e {
             CatalogError::UnknownConcert => Self::not_found("unknown_concert", msg),
             CatalogError::UnknownDate(_) => Self::not_found("unknown_date", msg),
+            CatalogError::SoldOut => sold_out(msg),
             CatalogError::Store(s) => s.into(),
         }
     }
@@ -219,12 +237,21 @@ impl From<HoldError> for ApiError {
             HoldError::Closed => Self::new(StatusCode::CONFLICT, "date_closed", msg),
             HoldError::NoSuchSeat { .. } => Self::unprocessable("invalid_seat", msg),
             HoldError::SeatTaken(_) => Self::new(StatusCode::CONFLICT, "seat_taken", msg),
+            HoldError::SoldOut => sold_out(msg),
             HoldError::HoldLimit { .. } => Self::new(StatusCode::CONFLICT, "hold_limit", msg),
             HoldError::SessionEnded => Self::unauthorized("token_ended", msg),
             HoldError::Gate(g) => g.into(),
             HoldError::Store(s) => s.into(),
         }
     }
+}
+
+/// 409 `sold_out`: every seat of every bookable date is sold or held. A seat may
+/// come back when a hold lapses unpaid; `Retry-After` says when asking again makes
+/// sense.
+fn sold_out(msg: String) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, "sold_out", msg)
+        .retry_after(crate::dto::whole_secs(booking_core::domain::POLL_CEILING))
 }
 
 fn not_held(state: HoldState, msg: String) -> ApiError {

@@ -961,3 +961,232 @@ async fn the_openapi_document_parses_and_lists_exactly_the_routes_served() {
     assert!(doc["components"]["securitySchemes"]["queue_token"].is_object());
     assert!(doc["components"]["securitySchemes"]["admin_key"].is_object());
 }
+
+impl App {
+    /// A raw request: status, `Retry-After` (if any) and the JSON body.
+    async fn call_with_retry_after(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Option<String>, Value) {
+        let url = format!("{}{}", self.base, path);
+        let mut req = self.http.request(method.parse().expect("method"), url);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("send");
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().expect("ascii").to_owned());
+        let text = resp.text().await.expect("body");
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, retry_after, value)
+    }
+}
+
+/// Paced waiting: every queue answer says when to ask again (`poll_after_ms`), and
+/// waiting answers also in `Retry-After` (whole seconds, rounded up): far back
+/// rarely, near the front often.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_answers_say_when_to_ask_again() {
+    let app = spawn_app().await;
+    let p = AdmissionPolicy::rate(50, Duration::from_secs(1)).expect("policy");
+    app.booking.set_policy(p).await.expect("policy");
+
+    // Place 1, the front: the floor.
+    let first = UserId::random();
+    let (s, retry, v) = app
+        .call_with_retry_after(
+            "POST",
+            "/v1/queue/tokens",
+            None,
+            Some(json!({"user_id": first.to_string()})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["status"], "waiting");
+    assert_eq!(v["poll_after_ms"], 250, "{v}");
+    assert_eq!(retry.as_deref(), Some("1"), "250 ms rounds up to 1 s");
+    let front = v["token"].as_str().expect("token").to_owned();
+
+    // 998 more, then place 1,000: 20 s expected at the policy's 50 a second; ask
+    // again after two thirds of it.
+    for _ in 0..998 {
+        app.booking
+            .issue_token(UserId::random())
+            .await
+            .expect("issue");
+    }
+    let back = app.token(UserId::random()).await;
+    let (s, retry, v) = app
+        .call_with_retry_after("GET", "/v1/queue/status", Some(&back), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["position"], 1_000);
+    assert_eq!(v["poll_after_ms"], 13_333, "{v}");
+    assert_eq!(retry.as_deref(), Some("14"));
+
+    // The gate's refusal of a waiting token says it too.
+    let (s, retry, v) = app
+        .call_with_retry_after("GET", "/v1/concerts", Some(&back), None)
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "not_admitted"));
+    assert_eq!(retry.as_deref(), Some("14"));
+
+    // Paused: no rate to go by; the assumed 10 a second puts place 1,000 at the
+    // ceiling.
+    app.booking.set_paused(true).await.expect("pause");
+    let (_, retry, v) = app
+        .call_with_retry_after("GET", "/v1/queue/status", Some(&back), None)
+        .await;
+    assert_eq!(v["poll_after_ms"], 20_000, "{v}");
+    assert_eq!(retry.as_deref(), Some("20"));
+    app.booking.set_paused(false).await.expect("resume");
+
+    // Admitted: nothing to wait for, no Retry-After; the field says the ceiling.
+    app.clock.advance(Duration::from_secs(1));
+    app.booking.tick().await.expect("tick");
+    let (s, retry, v) = app
+        .call_with_retry_after("GET", "/v1/queue/status", Some(&front), None)
+        .await;
+    assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("active")));
+    assert_eq!(v["poll_after_ms"], 20_000);
+    assert_eq!(retry, None);
+
+    // Bad tokens stay 401.
+    let (s, retry, v) = app
+        .call_with_retry_after("GET", "/v1/queue/status", Some("x.y"), None)
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "invalid_token"));
+    assert_eq!(retry, None);
+}
+
+/// Sold out is an answer, over HTTP on SQLite: with every seat taken, a waiting
+/// user's status says `sold_out`, the gate and a hold refuse with `sold_out` (409),
+/// the ticker admits nobody; a second instance on the same file agrees after the
+/// re-check time; when the hold lapses both clear. Bad input stays 4xx.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sold_out_is_an_answer_over_http() {
+    let app = spawn_app().await;
+    let store = SqliteStore::open_path(&app._dir.path().join("api.db"), 2)
+        .await
+        .expect("second store");
+    let signer = TokenSigner::new(booking_testkit::SECRET).expect("signer");
+    let other = Booking::new(
+        AnyStore::Sqlite(store),
+        app.clock.clone(),
+        signer,
+        Config::default(),
+    )
+    .expect("second instance");
+    let s = booking_testkit::concert_date(&app.booking, 1, Some(100)).await;
+    let (concert, date) = (s.concert.get(), s.date().to_string());
+    let p = AdmissionPolicy::rate(1, Duration::from_secs(1)).expect("policy");
+    app.booking.set_policy(p).await.expect("policy");
+    let buyer = app.token(UserId::random()).await;
+    let waiting = app.token(UserId::random()).await;
+    app.clock.advance(Duration::from_secs(1));
+    app.booking.tick().await.expect("tick");
+    // The second instance looks before the seat goes.
+    assert!(!other.sold_out().await.expect("check"));
+
+    let (s1, v) = app
+        .call(
+            "POST",
+            "/v1/reservations",
+            Some(&buyer),
+            Some(json!({"concert_id": concert, "date": date, "seat": 1})),
+        )
+        .await;
+    assert_eq!(s1, StatusCode::CREATED, "{v}");
+    let expires_at = v["expires_at"].as_str().expect("expiry").to_owned();
+
+    let (s, retry, v) = app
+        .call_with_retry_after("GET", "/v1/queue/status", Some(&waiting), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["status"], "sold_out", "{v}");
+    assert_eq!(v["position"], Value::Null);
+    assert_eq!(v["poll_after_ms"], 20_000);
+    assert_eq!(retry, None, "not a waiting answer");
+    let (s, retry, v) = app
+        .call_with_retry_after("GET", "/v1/concerts", Some(&waiting), None)
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "sold_out"), "{v}");
+    assert_eq!(retry.as_deref(), Some("20"));
+    // The admitted buyer: a hold and the seat map answer from the mark.
+    let (s, v) = app
+        .call(
+            "POST",
+            "/v1/reservations",
+            Some(&buyer),
+            Some(json!({"concert_id": concert, "date": date, "seat": 1})),
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "sold_out"), "{v}");
+    let (s, v) = app
+        .call(
+            "GET",
+            &format!("/v1/concerts/{concert}/dates/{date}/seats"),
+            Some(&buyer),
+            None,
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "sold_out"), "{v}");
+    // Bad input is still told apart first.
+    for (body, want) in [
+        (
+            json!({"concert_id": concert, "date": date, "seat": 0}),
+            "invalid_seat",
+        ),
+        (
+            json!({"concert_id": concert, "date": "soon", "seat": 1}),
+            "bad_request",
+        ),
+        (
+            json!({"concert_id": 999, "date": date, "seat": 1}),
+            "unknown_concert",
+        ),
+    ] {
+        let (s, v) = app
+            .call("POST", "/v1/reservations", Some(&buyer), Some(body))
+            .await;
+        assert!(s.is_client_error(), "{s} {v}");
+        assert_eq!(code(&v), want, "{v}");
+    }
+    app.clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        app.booking.tick().await.expect("tick"),
+        booking_core::TickOutcome::SoldOut
+    );
+
+    // The second instance agrees once its mark is a re-check time old (it is,
+    // after the second above).
+    assert!(other.sold_out().await.expect("check"));
+    assert_eq!(
+        other.queue_status(&waiting).await.expect("status").status,
+        booking_core::QueueStatus::SoldOut
+    );
+
+    // The hold lapses: both instances clear at once, and admission resumes.
+    let lapse: chrono::DateTime<chrono::Utc> = expires_at.parse().expect("time");
+    app.clock.set(booking_core::domain::Timestamp::from_millis(
+        lapse.timestamp_millis(),
+    ));
+    let (_, _, v) = app
+        .call_with_retry_after("GET", "/v1/queue/status", Some(&waiting), None)
+        .await;
+    assert_eq!(v["status"], "waiting", "{v}");
+    assert!(!other.sold_out().await.expect("check"));
+    assert!(matches!(
+        app.booking.tick().await.expect("tick"),
+        booking_core::TickOutcome::Advanced { admitted: 1, .. }
+    ));
+}

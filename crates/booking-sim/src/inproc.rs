@@ -46,7 +46,7 @@ fn store_err(e: StoreError) -> OpError {
 
 fn gate_err(e: GateError) -> OpError {
     match e {
-        GateError::Waiting { .. } => OpError::Refused(Refusal::NotAdmitted),
+        GateError::Waiting { .. } | GateError::SoldOut => OpError::Refused(Refusal::NotAdmitted),
         GateError::Expired => OpError::Refused(Refusal::TokenExpired),
         GateError::Ended => OpError::Refused(Refusal::TokenEnded),
         GateError::Token(t) => OpError::failed(FailureKind::Unexpected, t.to_string()),
@@ -59,6 +59,7 @@ fn catalog_err(e: CatalogError) -> OpError {
     match e {
         CatalogError::UnknownDate(_) => OpError::Refused(Refusal::UnknownDate),
         CatalogError::UnknownConcert => OpError::failed(FailureKind::Unexpected, "unknown concert"),
+        CatalogError::SoldOut => OpError::Refused(Refusal::SeatTaken),
         CatalogError::Store(s) => store_err(s),
     }
 }
@@ -101,7 +102,7 @@ impl<S: Store + Clone> Target for InProcess<S> {
                 poll_after: None,
             },
             QueueStatus::Active { .. } => QueueState::Active,
-            QueueStatus::Expired => QueueState::Expired,
+            QueueStatus::Expired | QueueStatus::SoldOut => QueueState::Expired,
             QueueStatus::Done => QueueState::Done,
         })
     }

@@ -12,6 +12,12 @@ use booking_sim::run::{Onsale, Scenario, SimConfig, TargetSpec, Ui, run};
 use booking_sim::user::Behaviour;
 use clap::Parser;
 
+/// mimalloc instead of the system allocator: a server answers each request with a
+/// few small allocations on many threads, where glibc's malloc spent about a tenth
+/// of the server's CPU time in a profiled burst.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Load simulator of booking: virtual users take a token, wait to be admitted,
 /// read dates and seat maps, race for popular seats, charge and pay (or abandon on
 /// the way), against booking-core in process or booking-http over HTTP. A

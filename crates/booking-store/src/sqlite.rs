@@ -606,8 +606,41 @@ async fn session_active(
     Ok(row.is_some())
 }
 
+/// The common case of an issue in one statement: a user with no live place gets the
+/// next sequence, when the line has room. Its trigger (migration 0005) moves
+/// `last_seq` to it in the same statement. Any other case inserts nothing, and the
+/// adapter's transaction decides.
+const ISSUE_SQL: &str = concat!(
+    "INSERT INTO queue_entries (seq, user_id, token_id, issued_at, state)
+     SELECT c.last_seq + 1, ?1, ?2, ?3, 'live' FROM queue_counters c
+     WHERE c.id = 1 AND c.last_seq - c.serving < ?4
+       AND NOT EXISTS (SELECT 1 FROM queue_entries q WHERE q.user_id = ?1 AND q.state = 'live')
+     RETURNING ",
+    entry_cols!()
+);
+
+fn issue_args(req: &IssueRequest) -> Vec<Arg> {
+    vec![
+        Arg::Uuid(req.user.as_uuid()),
+        Arg::Uuid(req.token_id.as_uuid()),
+        Arg::Int(req.now.as_millis()),
+        Arg::Int(cv::i64_of(req.max_waiting)),
+    ]
+}
+
+fn issue_statement(req: &IssueRequest) -> Query<'static> {
+    Arg::bind_numbered(sqlx::query(ISSUE_SQL), issue_args(req))
+}
+
 impl QueueRepo for SqliteStore {
     async fn issue(&self, req: IssueRequest) -> Result<QueueEntry, IssueRepoError> {
+        // The hot path: one statement, shared with other writes' commit under a
+        // burst (group commit).
+        if let Some(row) = self.hot.run(HotWrite::Issue(req)).await.map_err(db)? {
+            return Ok(entry_of(&row)?);
+        }
+        // The user has a place (live or lapsed), or the line is full: decide under
+        // the write lock.
         let mut tx = self.begin().await?;
         if let Some(entry) = live_entry_of(&mut tx, req.user).await? {
             if entry.is_live_at(req.now) {

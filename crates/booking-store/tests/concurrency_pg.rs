@@ -46,6 +46,14 @@ async fn i3_thousand_concurrent_tokens_are_a_strict_sequence_admitted_in_order()
     stress::tokens_in_strict_sequence(&c, 1_000, 100).await;
 }
 
+/// A sale opening: 10,000 users at once (2,500 clients asking for four users each,
+/// one after another; 125 of them twice at the same time) over the instances.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn i3_ten_thousand_tokens_at_once_take_places_in_arrival_order() {
+    let (c, _db) = cluster().await;
+    stress::token_burst_in_arrival_order(&c, 2_500, 4, 20).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn r6_concurrent_tickers_advance_once_per_tick() {
     let (c, _db) = cluster().await;
@@ -58,10 +66,12 @@ mod group_commit {
     use std::time::Duration;
 
     use booking_core::StoreError;
-    use booking_core::domain::{QueueSeq, ReservationId, ScheduleId, SeatState, Timestamp, UserId};
+    use booking_core::domain::{
+        QueueEntry, QueueSeq, ReservationId, ScheduleId, SeatState, Timestamp, TokenId, UserId,
+    };
     use booking_core::ports::{
-        CatalogRepo, HoldRepo, HoldRepoError, NewHold, PayRepoError, PayRequest, PaymentRepo,
-        WalletRepo,
+        CatalogRepo, HoldRepo, HoldRepoError, IssueRepoError, IssueRequest, NewHold, PayRepoError,
+        PayRequest, PaymentRepo, QueueRepo, WalletRepo,
     };
     use booking_store::{GroupCommitStats, PgStore};
     use booking_testkit::pg::TestDatabase;
@@ -120,7 +130,8 @@ mod group_commit {
 
     /// Takes the store's only connection and starts one hold that waits for it (the
     /// first hot write of an idle store runs alone), so that the hot writes started
-    /// next queue. Returns the connection and the waiting hold's task.
+    /// next queue. Returns the connection and the waiting hold's task. Two writes ran
+    /// alone by then: the hold, and the issue of its user's place.
     async fn busy_store(
         store: &PgStore,
         schedule: ScheduleId,
@@ -231,7 +242,7 @@ mod group_commit {
         assert_eq!(
             since(store.group_commit_stats(), base),
             GroupCommitStats {
-                direct: 1,
+                direct: 2,
                 queued: 26,
                 batches: 2,
                 batched: 26,
@@ -302,7 +313,7 @@ mod group_commit {
         assert_eq!(
             since(store.group_commit_stats(), base),
             GroupCommitStats {
-                direct: 2,
+                direct: 3,
                 queued: 5,
                 batches: 1,
                 batched: 5,
@@ -363,7 +374,122 @@ mod group_commit {
         }
         let stats = since(store.group_commit_stats(), base);
         assert_eq!((stats.batches, stats.retried, stats.queued), (0, 1, 4));
-        // The first write and the four again alone.
-        assert_eq!(stats.direct, 5);
+        // The first write, its user's issue and the four again alone.
+        assert_eq!(stats.direct, 6);
+    }
+
+    fn issue(user: UserId, token: TokenId) -> IssueRequest {
+        IssueRequest {
+            user,
+            token_id: token,
+            now: T0,
+            max_waiting: 1_000,
+        }
+    }
+
+    /// Starts an issue on `store` in a task of its own.
+    fn spawn_issue(
+        store: &PgStore,
+        req: IssueRequest,
+    ) -> tokio::task::JoinHandle<Result<QueueEntry, IssueRepoError>> {
+        let s = store.clone();
+        tokio::spawn(async move { s.issue(req).await })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn queued_issues_share_one_call_and_the_rest_run_alone() {
+        let (store, _db) = store().await;
+        let sched = schedule(&store).await;
+        // A user with a live place already (place 1).
+        let (placed, placed_seq) = admitted(&store, 1).await[0];
+        let base = store.group_commit_stats();
+        let (conn, first) = busy_store(&store, sched).await;
+        let fresh: Vec<UserId> = (0..10).map(|_| UserId::random()).collect();
+        let twice = UserId::random();
+        let mut tasks = Vec::new();
+        for &u in fresh.iter().chain([&twice, &twice, &placed]) {
+            tasks.push((u, spawn_issue(&store, issue(u, TokenId::random()))));
+        }
+        wait_for(&store, "the issues never queued", |g| {
+            g.queued >= base.queued + 13
+        })
+        .await;
+        drop(conn);
+        first.await.expect("first write");
+        let mut places = std::collections::BTreeMap::new();
+        for (u, t) in tasks {
+            let e = t.await.expect("task").expect("issue");
+            assert_eq!(e.user, u);
+            if let Some(seq) = places.insert(u, e.seq) {
+                assert_eq!(seq, e.seq, "one place per user");
+            }
+        }
+        assert_eq!(places[&placed], placed_seq, "a live place is returned");
+        // Places 2..=12 for the eleven new users, no gap, no repeat; 13 = the
+        // first write's user (admitted by busy_store before the issues).
+        let mut new: Vec<u64> = places
+            .iter()
+            .filter(|(u, _)| **u != placed)
+            .map(|(_, s)| s.get())
+            .collect();
+        new.sort_unstable();
+        assert_eq!(new, (3..=13).collect::<Vec<_>>());
+        assert_eq!(store.counters().await.expect("counters").last_seq, 13);
+        // One call carried the thirteen; the second ask of `twice` and the user who
+        // had a place were sent back and ran alone (with the first hold and its
+        // user's issue: 4 alone).
+        assert_eq!(
+            since(store.group_commit_stats(), base),
+            GroupCommitStats {
+                direct: 4,
+                queued: 13,
+                batches: 1,
+                batched: 13,
+                deferred: 2,
+                ..GroupCommitStats::default()
+            }
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_failing_issue_call_is_rolled_back_and_no_place_is_lost_or_repeated() {
+        let (store, _db) = store().await;
+        let sched = schedule(&store).await;
+        let used = store
+            .issue(issue(UserId::random(), TokenId::random()))
+            .await
+            .expect("issue")
+            .token_id;
+        let base = store.group_commit_stats();
+        let (conn, first) = busy_store(&store, sched).await;
+        // The third reuses a token id, which fails the unique key inside the call.
+        let mut tasks = Vec::new();
+        for k in 0..6 {
+            let token = if k == 2 { used } else { TokenId::random() };
+            tasks.push(spawn_issue(&store, issue(UserId::random(), token)));
+        }
+        wait_for(&store, "the issues never queued", |g| {
+            g.queued >= base.queued + 6
+        })
+        .await;
+        drop(conn);
+        first.await.expect("first write");
+        let mut seqs = Vec::new();
+        for (k, t) in tasks.into_iter().enumerate() {
+            match t.await.expect("task") {
+                Ok(e) => seqs.push(e.seq.get()),
+                Err(e) => assert_eq!(k, 2, "only the reused token id fails: {e:?}"),
+            }
+        }
+        seqs.sort_unstable();
+        // Place 1 was issued first, 2 is the first write's user: the five are 3..=7.
+        assert_eq!(seqs, (3..=7).collect::<Vec<_>>());
+        assert_eq!(store.counters().await.expect("counters").last_seq, 7);
+        let stats = since(store.group_commit_stats(), base);
+        assert_eq!((stats.batches, stats.retried, stats.queued), (0, 1, 6));
+        assert_eq!(
+            stats.direct, 8,
+            "the first write, its user's issue and the six again alone"
+        );
     }
 }

@@ -46,6 +46,14 @@ async fn i3_thousand_concurrent_tokens_are_a_strict_sequence_admitted_in_order()
     stress::tokens_in_strict_sequence(&c, 1_000, 100).await;
 }
 
+/// A sale opening: 10,000 users at once (2,500 clients asking for four users each,
+/// one after another; 125 of them twice at the same time) over the instances.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn i3_ten_thousand_tokens_at_once_take_places_in_arrival_order() {
+    let (c, _dir) = cluster().await;
+    stress::token_burst_in_arrival_order(&c, 2_500, 4, 20).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn r6_concurrent_tickers_advance_once_per_tick() {
     let (c, _dir) = cluster().await;
@@ -60,9 +68,12 @@ async fn r6_concurrent_tickers_advance_once_per_tick() {
 mod group_commit {
     use std::time::Duration;
 
-    use booking_core::domain::{QueueSeq, ScheduleId, SeatState, Timestamp, UserId};
+    use booking_core::domain::{
+        QueueEntry, QueueSeq, ScheduleId, SeatState, Timestamp, TokenId, UserId,
+    };
     use booking_core::ports::{
-        CatalogRepo, ChargeRequest, HoldRepo, HoldRepoError, NewHold, PaymentRepo, WalletRepo,
+        CatalogRepo, ChargeRequest, HoldRepo, HoldRepoError, IssueRepoError, IssueRequest, NewHold,
+        PaymentRepo, QueueRepo, WalletRepo,
     };
     use booking_store::SqliteStore;
     use booking_store::sqlite::GroupCommitStats;
@@ -288,5 +299,106 @@ mod group_commit {
         let stats = store.group_commit_stats();
         assert_eq!(stats.retried - base.retried, 1);
         assert_eq!(stats.batches - base.batches, 0);
+    }
+
+    fn issue(user: UserId, token: TokenId) -> IssueRequest {
+        IssueRequest {
+            user,
+            token_id: token,
+            now: T0,
+            max_waiting: 1_000,
+        }
+    }
+
+    fn spawn_issue(
+        store: &SqliteStore,
+        req: IssueRequest,
+    ) -> tokio::task::JoinHandle<Result<QueueEntry, IssueRepoError>> {
+        let s = store.clone();
+        tokio::spawn(async move { s.issue(req).await })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn queued_issues_share_one_commit_and_the_rest_are_decided_alone() {
+        let (store, _dir) = store().await;
+        let (placed, placed_seq) = admitted(&store, 1).await[0];
+        let base = store.group_commit_stats();
+        let (writer, opener) = busy_writer(&store).await;
+        let fresh: Vec<UserId> = (0..10).map(|_| UserId::random()).collect();
+        let twice = UserId::random();
+        let mut tasks = Vec::new();
+        for &u in fresh.iter().chain([&twice, &twice, &placed]) {
+            tasks.push((u, spawn_issue(&store, issue(u, TokenId::random()))));
+        }
+        release_when_queued(&store, writer, base.queued + 13).await;
+        opener.await.expect("first write");
+        let mut places = std::collections::BTreeMap::new();
+        for (u, t) in tasks {
+            let e = t.await.expect("task").expect("issue");
+            assert_eq!(e.user, u);
+            if let Some(seq) = places.insert(u, e.seq) {
+                assert_eq!(seq, e.seq, "one place per user");
+            }
+        }
+        assert_eq!(places[&placed], placed_seq, "a live place is returned");
+        let mut new: Vec<u64> = places
+            .iter()
+            .filter(|(u, _)| **u != placed)
+            .map(|(_, s)| s.get())
+            .collect();
+        new.sort_unstable();
+        assert_eq!(new, (2..=12).collect::<Vec<_>>());
+        assert_eq!(store.counters().await.expect("counters").last_seq, 12);
+        // One commit for the thirteen; the second ask of `twice` and the user with a
+        // place inserted nothing there and were decided alone.
+        let g = store.group_commit_stats();
+        assert_eq!(
+            (
+                g.queued - base.queued,
+                g.batches - base.batches,
+                g.batched - base.batched,
+                g.refused - base.refused
+            ),
+            (13, 1, 13, 2)
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_failing_issue_batch_is_rolled_back_and_no_place_is_lost_or_repeated() {
+        let (store, _dir) = store().await;
+        let used = store
+            .issue(issue(UserId::random(), TokenId::random()))
+            .await
+            .expect("issue")
+            .token_id;
+        let base = store.group_commit_stats();
+        let (writer, opener) = busy_writer(&store).await;
+        // The third reuses a token id, which fails the unique key inside the batch.
+        let mut tasks = Vec::new();
+        for k in 0..6 {
+            let token = if k == 2 { used } else { TokenId::random() };
+            tasks.push(spawn_issue(&store, issue(UserId::random(), token)));
+        }
+        release_when_queued(&store, writer, base.queued + 6).await;
+        opener.await.expect("first write");
+        let mut seqs = Vec::new();
+        for (k, t) in tasks.into_iter().enumerate() {
+            match t.await.expect("task") {
+                Ok(e) => seqs.push(e.seq.get()),
+                Err(e) => assert_eq!(k, 2, "only the reused token id fails: {e:?}"),
+            }
+        }
+        seqs.sort_unstable();
+        assert_eq!(seqs, (2..=6).collect::<Vec<_>>());
+        assert_eq!(store.counters().await.expect("counters").last_seq, 6);
+        let g = store.group_commit_stats();
+        assert_eq!(
+            (
+                g.queued - base.queued,
+                g.batches - base.batches,
+                g.retried - base.retried
+            ),
+            (6, 0, 1)
+        );
     }
 }

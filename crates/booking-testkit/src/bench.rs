@@ -30,6 +30,7 @@ impl RawDb {
                     "CREATE TABLE IF NOT EXISTS bench_rows (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)",
                     "CREATE TABLE IF NOT EXISTS bench_wallets (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL)",
                     "CREATE TABLE IF NOT EXISTS bench_history (id INTEGER, n INTEGER)",
+                    "CREATE TABLE IF NOT EXISTS bench_inserts (id INTEGER PRIMARY KEY, k BLOB NOT NULL, at INTEGER NOT NULL)",
                 ] {
                     sqlx::query(sql).execute(pool).await.expect("setup");
                 }
@@ -51,6 +52,7 @@ impl RawDb {
                     "CREATE TABLE IF NOT EXISTS bench_rows (id BIGINT PRIMARY KEY, n BIGINT NOT NULL)",
                     "CREATE TABLE IF NOT EXISTS bench_wallets (id BIGINT PRIMARY KEY, balance BIGINT NOT NULL)",
                     "CREATE TABLE IF NOT EXISTS bench_history (id BIGINT, n BIGINT)",
+                    "CREATE TABLE IF NOT EXISTS bench_inserts (id BIGSERIAL PRIMARY KEY, k UUID NOT NULL, at BIGINT NOT NULL)",
                     "INSERT INTO bench_rows SELECT g, 0 FROM generate_series(0, 63) g ON CONFLICT DO NOTHING",
                     "INSERT INTO bench_wallets SELECT g, 1000000000 FROM generate_series(0, 63) g
                      ON CONFLICT DO NOTHING",
@@ -80,6 +82,34 @@ impl RawDb {
                     .execute(pool)
                     .await
                     .expect("update");
+            }
+        }
+    }
+
+    /// One durable single-row `INSERT` of a new row (a fresh key and a time, the id
+    /// from the table's sequence): the floor under issuing a queue token, which
+    /// appends one row.
+    ///
+    /// # Panics
+    /// On any database error.
+    pub async fn insert(&self, at: i64) {
+        let k = uuid::Uuid::new_v4();
+        match self {
+            RawDb::Sqlite(pool) => {
+                sqlx::query("INSERT INTO bench_inserts (k, at) VALUES (?, ?)")
+                    .bind(k)
+                    .bind(at)
+                    .execute(pool)
+                    .await
+                    .expect("insert");
+            }
+            RawDb::Postgres(pool) => {
+                sqlx::query("INSERT INTO bench_inserts (k, at) VALUES ($1, $2)")
+                    .bind(k)
+                    .bind(at)
+                    .execute(pool)
+                    .await
+                    .expect("insert");
             }
         }
     }

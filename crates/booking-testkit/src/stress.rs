@@ -6,12 +6,13 @@
 //! Each function takes the instances and the size of the crowd; the storage crates
 //! call them with the sizes the issue asks for.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use booking_core::domain::{
-    AdmissionPolicy, Hold, HoldState, LedgerKind, PaymentId, ReservationId, SeatState, UserId,
+    AdmissionPolicy, Hold, HoldState, LedgerKind, PaymentId, ReservationId, SeatState, TokenId,
+    UserId,
 };
 use booking_core::ports::{NewHold, PayRepoError, PayRequest};
 use booking_core::{Booking, Config, HoldError, ManualClock, Store, TickOutcome, TokenSigner};
@@ -187,7 +188,9 @@ pub async fn debits_on_one_balance<S: Store + Clone>(
 ) {
     const PRICE: i64 = 100;
     let node = cluster.node(0);
-    let schedule = crate::concert_date(&node, n as i64, Some(PRICE)).await;
+    // One seat more than the holds: with every seat held the sale would be sold
+    // out, and the re-admissions below would stop.
+    let schedule = crate::concert_date(&node, n as i64 + 1, Some(PRICE)).await;
     let user = UserId::random();
     let mut session = cluster.admit(&[user]).await.remove(0);
     let now = cluster.clock_now();
@@ -362,6 +365,71 @@ pub async fn tokens_in_strict_sequence<S: Store + Clone>(
             );
         }
     }
+}
+
+/// R1, I3 under a sale's opening: `chains * per_chain` users ask for a place at once,
+/// spread over the instances. Each chain is one client that asks for its users one
+/// after another, each only once the previous one was answered; every `twin_every`-th
+/// chain has a twin that asks for the same users at the same time.
+///
+/// Checks: the places are exactly `1..=chains * per_chain`, one per user, each user
+/// asking twice got the same place and token id both times, and within a chain the
+/// places increase: an issue answered before another was sent has the earlier place
+/// (the order of arrival at the database, whatever batches or instances carried
+/// them).
+pub async fn token_burst_in_arrival_order<S: Store + Clone>(
+    cluster: &Cluster<S>,
+    chains: usize,
+    per_chain: usize,
+    twin_every: usize,
+) {
+    let users: Vec<Vec<UserId>> = (0..chains)
+        .map(|_| (0..per_chain).map(|_| UserId::random()).collect())
+        .collect();
+    let mut askers: Vec<(usize, Vec<UserId>)> = users.iter().cloned().enumerate().collect();
+    for c in (0..chains).step_by(twin_every.max(1)) {
+        askers.push((c, users[c].clone()));
+    }
+    let barrier = Arc::new(Barrier::new(askers.len()));
+    let mut set = JoinSet::new();
+    for (i, (chain, chain_users)) in askers.into_iter().enumerate() {
+        let (node, barrier) = (cluster.node(i), Arc::clone(&barrier));
+        set.spawn(async move {
+            barrier.wait().await;
+            let mut got = Vec::with_capacity(chain_users.len());
+            for user in chain_users {
+                let t = node.issue_token(user).await.expect("issue");
+                assert_eq!(t.claims.user, user, "a place for someone else");
+                got.push((t.claims.seq.get(), t.claims.token_id));
+            }
+            (chain, got)
+        });
+    }
+    let mut by_user: HashMap<UserId, (u64, TokenId)> = HashMap::new();
+    for (chain, got) in set.join_all().await {
+        assert!(
+            got.windows(2).all(|w| w[0].0 < w[1].0),
+            "chain {chain} got places out of its order: {got:?}"
+        );
+        for (user, place) in users[chain].iter().zip(got) {
+            if let Some(first) = by_user.insert(*user, place) {
+                assert_eq!(first, place, "a user asking twice got two places");
+            }
+        }
+    }
+    let n = chains * per_chain;
+    let mut seqs: Vec<u64> = by_user.values().map(|(s, _)| *s).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs.len(), n, "every user has a place");
+    assert!(
+        seqs.iter().copied().eq(1..=n as u64),
+        "places are exactly 1..={n}"
+    );
+    let counters = cluster.node(0).store().counters().await.expect("counters");
+    assert_eq!(
+        counters.last_seq, n as u64,
+        "the counters name the last place"
+    );
 }
 
 /// R6: instances ticking at the same instant advance the counter once per tick.

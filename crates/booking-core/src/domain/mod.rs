@@ -21,7 +21,10 @@ pub use ids::{
 };
 pub use ledger::{LedgerEntry, LedgerKind, Payment};
 pub use money::{Amount, Money};
-pub use queue::{AdmissionPolicy, EntryState, QueueCounters, QueueEntry};
+pub use queue::{
+    ASSUMED_RATE_MILLI, AdmissionPolicy, EntryState, POLL_CEILING, POLL_FLOOR, QueueCounters,
+    QueueEntry, poll_after,
+};
 pub use reservation::{Hold, HoldState};
 pub use time::Timestamp;
 

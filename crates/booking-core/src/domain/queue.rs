@@ -181,6 +181,69 @@ impl QueueCounters {
     }
 }
 
+/// The shortest pause between two status polls the server asks for.
+pub const POLL_FLOOR: Duration = Duration::from_millis(250);
+
+/// The longest pause between two status polls the server asks for (hosted waiting
+/// rooms refresh about this often).
+pub const POLL_CEILING: Duration = Duration::from_secs(20);
+
+/// The admission rate pacing assumes when none is known (admission paused, or a
+/// capacity policy that has not admitted anyone yet): 10 users a second, times 1000.
+pub const ASSUMED_RATE_MILLI: u64 = 10_000;
+
+impl QueueCounters {
+    /// The admission rate (per second, times 1000) that [`poll_after`] paces by:
+    /// [`ASSUMED_RATE_MILLI`] while paused; else the observed rate; else what a rate
+    /// policy promises; else [`ASSUMED_RATE_MILLI`].
+    pub fn pace_rate_milli(&self) -> u64 {
+        if self.paused {
+            return ASSUMED_RATE_MILLI;
+        }
+        if self.admit_rate_milli > 0 {
+            return self.admit_rate_milli;
+        }
+        match self.policy.batch() {
+            Some(batch) => {
+                let interval_ms = (self.policy.interval().as_millis() as u64).max(1);
+                (u64::from(batch) * 1_000_000 / interval_ms).max(1)
+            }
+            None => ASSUMED_RATE_MILLI,
+        }
+    }
+}
+
+/// When a waiting user should ask again: the pacing rule of the waiting room.
+///
+/// `position` is the user's place in line (1 = next) and `rate_milli` the admission
+/// rate in users per second times 1000 (0 means unknown and counts as
+/// [`ASSUMED_RATE_MILLI`]). The answer is two thirds of the expected wait
+/// (`position / rate`), kept between [`POLL_FLOOR`] and [`POLL_CEILING`]:
+///
+/// ```text
+/// poll_after = clamp(2/3 * position / rate, 250 ms, 20 s)
+/// ```
+///
+/// Far back asks rarely, near the front often; each poll at two thirds of the
+/// expected wait leaves a third of it as margin for a rate that speeds up. The load
+/// this puts on the servers, with `n` users waiting and `r` admitted a second, is
+/// about `1.5 r` polls a second from the front (at the floor), `1.5 r ln(80)` from
+/// the middle, and `1/20` a second from each user beyond `30 r` (at the ceiling):
+/// roughly `8 r + max(0, n - 30 r) / 20`. It follows admissions, not the length
+/// of the line: 10,000 waiting at 50 admissions a second make about 830 polls a
+/// second (a unit test sums it), and a paused line about 560.
+pub fn poll_after(position: u64, rate_milli: u64) -> Duration {
+    let rate = if rate_milli == 0 {
+        ASSUMED_RATE_MILLI
+    } else {
+        rate_milli
+    };
+    // 2/3 of position / (rate / 1000) seconds, in milliseconds.
+    let ms = u128::from(position) * 2_000_000 / (3 * u128::from(rate));
+    let ms = u64::try_from(ms).unwrap_or(u64::MAX);
+    Duration::from_millis(ms).clamp(POLL_FLOOR, POLL_CEILING)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,5 +282,76 @@ mod tests {
         let p = AdmissionPolicy::rate_and_capacity(10, SEC, 100).unwrap();
         assert_eq!(p.admit_count(1_000, 0), 10);
         assert_eq!(p.admit_count(1_000, 97), 3);
+    }
+
+    fn polls_per_second(n_waiting: u64, rate_milli: u64) -> f64 {
+        (1..=n_waiting)
+            .map(|p| 1.0 / poll_after(p, rate_milli).as_secs_f64())
+            .sum()
+    }
+
+    #[test]
+    fn far_back_asks_rarely_near_the_front_often() {
+        let r = 50_000; // 50 admitted a second
+        assert_eq!(poll_after(1, r), POLL_FLOOR);
+        assert_eq!(poll_after(18, r), POLL_FLOOR, "240 ms: the floor");
+        assert_eq!(poll_after(75, r), Duration::from_secs(1), "2/3 of 1.5 s");
+        assert_eq!(poll_after(600, r), Duration::from_secs(8));
+        assert_eq!(
+            poll_after(1_500, r),
+            POLL_CEILING,
+            "2/3 of 30 s: exactly 20 s"
+        );
+        assert_eq!(poll_after(1_000_000, r), POLL_CEILING);
+        assert_eq!(poll_after(u64::MAX, 1), POLL_CEILING, "no overflow");
+        // Monotonic in the position, and a faster line asks sooner.
+        for p in 1..3_000 {
+            assert!(poll_after(p, r) <= poll_after(p + 1, r));
+            assert!(poll_after(p, 2 * r) <= poll_after(p, r));
+        }
+        // An unknown rate (0) is the assumed one.
+        assert_eq!(poll_after(300, 0), poll_after(300, ASSUMED_RATE_MILLI));
+    }
+
+    #[test]
+    fn ten_thousand_waiting_poll_under_a_thousand_times_a_second() {
+        let at_default_policy = polls_per_second(10_000, 50_000);
+        assert!(
+            (700.0..1_000.0).contains(&at_default_policy),
+            "{at_default_policy}"
+        );
+        let paused = polls_per_second(10_000, ASSUMED_RATE_MILLI);
+        assert!(paused < 600.0, "{paused}");
+        // Load follows admissions: twice the rate, about twice the front's polls.
+        let slow = polls_per_second(1_000, 10_000);
+        let fast = polls_per_second(1_000, 20_000);
+        assert!(fast > slow * 1.5, "{slow} -> {fast}");
+        // Nobody waiting, no polls; the far tail adds 1/20 s per user.
+        assert_eq!(polls_per_second(0, 50_000), 0.0);
+        let more = polls_per_second(20_000, 50_000) - at_default_policy;
+        assert!((more - 500.0).abs() < 1.0, "{more}");
+    }
+
+    #[test]
+    fn the_pace_rate_prefers_the_observed_rate_and_assumes_one_when_paused() {
+        let p = AdmissionPolicy::rate(10, SEC).unwrap();
+        let mut c = QueueCounters {
+            last_seq: 100,
+            serving: 0,
+            version: 1,
+            last_tick_at: None,
+            paused: false,
+            policy: p,
+            admit_rate_milli: 0,
+        };
+        assert_eq!(c.pace_rate_milli(), 10_000, "the policy's promise");
+        c.admit_rate_milli = 7_500;
+        assert_eq!(c.pace_rate_milli(), 7_500, "what was observed");
+        c.paused = true;
+        assert_eq!(c.pace_rate_milli(), ASSUMED_RATE_MILLI);
+        c.paused = false;
+        c.admit_rate_milli = 0;
+        c.policy = AdmissionPolicy::capacity(100, SEC).unwrap();
+        assert_eq!(c.pace_rate_milli(), ASSUMED_RATE_MILLI, "no promise");
     }
 }

@@ -18,6 +18,9 @@ pub enum TickOutcome {
     NotDue,
     /// Nobody is waiting.
     Idle,
+    /// The sale is sold out ([`Booking::sold_out`]): nobody is admitted until a
+    /// seat comes back.
+    SoldOut,
     /// Another process advanced the counter first; this tick did nothing.
     LostRace,
     /// This process advanced the counter.
@@ -68,11 +71,13 @@ impl<S: Store, C: Clock> Booking<S, C> {
         if new.starts_at() <= self.now() {
             return Err(ScheduleError::InThePast);
         }
-        self.store.create_schedule(new).await.map_err(|e| match e {
+        let created = self.store.create_schedule(new).await.map_err(|e| match e {
             CreateScheduleError::UnknownConcert => ScheduleError::UnknownConcert,
             CreateScheduleError::DateTaken(d) => ScheduleError::DateTaken(d),
             CreateScheduleError::Store(s) => ScheduleError::Store(s),
-        })
+        })?;
+        self.sale_changed();
+        Ok(created)
     }
 
     /// Every date of a concert, past ones too, with sold / held / free counts and
@@ -129,6 +134,8 @@ impl<S: Store, C: Clock> Booking<S, C> {
     /// advance, and the advance is a compare-and-set, so exactly one caller wins
     /// each tick.
     ///
+    /// While the sale is sold out ([`Booking::sold_out`]) nobody is admitted.
+    ///
     /// The number admitted is what the policy allows: at most the batch, and at
     /// most the free capacity. Active users never exceed the cap: the only way to
     /// become active is this advance; the count it is based on can only have shrunk
@@ -151,6 +158,9 @@ impl<S: Store, C: Clock> Booking<S, C> {
         let n_waiting = c.n_waiting();
         if n_waiting == 0 {
             return Ok(TickOutcome::Idle);
+        }
+        if self.sold_out().await? {
+            return Ok(TickOutcome::SoldOut);
         }
         // Sessions that lapsed within the clock tolerance still count: a gate whose
         // clock reads a little earlier may still let such a user show up.

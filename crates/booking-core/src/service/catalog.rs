@@ -96,14 +96,21 @@ impl<S: Store, C: Clock> Booking<S, C> {
     /// With [`super::Config::seat_map_cache`] set, a map read from storage less than
     /// that long ago is served again, each seat's state recomputed for now.
     ///
+    /// While the whole sale is sold out ([`Booking::sold_out`]) it answers
+    /// [`CatalogError::SoldOut`] from this instance's mark, reading no seats.
+    ///
     /// # Errors
-    /// [`CatalogError::UnknownConcert`], [`CatalogError::UnknownDate`].
+    /// [`CatalogError::UnknownConcert`], [`CatalogError::UnknownDate`],
+    /// [`CatalogError::SoldOut`].
     pub async fn seats(
         &self,
         concert: ConcertId,
         date: NaiveDate,
     ) -> Result<(Schedule, Vec<Seat>), CatalogError> {
         let schedule = self.schedule_on(concert, date).await?;
+        if self.sold_out().await? {
+            return Err(CatalogError::SoldOut);
+        }
         let now = self.now();
         let cache = !self.config.seat_map_cache.is_zero();
         let generation = if cache {

@@ -17,6 +17,8 @@ impl<S: Store, C: Clock> Booking<S, C> {
     /// # Errors
     /// [`HoldError::UnknownSchedule`], [`HoldError::Closed`] once the show started,
     /// [`HoldError::NoSuchSeat`] beyond the schedule's seats, [`HoldError::SeatTaken`],
+    /// [`HoldError::SoldOut`] with no write while the sale is sold out (and instead of
+    /// `SeatTaken` when the refused hold finds it sold out),
     /// [`HoldError::HoldLimit`] at the per-user cap, [`HoldError::SessionEnded`];
     /// [`HoldError::Gate`] when `who` was remembered by this instance
     /// ([`Booking::gate_for_write`]) and the session turned out to have ended.
@@ -40,6 +42,9 @@ impl<S: Store, C: Clock> Booking<S, C> {
                 count: sched.seat_count,
             });
         }
+        if self.sold_out().await? {
+            return Err(HoldError::SoldOut);
+        }
         let req = NewHold {
             id: ReservationId::random(),
             user: who.user(),
@@ -53,6 +58,7 @@ impl<S: Store, C: Clock> Booking<S, C> {
         let refused = match self.store.hold(req).await {
             Ok(hold) => {
                 self.forget_seat_map(schedule);
+                self.sale_seat_taken();
                 return Ok(hold);
             }
             Err(e) => e,
@@ -62,6 +68,9 @@ impl<S: Store, C: Clock> Booking<S, C> {
             && let Some(why) = self.why_ended(who).await
         {
             return Err(HoldError::Gate(why));
+        }
+        if refused == HoldRepoError::SeatTaken && self.sold_out().await? {
+            return Err(HoldError::SoldOut);
         }
         Err(match refused {
             HoldRepoError::SeatTaken => HoldError::SeatTaken(seat),
@@ -88,7 +97,10 @@ impl<S: Store, C: Clock> Booking<S, C> {
         self.store
             .cancel(id, who.user(), self.now())
             .await
-            .inspect(|hold| self.forget_seat_map(hold.schedule))
+            .inspect(|hold| {
+                self.forget_seat_map(hold.schedule);
+                self.sale_changed();
+            })
             .map_err(|e| match e {
                 CancelRepoError::NotFound => CancelError::NotFound,
                 CancelRepoError::NotYours => CancelError::NotYours,

@@ -10,6 +10,7 @@ mod catalog;
 mod holds;
 mod payment;
 mod queue;
+mod sale;
 mod wallet;
 
 use std::collections::HashMap;
@@ -65,6 +66,12 @@ pub struct Config {
     /// another instance shows after this long (trying to hold such a seat gets
     /// "seat taken", never a second owner).
     pub seat_map_cache: Duration,
+    /// How long this instance trusts its sold-out mark before checking the sale
+    /// in storage again (default 1 s; 0: check at every use; at most 1 min). A
+    /// mark that says sold out also clears by itself when the soonest held seat
+    /// lapses, and a cancel or a new date through this instance clears it at once;
+    /// a seat freed by a cancel on another instance is seen after this long.
+    pub sold_out_recheck: Duration,
     /// Most rows any list returns (default 1,000).
     pub list_limit: u32,
     /// How far apart two instances' clocks, plus a request's time in flight, may be
@@ -87,6 +94,7 @@ impl Default for Config {
             counters_cache: Duration::ZERO,
             gate_cache: Duration::ZERO,
             seat_map_cache: Duration::ZERO,
+            sold_out_recheck: Duration::from_secs(1),
             list_limit: 1_000,
             clock_tolerance: Duration::from_secs(2),
         }
@@ -138,6 +146,9 @@ impl Config {
         if self.seat_map_cache > Duration::from_secs(10) {
             return Err(ConfigError("the seat map cache is at most 10 s"));
         }
+        if self.sold_out_recheck > Duration::from_secs(60) {
+            return Err(ConfigError("the sold-out re-check is at most 1 min"));
+        }
         if self.clock_tolerance > Duration::from_secs(60) {
             return Err(ConfigError("the clock tolerance is at most 1 min"));
         }
@@ -155,7 +166,7 @@ pub struct Booking<S, C> {
     clock: C,
     signer: TokenSigner,
     config: Config,
-    counters_cache: Mutex<Option<(Timestamp, QueueCounters)>>,
+    counters_cache: Mutex<Option<CachedCounters>>,
     /// Schedules found so far. A schedule is never changed or removed once
     /// created, so an entry never goes stale; the cache is emptied when full.
     schedules: Mutex<ScheduleCache>,
@@ -163,6 +174,8 @@ pub struct Booking<S, C> {
     sessions: Mutex<HashMap<QueueSeq, queue::SeenSession>>,
     /// Seat maps read from storage (see [`Config::seat_map_cache`]).
     seat_maps: Mutex<catalog::SeatMaps>,
+    /// The sold-out mark (see [`Config::sold_out_recheck`]).
+    sale: Mutex<sale::SaleMark>,
 }
 
 /// How many schedules [`Booking`] remembers before it starts over.
@@ -206,6 +219,7 @@ impl<S: Store, C: Clock> Booking<S, C> {
             schedules: Mutex::new(ScheduleCache::default()),
             sessions: Mutex::new(HashMap::new()),
             seat_maps: Mutex::new(catalog::SeatMaps::default()),
+            sale: Mutex::new(sale::SaleMark::default()),
         })
     }
 
@@ -227,4 +241,14 @@ impl<S: Store, C: Clock> Booking<S, C> {
     fn now(&self) -> Timestamp {
         self.clock.now()
     }
+}
+
+/// The queue counters as this instance last read them.
+#[derive(Debug, Clone, Copy)]
+struct CachedCounters {
+    /// When they were read.
+    at: Timestamp,
+    counters: QueueCounters,
+    /// A caller is reading them again.
+    refreshing: bool,
 }

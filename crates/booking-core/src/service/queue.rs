@@ -18,6 +18,9 @@ pub enum QueueStatus {
         position: u64,
         /// Estimated wait (people ahead / observed admission rate), when a rate is known.
         eta: Option<Duration>,
+        /// When to ask again: [`crate::domain::poll_after`] of the position and the
+        /// admission rate (250 ms near the front to 20 s far back).
+        poll_after: Duration,
     },
     /// Admitted: catalog, holds and payment are open until `until` (the show-up
     /// deadline until the first use, then the end of the session).
@@ -25,6 +28,10 @@ pub enum QueueStatus {
         /// When the session (or the show-up grace) ends.
         until: Timestamp,
     },
+    /// Waiting, and nothing is left to sell: every seat of every bookable date is
+    /// sold or held. Admission stops; it resumes if a hold lapses unpaid (asking
+    /// again every 20 s or so is enough).
+    SoldOut,
     /// Lapsed: the user has to take a new token.
     Expired,
     /// Ended by a payment.
@@ -133,12 +140,17 @@ impl<S: Store, C: Clock> Booking<S, C> {
                 },
                 IssueRepoError::Store(s) => IssueError::Store(s),
             })?;
+        self.note_issued(entry.seq);
         let counters = self.counters_cached(now).await?;
         let claims = claims_of(&entry);
+        let mut status = status_of(&entry, &counters, now);
+        if matches!(status, QueueStatus::Waiting { .. }) && self.sold_out().await? {
+            status = QueueStatus::SoldOut;
+        }
         Ok(IssuedToken {
             token: self.signer.sign(&claims),
             claims,
-            status: status_of(&entry, &counters, now),
+            status,
         })
     }
 
@@ -152,7 +164,9 @@ impl<S: Store, C: Clock> Booking<S, C> {
 
     /// Where a token stands: the poll (R1). It writes nothing, and for a waiting
     /// user it reads only the shared counters (possibly from this instance's cache):
-    /// position = my sequence - the serving counter.
+    /// position = my sequence - the serving counter. A waiting user is told
+    /// [`QueueStatus::SoldOut`] while the sale is sold out ([`Booking::sold_out`],
+    /// this instance's mark).
     ///
     /// # Errors
     /// [`StatusError::Token`] for a bad token, [`StatusError::UnknownToken`] for a
@@ -169,6 +183,12 @@ impl<S: Store, C: Clock> Booking<S, C> {
                 if seq > fresh.last_seq {
                     return Err(StatusError::UnknownToken);
                 }
+            }
+            if self.sold_out().await? {
+                return Ok(QueueView {
+                    claims,
+                    status: QueueStatus::SoldOut,
+                });
             }
             return Ok(QueueView {
                 claims,
@@ -191,7 +211,7 @@ impl<S: Store, C: Clock> Booking<S, C> {
     ///
     /// # Errors
     /// [`GateError::Token`], [`GateError::UnknownToken`], [`GateError::Waiting`] with
-    /// the position, [`GateError::Expired`], [`GateError::Ended`] after payment.
+    /// the position, [`GateError::SoldOut`] instead while the sale is sold out, [`GateError::Expired`], [`GateError::Ended`] after payment.
     ///
     /// With [`super::Config::gate_cache`] set, a session this instance let through
     /// less than that long ago passes without a read (its end time is still
@@ -295,9 +315,16 @@ impl<S: Store, C: Clock> Booking<S, C> {
                 EntryState::Live => {}
             }
             let Some(expires_at) = entry.expires_at else {
+                if self.sold_out().await? {
+                    return Err(GateError::SoldOut);
+                }
                 let counters = self.counters_cached(now).await?;
-                let (position, eta) = place(entry.seq.get(), &counters);
-                return Err(GateError::Waiting { position, eta });
+                let (position, eta, poll_after) = place(entry.seq.get(), &counters);
+                return Err(GateError::Waiting {
+                    position,
+                    eta,
+                    poll_after,
+                });
             };
             if now >= expires_at {
                 return Err(GateError::Expired);
@@ -328,29 +355,68 @@ impl<S: Store, C: Clock> Booking<S, C> {
     }
 
     /// The counters, from this instance's cache while it is fresh enough.
+    ///
+    /// Once the cache is older than [`super::Config::counters_cache`], one caller
+    /// reads the counters again while the others keep answering from the old value,
+    /// up to [`STALE_FACTOR`] times that age: under a burst of polls, one read per
+    /// period instead of one per poll that arrives while the read is under way. A
+    /// caller that went away mid-read cannot stall the cache: past that age every
+    /// caller reads.
     pub(crate) async fn counters_cached(
         &self,
         now: Timestamp,
     ) -> Result<QueueCounters, StoreError> {
-        if !self.config.counters_cache.is_zero()
-            && let Some((at, c)) = *super::lock(&self.counters_cache)
-            && now >= at
-            && now.since(at) < self.config.counters_cache
+        let max_age = self.config.counters_cache;
+        if max_age.is_zero() {
+            return self.store.counters().await;
+        }
         {
-            return Ok(c);
+            let mut cache = super::lock(&self.counters_cache);
+            if let Some(c) = cache.as_mut()
+                && now >= c.at
+            {
+                let age = now.since(c.at);
+                if age < max_age || (c.refreshing && age < max_age * STALE_FACTOR) {
+                    return Ok(c.counters);
+                }
+                c.refreshing = true;
+            }
         }
         self.fresh_counters(now).await
     }
 
     /// The counters from storage, refreshing the cache.
     pub(crate) async fn fresh_counters(&self, now: Timestamp) -> Result<QueueCounters, StoreError> {
-        let c = self.store.counters().await?;
+        let read = self.store.counters().await;
         if !self.config.counters_cache.is_zero() {
-            *super::lock(&self.counters_cache) = Some((now, c));
+            let mut cache = super::lock(&self.counters_cache);
+            match (&read, cache.as_mut()) {
+                (Ok(c), _) => {
+                    *cache = Some(super::CachedCounters {
+                        at: now,
+                        counters: *c,
+                        refreshing: false,
+                    });
+                }
+                (Err(_), Some(old)) => old.refreshing = false,
+                (Err(_), None) => {}
+            }
         }
-        Ok(c)
+        read
+    }
+
+    /// Notes in the cache that place `seq` exists, so that a poll of a token this
+    /// instance just issued needs no read to tell that its place is known.
+    fn note_issued(&self, seq: QueueSeq) {
+        if let Some(c) = super::lock(&self.counters_cache).as_mut() {
+            c.counters.last_seq = c.counters.last_seq.max(seq.get());
+        }
     }
 }
+
+/// How many times [`super::Config::counters_cache`] the cached counters may be while
+/// one caller reads them again.
+const STALE_FACTOR: u32 = 4;
 
 fn claims_of(entry: &QueueEntry) -> TokenClaims {
     TokenClaims {
@@ -369,16 +435,22 @@ fn admitted(claims: &TokenClaims, until: Timestamp) -> Admitted {
     }
 }
 
-/// Position and ETA of a waiting sequence, from the counters alone.
-fn place(seq: u64, counters: &QueueCounters) -> (u64, Option<Duration>) {
+/// Position, ETA and when to ask again of a waiting sequence, from the counters
+/// alone.
+fn place(seq: u64, counters: &QueueCounters) -> (u64, Option<Duration>, Duration) {
     let position = seq.saturating_sub(counters.serving).max(1);
-    (position, eta(position, counters))
+    let pace = crate::domain::poll_after(position, counters.pace_rate_milli());
+    (position, eta(position, counters), pace)
 }
 
 /// The status of a waiting sequence.
 fn waiting(seq: u64, counters: &QueueCounters) -> QueueStatus {
-    let (position, eta) = place(seq, counters);
-    QueueStatus::Waiting { position, eta }
+    let (position, eta, poll_after) = place(seq, counters);
+    QueueStatus::Waiting {
+        position,
+        eta,
+        poll_after,
+    }
 }
 
 /// ETA = people ahead / admission rate: the observed rate when there is one, else
@@ -441,6 +513,27 @@ mod tests {
         // A capacity policy promises no rate.
         let cap = AdmissionPolicy::capacity(10, Duration::from_secs(1)).unwrap();
         assert_eq!(eta(20, &counters(0, 0, cap)), None);
+    }
+
+    #[test]
+    fn a_waiting_status_says_when_to_ask_again() {
+        let p = AdmissionPolicy::rate(50, Duration::from_secs(1)).unwrap();
+        // 600 ahead at 50 a second: 12 s expected, ask again after 8 s.
+        match waiting(650, &counters(50, 50_000, p)) {
+            QueueStatus::Waiting { poll_after, .. } => {
+                assert_eq!(poll_after, Duration::from_secs(8));
+            }
+            other => panic!("expected waiting, got {other:?}"),
+        }
+        let mut paused = counters(50, 50_000, p);
+        paused.paused = true;
+        match waiting(650, &paused) {
+            // Paused: the assumed 10 a second, 60 s expected, the ceiling.
+            QueueStatus::Waiting { poll_after, .. } => {
+                assert_eq!(poll_after, crate::domain::POLL_CEILING);
+            }
+            other => panic!("expected waiting, got {other:?}"),
+        }
     }
 
     #[test]

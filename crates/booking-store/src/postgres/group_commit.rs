@@ -1,4 +1,4 @@
-//! Group commit for PostgreSQL's two hot writes (hold, payment).
+//! Group commit for PostgreSQL's hot writes (hold, payment, token issue).
 //!
 //! A hot write that finds no other under way in this instance runs at once, alone,
 //! as one call of its function (`booking_hold`, `booking_pay`). Writes that arrive
@@ -24,12 +24,12 @@
 use std::sync::Arc;
 
 use booking_core::domain::IdempotencyKey;
-use booking_core::ports::{NewHold, PayRequest};
+use booking_core::ports::{IssueRequest, NewHold, PayRequest};
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{Postgres, Row};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::{HOLD, PAY};
+use super::{HOLD, ISSUE, PAY};
 use crate::convert as cv;
 use crate::group_commit::{Busy, Counters, GroupCommitStats, bump, copy_error};
 
@@ -52,6 +52,13 @@ const PAY_BATCH: &str = "SELECT o_i, o_outcome AS outcome, o_balance AS balance,
             o_state AS state
      FROM booking_pay_batch($1, $2, $3, $4, $5, $6)";
 
+/// A batch's call for token issues: one row per issue, in order, with the entry's
+/// columns when it was given a place, or `busy`.
+const ISSUE_BATCH: &str = "SELECT o_i, o_outcome AS outcome, o_seq AS seq, o_user_id AS user_id,
+            o_token_id AS token_id, o_issued_at AS issued_at, o_state AS state,
+            o_admitted_at AS admitted_at, o_seen_at AS seen_at, o_expires_at AS expires_at
+     FROM booking_issue_batch($1, $2, $3, $4)";
+
 type Query = sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments>;
 
 /// One hot write.
@@ -59,10 +66,14 @@ type Query = sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments>;
 pub(super) enum HotWrite {
     Hold(NewHold),
     Pay(PayRequest),
+    /// Token issue: a batch gives the common case its place; everything else is sent
+    /// back and runs through the adapter's own path ([`GroupCommit::try_batch`]).
+    Issue(IssueRequest),
 }
 
 impl HotWrite {
-    /// The write as one call of its own.
+    /// The write as one call of its own (for an issue: the single-issue statement,
+    /// which returns no row when the line is full).
     pub(super) fn statement(&self) -> Query {
         match self {
             HotWrite::Hold(r) => sqlx::query(HOLD)
@@ -81,6 +92,11 @@ impl HotWrite {
                 .bind(r.now.as_millis())
                 .bind(r.key.as_ref().map(IdempotencyKey::as_str))
                 .bind(r.id.as_uuid()),
+            HotWrite::Issue(r) => sqlx::query(ISSUE)
+                .bind(r.user.as_uuid())
+                .bind(r.token_id.as_uuid())
+                .bind(r.now.as_millis())
+                .bind(cv::i64_of(r.max_waiting)),
         }
     }
 }
@@ -116,6 +132,15 @@ fn pays_call(pays: &[PayRequest]) -> Query {
         .bind(column(pays, |r| r.id.as_uuid()))
 }
 
+/// The call that runs `issues` as one batch.
+fn issues_call(issues: &[IssueRequest]) -> Query {
+    sqlx::query(ISSUE_BATCH)
+        .bind(column(issues, |r| r.user.as_uuid()))
+        .bind(column(issues, |r| r.token_id.as_uuid()))
+        .bind(column(issues, |r| r.now.as_millis()))
+        .bind(column(issues, |r| cv::i64_of(r.max_waiting)))
+}
+
 /// A batch's answer to one write: its row, or `None` when the caller runs the write
 /// alone (it was `busy`, or the batch failed and was rolled back).
 type Reply = Option<Result<PgRow, sqlx::Error>>;
@@ -146,23 +171,35 @@ impl GroupCommit {
 
     /// Runs one hot write to its end (commit included) and returns its row.
     pub(super) async fn run(&self, write: HotWrite) -> Result<PgRow, sqlx::Error> {
-        let (_busy, alone) = Busy::enter(&self.counters.busy);
+        let (batched, _busy) = self.try_batch(write.clone()).await;
+        match batched {
+            Some(row) => row,
+            None => write.statement().fetch_one(&self.pool).await,
+        }
+    }
+
+    /// The write's row from a batch, or `None` when its caller must run it alone:
+    /// no other hot write was under way, or the batch sent it back. The returned
+    /// guard counts the write as under way until the caller drops it.
+    pub(super) async fn try_batch(
+        &self,
+        write: HotWrite,
+    ) -> (Option<Result<PgRow, sqlx::Error>>, Busy<'_>) {
+        let (busy, alone) = Busy::enter(&self.counters.busy);
         if !alone {
             let (reply, answer) = oneshot::channel();
-            // A copy goes to the batch: the write is run alone from this one if the
-            // batch sends it back.
-            if self.queue.send((write.clone(), reply)).is_ok() {
+            if self.queue.send((write, reply)).is_ok() {
                 bump(&self.counters.queued, 1);
                 match answer.await {
-                    Ok(Some(row)) => return row,
+                    Ok(Some(row)) => return (Some(row), busy),
                     Ok(None) => {}
-                    Err(_) => return Err(sqlx::Error::WorkerCrashed),
+                    Err(_) => return (Some(Err(sqlx::Error::WorkerCrashed)), busy),
                 }
             }
             // Else no batcher (its runtime ended): the write runs alone.
         }
         bump(&self.counters.direct, 1);
-        write.statement().fetch_one(&self.pool).await
+        (None, busy)
     }
 
     pub(super) fn stats(&self) -> GroupCommitStats {
@@ -201,8 +238,9 @@ async fn batcher(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Queued>, counters
                     return;
                 }
             };
-            let (mut holds, mut pays) = (Vec::new(), Vec::new());
-            let (mut hold_replies, mut pay_replies) = (Vec::new(), Vec::new());
+            let (mut holds, mut pays, mut issues) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut hold_replies, mut pay_replies, mut issue_replies) =
+                (Vec::new(), Vec::new(), Vec::new());
             for (write, reply) in queued {
                 match write {
                     HotWrite::Hold(r) => {
@@ -213,6 +251,10 @@ async fn batcher(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Queued>, counters
                         pays.push(r);
                         pay_replies.push(reply);
                     }
+                    HotWrite::Issue(r) => {
+                        issues.push(r);
+                        issue_replies.push(reply);
+                    }
                 }
             }
             if !holds.is_empty() {
@@ -222,6 +264,10 @@ async fn batcher(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Queued>, counters
             if !pays.is_empty() {
                 let call = pays_call(&pays);
                 run_batch(&mut conn, call, "outcome", pay_replies, &counters).await;
+            }
+            if !issues.is_empty() {
+                let call = issues_call(&issues);
+                run_batch(&mut conn, call, "outcome", issue_replies, &counters).await;
             }
         });
     }

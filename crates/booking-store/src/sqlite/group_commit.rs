@@ -1,4 +1,4 @@
-//! Group commit for SQLite's three hot writes (hold, charge, payment).
+//! Group commit for SQLite's hot writes (hold, charge, payment, token issue).
 //!
 //! Each hot write is one statement (its triggers do the rest), and SQLite has one
 //! writer. When the writer connection is free, a write runs at once, in its own
@@ -24,7 +24,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use booking_core::ports::{ChargeRequest, NewHold, PayRequest};
+use booking_core::ports::{ChargeRequest, IssueRequest, NewHold, PayRequest};
 use futures_util::TryStreamExt;
 use sqlx::sqlite::{SqliteConnection, SqlitePool, SqliteRow};
 use sqlx::{Connection, Either, Executor};
@@ -35,8 +35,8 @@ use uuid::Uuid;
 use crate::group_commit::{Busy, Counters, GroupCommitStats, bump, copy_error};
 
 use super::{
-    CHARGE_SQL, HOLD_SQL, PAY_SQL, Query, charge_args, charge_statement, first, hold_args,
-    hold_statement, pay_args, pay_statement,
+    CHARGE_SQL, HOLD_SQL, ISSUE_SQL, PAY_SQL, Query, charge_args, charge_statement, first,
+    hold_args, hold_statement, issue_args, issue_statement, pay_args, pay_statement,
 };
 
 /// The most writes one transaction carries.
@@ -48,16 +48,18 @@ pub(super) enum HotWrite {
     Hold(NewHold),
     Charge(ChargeRequest),
     Pay(PayRequest),
+    Issue(IssueRequest),
 }
 
 /// The kinds, in the order a batch runs them.
-const KINDS: [Kind; 3] = [Kind::Hold, Kind::Charge, Kind::Pay];
+const KINDS: [Kind; 4] = [Kind::Hold, Kind::Charge, Kind::Pay, Kind::Issue];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Hold,
     Charge,
     Pay,
+    Issue,
 }
 
 impl Kind {
@@ -66,20 +68,22 @@ impl Kind {
             Kind::Hold => HOLD_SQL,
             Kind::Charge => CHARGE_SQL,
             Kind::Pay => PAY_SQL,
+            Kind::Issue => ISSUE_SQL,
         }
     }
 
     /// The statement with plain `?` parameters, and which numbered parameter each
     /// `?` stands for, in order.
     fn positional(self) -> &'static (String, Vec<usize>) {
-        static TEXTS: [OnceLock<(String, Vec<usize>)>; 3] = [const { OnceLock::new() }; 3];
+        static TEXTS: [OnceLock<(String, Vec<usize>)>; KINDS.len()] =
+            [const { OnceLock::new() }; KINDS.len()];
         TEXTS[self as usize].get_or_init(|| positional(self.sql()))
     }
 
     /// The text of `n` statements of this kind. Built once per size.
     fn batch_sql(self, n: usize) -> &'static str {
-        static TEXTS: [[OnceLock<String>; MAX_BATCH]; 3] =
-            [const { [const { OnceLock::new() }; MAX_BATCH] }; 3];
+        static TEXTS: [[OnceLock<String>; MAX_BATCH]; KINDS.len()] =
+            [const { [const { OnceLock::new() }; MAX_BATCH] }; KINDS.len()];
         TEXTS[self as usize][n - 1]
             .get_or_init(|| vec![self.positional().0.as_str(); n].join(";\n"))
     }
@@ -114,6 +118,7 @@ impl HotWrite {
             HotWrite::Hold(_) => Kind::Hold,
             HotWrite::Charge(_) => Kind::Charge,
             HotWrite::Pay(_) => Kind::Pay,
+            HotWrite::Issue(_) => Kind::Issue,
         }
     }
 
@@ -123,6 +128,7 @@ impl HotWrite {
             HotWrite::Hold(r) => hold_statement(r),
             HotWrite::Charge(r) => charge_statement(r),
             HotWrite::Pay(r) => pay_statement(r),
+            HotWrite::Issue(r) => issue_statement(r),
         }
     }
 
@@ -133,6 +139,7 @@ impl HotWrite {
             HotWrite::Hold(r) => hold_args(r),
             HotWrite::Charge(r) => charge_args(r),
             HotWrite::Pay(r) => pay_args(r),
+            HotWrite::Issue(r) => issue_args(r),
         };
         self.kind()
             .positional()
@@ -347,7 +354,12 @@ mod tests {
 
     #[test]
     fn every_parameter_of_a_hot_write_is_numbered_and_bound() {
-        for (kind, n_args) in [(Kind::Hold, 8), (Kind::Charge, 5), (Kind::Pay, 6)] {
+        for (kind, n_args) in [
+            (Kind::Hold, 8),
+            (Kind::Charge, 5),
+            (Kind::Pay, 6),
+            (Kind::Issue, 4),
+        ] {
             let (text, order) = kind.positional();
             assert!(order.iter().all(|&n| (1..=n_args).contains(&n)), "{kind:?}");
             // Every value is used, and every `?` has one.
