@@ -72,12 +72,6 @@ pub async fn run(global: &Global, args: &ServeArgs) -> CliResult<()> {
         seeded = Some(seed::seed(&engine).await?);
     }
 
-    // Every connection is a descriptor: take all the system allows.
-    match booking_http::raise_open_files_limit() {
-        Ok(Some((soft, hard))) => tracing::info!(soft, hard, "limit of open files"),
-        Ok(None) => {}
-        Err(e) => tracing::warn!(error = %e, "cannot raise the limit of open files"),
-    }
     let listener = TcpListener::bind(args.bind)
         .await
         .map_err(|e| CliError::failure(format!("cannot listen on {}: {e}", args.bind)))?;
@@ -91,6 +85,13 @@ pub async fn run(global: &Global, args: &ServeArgs) -> CliResult<()> {
         Some(k) => (k.clone(), false),
         None => (db::random_hex(1), true),
     };
+
+    // Every connection is a descriptor: take all the system allows.
+    match booking_http::raise_open_files_limit() {
+        Ok(Some((soft, hard))) => tracing::info!(soft, hard, "limit of open files"),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot raise the limit of open files"),
+    }
 
     let base = format!("http://{addr}");
     let mut lines = vec![format!("listening on {base}")];

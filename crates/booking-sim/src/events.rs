@@ -92,6 +92,10 @@ pub enum Ending {
     Cancelled,
     /// Found no seat after every attempt, or every date sold out.
     NoSeat,
+    /// Told the sale is sold out (by the server, or, in the on-sale scenario,
+    /// by finding no free seat on any date after its tries and a re-look): a
+    /// final answer.
+    SoldOut,
     /// The token or the hold lapsed before the user was done.
     Lapsed,
     /// A failure ended the visit.
@@ -102,12 +106,13 @@ pub enum Ending {
 
 impl Ending {
     /// Every ending.
-    pub const ALL: [Ending; 8] = [
+    pub const ALL: [Ending; 9] = [
         Ending::Paid,
         Ending::AbandonedQueue,
         Ending::AbandonedHold,
         Ending::Cancelled,
         Ending::NoSeat,
+        Ending::SoldOut,
         Ending::Lapsed,
         Ending::Failed,
         Ending::Stopped,
@@ -121,6 +126,7 @@ impl Ending {
             Ending::AbandonedHold => "abandoned_hold",
             Ending::Cancelled => "cancelled",
             Ending::NoSeat => "no_seat",
+            Ending::SoldOut => "sold_out",
             Ending::Lapsed => "lapsed",
             Ending::Failed => "failed",
             Ending::Stopped => "stopped",
@@ -268,6 +274,12 @@ pub enum Event {
         kind: FailureKind,
         /// Its message.
         detail: String,
+    },
+    /// A purchase completed (on-sale scenario): from the answer that admitted
+    /// the user to the payment's receipt.
+    Purchase {
+        /// Microseconds.
+        latency_us: u64,
     },
     /// A fact for the auditor.
     Fact(Fact),

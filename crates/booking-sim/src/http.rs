@@ -141,6 +141,17 @@ impl HttpTarget {
         node: Option<usize>,
         req: RequestBuilder,
     ) -> OpResult<(StatusCode, Vec<u8>)> {
+        self.exchange_paced(node, req)
+            .await
+            .map(|(status, body, _)| (status, body))
+    }
+
+    /// [`Self::exchange`], with the answer's `Retry-After` (in seconds) if any.
+    async fn exchange_paced(
+        &self,
+        node: Option<usize>,
+        req: RequestBuilder,
+    ) -> OpResult<(StatusCode, Vec<u8>, Option<Duration>)> {
         let _permit = match node {
             Some(n) => Some(
                 self.slots[n % self.slots.len()]
@@ -152,8 +163,14 @@ impl HttpTarget {
         };
         let resp = req.send().await.map_err(transport)?;
         let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
         let body = resp.bytes().await.map_err(transport)?;
-        Ok((status, Vec::from(body)))
+        Ok((status, Vec::from(body), retry_after))
     }
 
     async fn send<T: DeserializeOwned>(
@@ -168,6 +185,22 @@ impl HttpTarget {
                 .map_err(|e| OpError::failed(FailureKind::Protocol, format!("{status}: {e}")));
         }
         Err(error_of(status, &body))
+    }
+
+    /// A queue answer and its `Retry-After`.
+    async fn send_paced(
+        &self,
+        node: usize,
+        req: RequestBuilder,
+        ok: &[StatusCode],
+    ) -> OpResult<(QueueBody, Option<Duration>)> {
+        let (status, body, retry_after) = self.exchange_paced(Some(node), req).await?;
+        if !ok.contains(&status) {
+            return Err(error_of(status, &body));
+        }
+        let b = serde_json::from_slice(&body)
+            .map_err(|e| OpError::failed(FailureKind::Protocol, format!("{status}: {e}")))?;
+        Ok((b, retry_after))
     }
 
     fn user_req(&self, method: reqwest::Method, t: &Ticket, path: &str) -> RequestBuilder {
@@ -241,6 +274,8 @@ struct QueueBody {
     seq: u64,
     status: String,
     position: Option<u64>,
+    /// When to ask again (servers that pace their clients).
+    poll_after_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -305,11 +340,15 @@ struct QueueStatsBody {
     admit_rate_per_sec: f64,
 }
 
-fn queue_state(b: &QueueBody) -> OpResult<QueueState> {
+/// Where a token stands, from a status (or issue) answer: `poll_after_ms` when
+/// the body has it, else a `Retry-After` header in seconds.
+fn queue_state(b: &QueueBody, retry_after: Option<Duration>) -> OpResult<QueueState> {
     Ok(match b.status.as_str() {
         "waiting" => QueueState::Waiting {
             position: b.position.unwrap_or(0),
+            poll_after: b.poll_after_ms.map(Duration::from_millis).or(retry_after),
         },
+        "sold_out" => QueueState::SoldOut,
         "active" => QueueState::Active,
         "expired" => QueueState::Expired,
         "done" => QueueState::Done,
@@ -333,7 +372,8 @@ impl Target for HttpTarget {
             .client
             .post(self.url(node, "/v1/queue/tokens"))
             .json(&json!({ "user_id": user.to_string() }));
-        let b: QueueBody = self.send(Some(node), req, CREATED).await?;
+        let (b, retry_after) = self.send_paced(node, req, CREATED).await?;
+        let answer = queue_state(&b, retry_after).ok();
         let token = b
             .token
             .ok_or_else(|| OpError::failed(FailureKind::Protocol, "no token in the answer"))?;
@@ -342,13 +382,14 @@ impl Target for HttpTarget {
             user,
             seq: b.seq,
             node,
+            answer,
         })
     }
 
     async fn status(&self, t: &Ticket) -> OpResult<QueueState> {
         let req = self.user_req(reqwest::Method::GET, t, "/v1/queue/status");
-        let b: QueueBody = self.send(Some(t.node), req, OK).await?;
-        queue_state(&b)
+        let (b, retry_after) = self.send_paced(t.node, req, OK).await?;
+        queue_state(&b, retry_after)
     }
 
     async fn dates(&self, t: &Ticket, concert: i64) -> OpResult<Vec<DateInfo>> {
@@ -678,6 +719,45 @@ mod tests {
                 br#"{"error":{"code":"bad_request"}}"#
             ),
             Some(FailureKind::Unexpected)
+        );
+    }
+
+    #[test]
+    fn queue_answers_carry_when_to_ask_again_and_sold_out() {
+        let body = |json: &str| serde_json::from_str::<QueueBody>(json).expect("body");
+        let paced = body(r#"{"seq":7,"status":"waiting","position":3,"poll_after_ms":1500}"#);
+        assert_eq!(
+            queue_state(&paced, Some(Duration::from_secs(9))),
+            Ok(QueueState::Waiting {
+                position: 3,
+                poll_after: Some(Duration::from_millis(1_500))
+            }),
+            "the body's figure wins over the header"
+        );
+        let header_only = body(r#"{"seq":7,"status":"waiting","position":3}"#);
+        assert_eq!(
+            queue_state(&header_only, Some(Duration::from_secs(2))),
+            Ok(QueueState::Waiting {
+                position: 3,
+                poll_after: Some(Duration::from_secs(2))
+            })
+        );
+        assert_eq!(
+            queue_state(&header_only, None),
+            Ok(QueueState::Waiting {
+                position: 3,
+                poll_after: None
+            }),
+            "servers that do not pace: the simulator's own interval"
+        );
+        let sold_out = body(r#"{"seq":7,"status":"sold_out"}"#);
+        assert_eq!(queue_state(&sold_out, None), Ok(QueueState::SoldOut));
+        assert_eq!(
+            error_of(
+                StatusCode::CONFLICT,
+                br#"{"error":{"code":"sold_out","message":"x"}}"#
+            ),
+            OpError::Refused(Refusal::SoldOut)
         );
     }
 

@@ -46,7 +46,8 @@ fn store_err(e: StoreError) -> OpError {
 
 fn gate_err(e: GateError) -> OpError {
     match e {
-        GateError::Waiting { .. } | GateError::SoldOut => OpError::Refused(Refusal::NotAdmitted),
+        GateError::Waiting { .. } => OpError::Refused(Refusal::NotAdmitted),
+        GateError::SoldOut => OpError::Refused(Refusal::SoldOut),
         GateError::Expired => OpError::Refused(Refusal::TokenExpired),
         GateError::Ended => OpError::Refused(Refusal::TokenEnded),
         GateError::Token(t) => OpError::failed(FailureKind::Unexpected, t.to_string()),
@@ -59,8 +60,27 @@ fn catalog_err(e: CatalogError) -> OpError {
     match e {
         CatalogError::UnknownDate(_) => OpError::Refused(Refusal::UnknownDate),
         CatalogError::UnknownConcert => OpError::failed(FailureKind::Unexpected, "unknown concert"),
-        CatalogError::SoldOut => OpError::Refused(Refusal::SeatTaken),
+        CatalogError::SoldOut => OpError::Refused(Refusal::SoldOut),
         CatalogError::Store(s) => store_err(s),
+    }
+}
+
+/// What a queue status tells a user: the engine's pacing and sold-out answer
+/// as a server would send them.
+fn queue_state(status: QueueStatus) -> QueueState {
+    match status {
+        QueueStatus::Waiting {
+            position,
+            poll_after,
+            ..
+        } => QueueState::Waiting {
+            position,
+            poll_after: Some(poll_after),
+        },
+        QueueStatus::SoldOut => QueueState::SoldOut,
+        QueueStatus::Active { .. } => QueueState::Active,
+        QueueStatus::Expired => QueueState::Expired,
+        QueueStatus::Done => QueueState::Done,
     }
 }
 
@@ -83,6 +103,7 @@ impl<S: Store + Clone> Target for InProcess<S> {
             user,
             seq: issued.claims.seq.get(),
             node: 0,
+            answer: Some(queue_state(issued.status)),
         })
     }
 
@@ -95,12 +116,7 @@ impl<S: Store + Clone> Target for InProcess<S> {
                 StatusError::Store(s) => store_err(s),
                 other => unexpected(other),
             })?;
-        Ok(match view.status {
-            QueueStatus::Waiting { position, .. } => QueueState::Waiting { position },
-            QueueStatus::Active { .. } => QueueState::Active,
-            QueueStatus::Expired | QueueStatus::SoldOut => QueueState::Expired,
-            QueueStatus::Done => QueueState::Done,
-        })
+        Ok(queue_state(view.status))
     }
 
     async fn dates(&self, t: &Ticket, concert: i64) -> OpResult<Vec<DateInfo>> {
@@ -164,6 +180,7 @@ impl<S: Store + Clone> Target for InProcess<S> {
             .await
             .map_err(|e| match e {
                 HoldError::SeatTaken(_) => OpError::Refused(Refusal::SeatTaken),
+                HoldError::SoldOut => OpError::Refused(Refusal::SoldOut),
                 HoldError::HoldLimit { .. } => OpError::Refused(Refusal::HoldLimit),
                 HoldError::SessionEnded => OpError::Refused(Refusal::TokenEnded),
                 HoldError::Closed => OpError::Refused(Refusal::DateClosed),

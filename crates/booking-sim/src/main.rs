@@ -8,7 +8,7 @@ use std::time::Duration;
 use booking_core::Config;
 use booking_core::domain::AdmissionPolicy;
 use booking_sim::plan::{Plan, parse_duration};
-use booking_sim::run::{SimConfig, TargetSpec, Ui, run};
+use booking_sim::run::{Onsale, Scenario, SimConfig, TargetSpec, Ui, run};
 use booking_sim::user::Behaviour;
 use clap::Parser;
 
@@ -84,16 +84,27 @@ struct Args {
     spawn: Option<usize>,
 
     /// Virtual users at once (with --duration and --ramp; see --plan).
-    #[arg(long, default_value_t = 2_000, help_heading = "Load")]
-    users: u32,
+    /// What the users do: `browse` (come and go along the plan, race for seats,
+    /// pay or abandon) or `onsale` (the sale opens: --users arrive within --ramp
+    /// for --dates x --seats seats, each buys one seat or is told sold out; the
+    /// run ends when every user has an answer, or at --duration).
+    #[arg(long, default_value = "browse", value_parser = ["browse", "onsale"], help_heading = "Load")]
+    scenario: String,
+
+    /// Virtual users at once (with --duration and --ramp; see --plan). Default
+    /// 2,000; on sale 10,000.
+    #[arg(long, help_heading = "Load")]
+    users: Option<u32>,
 
     /// How long the run lasts.
-    #[arg(long, default_value = "60s", value_parser = parse_duration, help_heading = "Load")]
-    duration: Duration,
+    /// (Default 60s; on sale 120s, the longest the run may take.)
+    #[arg(long, value_parser = parse_duration, help_heading = "Load")]
+    duration: Option<Duration>,
 
     /// How long it takes to reach --users.
-    #[arg(long, default_value = "10s", value_parser = parse_duration, help_heading = "Load")]
-    ramp: Duration,
+    /// (Default 10s; on sale 1s, the window in which every user arrives.)
+    #[arg(long, value_parser = parse_duration, help_heading = "Load")]
+    ramp: Option<Duration>,
 
     /// A load plan instead of --users/--duration/--ramp: USERS,DURATION steps,
     /// each ramping linearly from the previous one, e.g. "500,30s;2000,1m;0,10s".
@@ -108,11 +119,11 @@ struct Args {
     /// Think time between two steps, MIN..MAX.
     #[arg(
         long,
-        default_value = "100ms..1s",
+        help = "Think time between two steps, MIN..MAX [default: 100ms..1s; on sale 0ms..0ms]",
         value_name = "MIN..MAX",
         help_heading = "Load"
     )]
-    think: String,
+    think: Option<String>,
 
     /// Pause between two polls while waiting.
     #[arg(long, default_value = "500ms", value_parser = parse_duration, help_heading = "Load")]
@@ -145,17 +156,19 @@ struct Args {
     hold_attempts: u32,
 
     /// How strongly users prefer low seat numbers (Zipf exponent, 0 = uniform):
-    /// higher means more conflicts.
-    #[arg(long, default_value_t = 1.2, value_name = "S", help_heading = "Load")]
-    seat_skew: f64,
+    /// higher means more conflicts. Default 1.2; on sale 0 (any seat will do).
+    #[arg(long, value_name = "S", help_heading = "Load")]
+    seat_skew: Option<f64>,
 
-    /// How strongly users prefer the earliest dates (Zipf exponent).
-    #[arg(long, default_value_t = 1.0, value_name = "S", help_heading = "Load")]
-    date_skew: f64,
+    /// How strongly users prefer the earliest dates (Zipf exponent). Default
+    /// 1.0; on sale 0.
+    #[arg(long, value_name = "S", help_heading = "Load")]
+    date_skew: Option<f64>,
 
     /// Dates created at the start.
-    #[arg(long, default_value_t = 3, help_heading = "Catalog")]
-    dates: u16,
+    /// (Default 3; on sale 10.)
+    #[arg(long, help_heading = "Catalog")]
+    dates: Option<u16>,
 
     /// Seats per date (1-1000).
     #[arg(long, default_value_t = 50, help_heading = "Catalog")]
@@ -190,16 +203,19 @@ struct Args {
     max_holds: u32,
 
     /// Users admitted per tick (0: no rate limit; then --max-active is needed).
-    #[arg(long, default_value_t = 100, help_heading = "Admission")]
-    admit_batch: u32,
+    /// (Default 100; on sale 200.)
+    #[arg(long, help_heading = "Admission")]
+    admit_batch: Option<u32>,
 
     /// Tick interval of admission.
     #[arg(long, default_value = "100ms", value_parser = parse_duration, help_heading = "Admission")]
     admit_every: Duration,
 
     /// Active users at most (0: no cap).
-    #[arg(long, default_value_t = 1_000, help_heading = "Admission")]
-    max_active: u32,
+    /// (Default 1000; on sale 0, since a user told "sold out" keeps its session
+    /// until it lapses.)
+    #[arg(long, help_heading = "Admission")]
+    max_active: Option<u32>,
 
     /// Print a progress line a second instead of the dashboard.
     #[arg(long, help_heading = "Output")]
@@ -231,15 +247,51 @@ fn parse_think(s: &str) -> Result<(Duration, Duration), String> {
 }
 
 fn config(a: &Args) -> Result<(SimConfig, TargetSpec), String> {
+    let onsale = a.scenario == "onsale";
+    fn pick<T>(onsale: bool, browse: T, sale: T) -> T {
+        if onsale { sale } else { browse }
+    }
+    let users = a.users.unwrap_or(pick(onsale, 2_000, 10_000));
+    let duration = a.duration.unwrap_or(pick(
+        onsale,
+        Duration::from_secs(60),
+        Duration::from_secs(120),
+    ));
+    let ramp = a.ramp.unwrap_or(pick(
+        onsale,
+        Duration::from_secs(10),
+        Duration::from_secs(1),
+    ));
+    let admit_batch = a.admit_batch.unwrap_or(pick(onsale, 100, 200));
+    let max_active = a.max_active.unwrap_or(pick(onsale, 1_000, 0));
+    let scenario = if onsale {
+        if a.plan.is_some() {
+            return Err(
+                "--plan is for the browse scenario; on sale, use --users and --ramp".into(),
+            );
+        }
+        Scenario::Onsale(Onsale {
+            users,
+            arrive_within: ramp,
+            max_duration: duration,
+            ..Onsale::default()
+        })
+    } else {
+        Scenario::Browse
+    };
     let plan = match &a.plan {
         Some(p) => p.clone(),
-        None => Plan::constant(a.users, a.duration, a.ramp)?,
+        None => Plan::constant(users, duration, ramp.min(duration))?,
     };
-    let (think_min, think_max) = parse_think(&a.think)?;
+    let think = a
+        .think
+        .as_deref()
+        .unwrap_or(pick(onsale, "100ms..1s", "0ms..0ms"));
+    let (think_min, think_max) = parse_think(think)?;
     let policy = AdmissionPolicy::new(
         a.admit_every,
-        (a.admit_batch > 0).then_some(a.admit_batch),
-        (a.max_active > 0).then_some(a.max_active),
+        (admit_batch > 0).then_some(admit_batch),
+        (max_active > 0).then_some(max_active),
     )
     .map_err(|e| format!("admission policy: {e}"))?;
     let seed = a.seed.unwrap_or_else(|| {
@@ -248,6 +300,7 @@ fn config(a: &Args) -> Result<(SimConfig, TargetSpec), String> {
             .map_or(1, |d| d.as_nanos() as u64)
     });
     let cfg = SimConfig {
+        scenario,
         plan,
         seed,
         behaviour: Behaviour {
@@ -260,14 +313,14 @@ fn config(a: &Args) -> Result<(SimConfig, TargetSpec), String> {
             p_retry_pay: a.retry_pay,
             p_probe: a.probe,
             max_hold_attempts: a.hold_attempts,
-            seat_skew: a.seat_skew,
-            date_skew: a.date_skew,
+            seat_skew: a.seat_skew.unwrap_or(pick(onsale, 1.2, 0.0)),
+            date_skew: a.date_skew.unwrap_or(pick(onsale, 1.0, 0.0)),
         },
         policy,
-        initial_dates: a.dates,
+        initial_dates: a.dates.unwrap_or(pick(onsale, 3, 10)),
         seats_per_date: a.seats,
         price: a.price,
-        restock: !a.no_restock,
+        restock: !a.no_restock && !onsale,
         engine: Config {
             hold_ttl: a.hold_ttl,
             session_ttl: a.session_ttl,

@@ -213,6 +213,59 @@ pub struct CpuReport {
     pub simulator_percent: f64,
 }
 
+/// One second of the on-sale scenario's waiting room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PollSecond {
+    /// Seconds since sale open.
+    pub second: u64,
+    /// Status polls completed in that second.
+    pub polls: u64,
+    /// Users waiting in line, as sampled in that second.
+    pub waiting: u64,
+}
+
+/// The on-sale scenario's figures.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OnsaleReport {
+    /// Users who came to buy (one seat each).
+    pub users: u32,
+    /// Seats of the concert's dates.
+    pub capacity: u64,
+    /// What must be sold: the capacity, or every user's seat if fewer came.
+    pub expected_sold: u64,
+    /// Seats sold, counted in the database on the run's dates (or, without a
+    /// database to read, from acknowledged payments).
+    pub sold: u64,
+    /// `database` or `answers`: where `sold` was counted.
+    pub sold_counted_in: String,
+    /// Whether `sold == expected_sold`.
+    pub sold_as_expected: bool,
+    /// Users told "bought".
+    pub bought: u64,
+    /// Users told "sold out" (by the server, or by finding no free seat).
+    pub sold_out: u64,
+    /// Users with no final answer (failed, or still waiting when the run
+    /// stopped).
+    pub unanswered: u64,
+    /// From sale open until acknowledged payments reached the capacity.
+    pub time_to_sell_out_secs: Option<f64>,
+    /// From sale open until every user had a final answer (`None` if some
+    /// never had one).
+    pub all_answered_secs: Option<f64>,
+    /// From sale open until the last final answer.
+    pub last_answer_secs: Option<f64>,
+    /// The whole purchase: from the answer that admitted the user to the
+    /// payment's receipt.
+    pub purchase_latency_us: LatencyReport,
+    /// Requests of every kind per purchase.
+    pub requests_per_purchase: Option<f64>,
+    /// CPU time of the spawned servers per purchase (`None` in process, where
+    /// the engine cannot be told apart from the simulator, and with --url).
+    pub server_cpu_secs_per_purchase: Option<f64>,
+    /// Polls per second against the length of the line.
+    pub polls_per_second: Vec<PollSecond>,
+}
+
 /// The whole report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
@@ -242,6 +295,8 @@ pub struct Report {
     pub queue: Option<QueueReport>,
     /// CPU time, where the platform tells.
     pub cpu: Option<CpuReport>,
+    /// The on-sale scenario's figures (`None` for the browse scenario).
+    pub onsale: Option<OnsaleReport>,
     /// The auditor's verdicts.
     pub audit: Audit,
 }
@@ -251,6 +306,18 @@ fn per_sec(n: u64, secs: f64) -> f64 {
         (n as f64 / secs * 100.0).round() / 100.0
     } else {
         0.0
+    }
+}
+
+/// A latency's report figures.
+pub(crate) fn latency_report(l: &crate::stats::Latency) -> LatencyReport {
+    LatencyReport {
+        p50: l.p50_us,
+        p90: l.p90_us,
+        p99: l.p99_us,
+        p999: l.p999_us,
+        max: l.max_us,
+        mean: (l.mean_us * 10.0).round() / 10.0,
     }
 }
 
@@ -284,14 +351,7 @@ pub(crate) fn figures(
                     .collect(),
                 rate_per_sec: per_sec(o.n_total, secs),
                 ok_per_sec: per_sec(o.n_ok, secs),
-                latency_us: LatencyReport {
-                    p50: o.latency.p50_us,
-                    p90: o.latency.p90_us,
-                    p99: o.latency.p99_us,
-                    p999: o.latency.p999_us,
-                    max: o.latency.max_us,
-                    mean: (o.latency.mean_us * 10.0).round() / 10.0,
-                },
+                latency_us: latency_report(&o.latency),
             }
         })
         .collect();
@@ -351,6 +411,20 @@ impl Report {
         if total == 0 {
             return Some("no request completed".into());
         }
+        if let Some(o) = &self.onsale {
+            if !o.sold_as_expected {
+                return Some(format!(
+                    "sold {} seats, not {} (capacity {}, {} users)",
+                    o.sold, o.expected_sold, o.capacity, o.users
+                ));
+            }
+            if o.unanswered > 0 {
+                return Some(format!(
+                    "{} of {} users had no final answer (bought or sold out)",
+                    o.unanswered, o.users
+                ));
+            }
+        }
         if failed * 2 <= total {
             return None;
         }
@@ -403,6 +477,75 @@ impl Report {
                 ""
             }
         );
+        if let Some(o) = &self.onsale {
+            let secs = |v: Option<f64>| v.map_or_else(|| "never".into(), |v| format!("{v:.2} s"));
+            let p = &o.purchase_latency_us;
+            let _ = writeln!(m, "## On sale\n");
+            let _ = writeln!(m, "| figure | value |\n|---|---:|");
+            let rows: Vec<(&str, String)> = vec![
+                ("users", o.users.to_string()),
+                (
+                    "sold / capacity",
+                    format!(
+                        "{} / {} ({}, {})",
+                        o.sold,
+                        o.capacity,
+                        if o.sold_as_expected {
+                            "as expected"
+                        } else {
+                            "**NOT as expected**"
+                        },
+                        o.sold_counted_in
+                    ),
+                ),
+                (
+                    "bought / sold out / no answer",
+                    format!("{} / {} / {}", o.bought, o.sold_out, o.unanswered),
+                ),
+                ("time to sell out", secs(o.time_to_sell_out_secs)),
+                ("every user answered after", secs(o.all_answered_secs)),
+                ("last answer after", secs(o.last_answer_secs)),
+                (
+                    "purchase (admission to receipt) p50 / p99 / p99.9 / max",
+                    format!(
+                        "{} / {} / {} / {} ms",
+                        ms(p.p50),
+                        ms(p.p99),
+                        ms(p.p999),
+                        ms(p.max)
+                    ),
+                ),
+                (
+                    "requests per purchase",
+                    o.requests_per_purchase
+                        .map_or_else(|| "-".into(), |v| format!("{v:.1}")),
+                ),
+                (
+                    "server CPU per purchase",
+                    o.server_cpu_secs_per_purchase
+                        .map_or_else(|| "-".into(), |v| format!("{:.2} ms", v * 1000.0)),
+                ),
+                (
+                    "most polls in a second (line then)",
+                    o.polls_per_second
+                        .iter()
+                        .max_by_key(|s| s.polls)
+                        .map_or_else(
+                            || "-".into(),
+                            |s| format!("{} ({} waiting)", s.polls, s.waiting),
+                        ),
+                ),
+            ];
+            for (k, v) in rows {
+                let _ = writeln!(m, "| {k} | {v} |");
+            }
+            let _ = writeln!(m, "\nPolls per second against the line:\n");
+            let _ = writeln!(m, "| second | polls | waiting |\n|---:|---:|---:|");
+            for s in &o.polls_per_second {
+                let _ = writeln!(m, "| {} | {} | {} |", s.second, s.polls, s.waiting);
+            }
+            let _ = writeln!(m);
+        }
         let _ = writeln!(m, "## Operations\n");
         let _ = writeln!(
             m,

@@ -18,16 +18,59 @@ use crate::inproc::InProcess;
 use crate::plan::Plan;
 use crate::record::Record;
 use crate::report::{
-    CpuReport, PolicyReport, QueueReport, Report, SettingsReport, TargetReport, UsersReport,
+    CpuReport, OnsaleReport, PolicyReport, PollSecond, QueueReport, Report, SettingsReport,
+    TargetReport, UsersReport,
 };
 use crate::stats::{Snapshot, run_aggregator};
 use crate::target::Target;
 use crate::user::{Behaviour, Control, Ctx, visit_rng};
 
+/// What the virtual users do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scenario {
+    /// Users come and go along the plan, browse, race for seats, pay or
+    /// abandon, visit after visit.
+    Browse,
+    /// The sale opens: every user arrives at once and tries to buy one seat
+    /// until told bought or sold out (see [`Onsale`]).
+    Onsale(Onsale),
+}
+
+/// The on-sale scenario: `users` arrive within `arrive_within` of sale open
+/// for one concert (the run's dates, no restocking); each takes a token, waits
+/// as the server asks, looks at the seats, holds (another seat on a conflict,
+/// the behaviour's hold attempts, then `relooks` fresh looks), tops up and
+/// pays, or is told sold out. The run ends when every user has a final answer,
+/// or at `max_duration`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Onsale {
+    /// Users, each buying one seat.
+    pub users: u32,
+    /// Every user arrives within this long of sale open.
+    pub arrive_within: Duration,
+    /// The run stops here even if users are still waiting for an answer.
+    pub max_duration: Duration,
+    /// Fresh looks at the dates after a look's hold attempts failed.
+    pub relooks: u32,
+}
+
+impl Default for Onsale {
+    fn default() -> Self {
+        Onsale {
+            users: 10_000,
+            arrive_within: Duration::from_secs(1),
+            max_duration: Duration::from_secs(120),
+            relooks: 1,
+        }
+    }
+}
+
 /// Everything a run needs to know.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
-    /// How many users when.
+    /// What the users do.
+    pub scenario: Scenario,
+    /// How many users when (the browse scenario).
     pub plan: Plan,
     /// Seeds every user's choices.
     pub seed: u64,
@@ -65,6 +108,7 @@ pub struct SimConfig {
 impl Default for SimConfig {
     fn default() -> Self {
         SimConfig {
+            scenario: Scenario::Browse,
             plan: Plan::constant(2_000, Duration::from_secs(60), Duration::from_secs(10))
                 .unwrap_or_else(|_| unreachable!("a valid plan")),
             seed: 1,
@@ -120,6 +164,17 @@ impl SimConfig {
         }
         if !(1..=10_000).contains(&self.connections) {
             return Err("--connections is 1 to 10000 per instance".into());
+        }
+        if let Scenario::Onsale(o) = &self.scenario {
+            if !(1..=1_000_000).contains(&o.users) {
+                return Err("--users is 1 to 1,000,000 in the on-sale scenario".into());
+            }
+            if o.max_duration.is_zero() || o.arrive_within > o.max_duration {
+                return Err("--ramp (arrivals) must fit in --duration".into());
+            }
+            if o.relooks > 100 {
+                return Err("re-looks are at most 100".into());
+            }
         }
         if self.sample_every < Duration::from_millis(50) {
             return Err("the queue sample interval is at least 50 ms".into());
@@ -216,6 +271,8 @@ pub struct RunInfo {
     pub plan: String,
     /// How long the plan lasts.
     pub plan_total: Duration,
+    /// The on-sale scenario's users (`None` for the browse scenario).
+    pub onsale_users: Option<u32>,
 }
 
 /// The live state the dashboard and progress lines read.
@@ -238,6 +295,8 @@ struct Driven {
     cpu: Option<CpuReport>,
     n_cut_off: u64,
     stopped_early: bool,
+    /// The schedules of the run's dates.
+    schedules: Vec<i64>,
 }
 
 const SECRET_PREFIX: &str = "booking-sim in-process secret, 32+ bytes:";
@@ -489,8 +548,9 @@ async fn drive<T: Target>(
         .await
         .map_err(|e| SimError::Setup(format!("creating the concert: {e}")))?;
     let mut n_dates: u32 = 0;
+    let mut schedules = Vec::new();
     for _ in 0..cfg.initial_dates {
-        add_date(&*target, cfg, concert, n_dates, &tx).await?;
+        schedules.push(add_date(&*target, cfg, concert, n_dates, &tx).await?);
         n_dates += 1;
     }
     target
@@ -517,6 +577,10 @@ async fn drive<T: Target>(
             seed: cfg.seed,
             plan: cfg.plan.to_string(),
             plan_total: cfg.plan.total(),
+            onsale_users: match &cfg.scenario {
+                Scenario::Onsale(o) => Some(o.users),
+                Scenario::Browse => None,
+            },
         },
     });
     let ui_thread = match ui {
@@ -564,54 +628,72 @@ async fn drive<T: Target>(
     let mut paused_for = Duration::ZERO;
     let mut paused_since: Option<Instant> = None;
     let mut stopped_early = false;
-    loop {
-        tick.tick().await;
-        if control.is_stopping() {
-            stopped_early = true;
-            break;
+    if let Scenario::Onsale(o) = &cfg.scenario {
+        for slot in 0..o.users as usize {
+            tasks.spawn(onsale_user(Arc::clone(&ctx), slot, cfg.seed, *o));
         }
-        match (control.is_paused(), paused_since) {
-            (true, None) => paused_since = Some(Instant::now()),
-            (false, Some(t)) => {
-                paused_for += t.elapsed();
-                paused_since = None;
+    }
+    if let Scenario::Onsale(o) = &cfg.scenario {
+        onsale_loop(
+            &mut tasks,
+            &mut tick,
+            control,
+            start,
+            o.max_duration,
+            &mut stopped_early,
+        )
+        .await;
+    }
+    if cfg.scenario == Scenario::Browse {
+        loop {
+            tick.tick().await;
+            if control.is_stopping() {
+                stopped_early = true;
+                break;
             }
-            _ => {}
-        }
-        if paused_since.is_some() {
-            continue;
-        }
-        let t = start.elapsed().saturating_sub(paused_for);
-        if t >= cfg.plan.total() {
-            break;
-        }
-        let want = (cfg.plan.users_at(t) as usize).min(peak);
-        active.store(want, Ordering::Relaxed);
-        for slot in 0..want {
-            if !running[slot].swap(true, Ordering::AcqRel) {
-                tasks.spawn(slot_loop(
-                    Arc::clone(&ctx),
-                    slot,
-                    cfg.seed,
-                    Arc::clone(&running),
-                    Arc::clone(&active),
-                ));
+            match (control.is_paused(), paused_since) {
+                (true, None) => paused_since = Some(Instant::now()),
+                (false, Some(t)) => {
+                    paused_for += t.elapsed();
+                    paused_since = None;
+                }
+                _ => {}
             }
-        }
-        while tasks.try_join_next().is_some() {}
-        if cfg.restock {
-            let (free, known) = {
-                let s = shared.lock().unwrap_or_else(|p| p.into_inner());
-                (s.n_seats_free, s.n_dates)
-            };
-            let seats = u64::from(cfg.seats_per_date);
-            let mut estimate = free + u64::from(n_dates).saturating_sub(known) * seats;
-            let mut added = 0;
-            while estimate < 2 * seats && n_dates < cfg.max_dates && added < 5 {
-                add_date(&*target, cfg, concert, n_dates, &tx).await?;
-                n_dates += 1;
-                added += 1;
-                estimate += seats;
+            if paused_since.is_some() {
+                continue;
+            }
+            let t = start.elapsed().saturating_sub(paused_for);
+            if t >= cfg.plan.total() {
+                break;
+            }
+            let want = (cfg.plan.users_at(t) as usize).min(peak);
+            active.store(want, Ordering::Relaxed);
+            for slot in 0..want {
+                if !running[slot].swap(true, Ordering::AcqRel) {
+                    tasks.spawn(slot_loop(
+                        Arc::clone(&ctx),
+                        slot,
+                        cfg.seed,
+                        Arc::clone(&running),
+                        Arc::clone(&active),
+                    ));
+                }
+            }
+            while tasks.try_join_next().is_some() {}
+            if cfg.restock {
+                let (free, known) = {
+                    let s = shared.lock().unwrap_or_else(|p| p.into_inner());
+                    (s.n_seats_free, s.n_dates)
+                };
+                let seats = u64::from(cfg.seats_per_date);
+                let mut estimate = free + u64::from(n_dates).saturating_sub(known) * seats;
+                let mut added = 0;
+                while estimate < 2 * seats && n_dates < cfg.max_dates && added < 5 {
+                    schedules.push(add_date(&*target, cfg, concert, n_dates, &tx).await?);
+                    n_dates += 1;
+                    added += 1;
+                    estimate += seats;
+                }
             }
         }
     }
@@ -666,17 +748,19 @@ async fn drive<T: Target>(
         cpu,
         n_cut_off,
         stopped_early,
+        schedules,
     })
 }
 
-/// Creates the `k`-th date (k days after tomorrow, 20:00 UTC) and announces it.
+/// Creates the `k`-th date (k days after tomorrow, 20:00 UTC), announces it,
+/// and returns its schedule.
 async fn add_date<T: Target>(
     target: &T,
     cfg: &SimConfig,
     concert: i64,
     k: u32,
     tx: &mpsc::Sender<Event>,
-) -> Result<(), SimError> {
+) -> Result<i64, SimError> {
     let now = SystemClock.now();
     let day = 86_400_000;
     let tomorrow = (now.as_millis() / day + 1) * day + 20 * 3_600_000;
@@ -689,7 +773,45 @@ async fn add_date<T: Target>(
         schedule: d.schedule,
         seats: cfg.seats_per_date,
     });
-    Ok(())
+    Ok(d.schedule)
+}
+
+/// Waits until every on-sale user has ended, the run is stopped by hand, or
+/// `max_duration` has passed.
+async fn onsale_loop(
+    tasks: &mut tokio::task::JoinSet<()>,
+    tick: &mut tokio::time::Interval,
+    control: &Control,
+    start: Instant,
+    max_duration: Duration,
+    stopped_early: &mut bool,
+) {
+    loop {
+        tick.tick().await;
+        while tasks.try_join_next().is_some() {}
+        if control.is_stopping() {
+            *stopped_early = true;
+            return;
+        }
+        if tasks.is_empty() || start.elapsed() >= max_duration {
+            return;
+        }
+    }
+}
+
+/// One on-sale user: arrives at its moment within the arrival window, then
+/// goes on until a final answer (or the run stops).
+async fn onsale_user<T: Target>(ctx: Arc<Ctx<T>>, slot: usize, seed: u64, o: Onsale) {
+    let mut rng = visit_rng(seed, slot, 0);
+    let arrive = o
+        .arrive_within
+        .mul_f64(rand::RngExt::random::<f64>(&mut rng));
+    let end = if ctx.arrive(arrive).await {
+        ctx.onsale_visit(slot, &mut rng, o.relooks).await
+    } else {
+        Ending::Stopped
+    };
+    let _ = ctx.events.send(Event::Fact(Fact::Ended(end)));
 }
 
 /// One slot: visit after visit, until the run stops or the plan retires the slot.
@@ -721,6 +843,65 @@ async fn slot_loop<T: Target>(
     running[slot].store(false, Ordering::Release);
 }
 
+/// The on-sale figures of a run.
+fn onsale_report(o: &Onsale, d: &Driven, state: Option<&DbState>, spawned: bool) -> OnsaleReport {
+    let s = &d.snapshot;
+    let ended = |e: Ending| s.endings.get(e.name()).copied().unwrap_or(0);
+    let bought = ended(Ending::Paid);
+    let (sold, counted_in) = match state {
+        Some(db) => (
+            db.seats
+                .iter()
+                .filter(|r| r.sold && d.schedules.contains(&r.schedule))
+                .count() as u64,
+            "database",
+        ),
+        None => (s.totals.n_payments, "answers"),
+    };
+    let expected_sold = s.capacity.min(u64::from(o.users));
+    let answered = s.n_answered;
+    let requests: u64 = s.ops.iter().map(|f| f.n_total).sum();
+    let secs = |d: Duration| (d.as_secs_f64() * 1000.0).round() / 1000.0;
+    let first = s
+        .elapsed
+        .as_secs()
+        .saturating_sub(s.recent.len() as u64 - 1);
+    OnsaleReport {
+        users: o.users,
+        capacity: s.capacity,
+        expected_sold,
+        sold,
+        sold_counted_in: counted_in.into(),
+        sold_as_expected: sold == expected_sold,
+        bought,
+        sold_out: ended(Ending::SoldOut),
+        unanswered: u64::from(o.users).saturating_sub(answered),
+        time_to_sell_out_secs: s.sold_out_after.map(secs),
+        all_answered_secs: (answered >= u64::from(o.users))
+            .then_some(s.last_answer_after)
+            .flatten()
+            .map(secs),
+        last_answer_secs: s.last_answer_after.map(secs),
+        purchase_latency_us: crate::report::latency_report(&s.purchase),
+        requests_per_purchase: (bought > 0)
+            .then(|| ((requests as f64 / bought as f64) * 10.0).round() / 10.0),
+        server_cpu_secs_per_purchase: match (&d.cpu, spawned && bought > 0) {
+            (Some(c), true) => Some((c.servers_secs / bought as f64 * 1e5).round() / 1e5),
+            _ => None,
+        },
+        polls_per_second: s
+            .recent
+            .iter()
+            .enumerate()
+            .map(|(i, x)| PollSecond {
+                second: first + i as u64,
+                polls: x.n_polls,
+                waiting: x.waiting,
+            })
+            .collect(),
+    }
+}
+
 fn finish(
     cfg: &SimConfig,
     target: TargetReport,
@@ -728,6 +909,7 @@ fn finish(
     state: Option<&DbState>,
     opts: &AuditOptions,
 ) -> Outcome {
+    let spawned = target.spawned;
     let audit = audit::audit(state, &d.record, opts);
     let secs = d.elapsed.as_secs_f64();
     let (operations, holds, payments) =
@@ -790,6 +972,10 @@ fn finish(
             max_active_sampled: d.record.max_active_sampled.map_or(0, |(a, _)| a),
         }),
         cpu: d.cpu,
+        onsale: match &cfg.scenario {
+            Scenario::Onsale(o) => Some(onsale_report(o, &d, state, spawned)),
+            Scenario::Browse => None,
+        },
         audit,
     };
     Outcome {

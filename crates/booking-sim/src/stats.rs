@@ -70,6 +70,10 @@ pub struct Second {
     pub n_payments: u64,
     /// Operations completed.
     pub n_ops: u64,
+    /// Status polls completed.
+    pub n_polls: u64,
+    /// Users waiting in line, as the last sample of this second saw it.
+    pub waiting: u64,
 }
 
 /// The seat map of one date as the users' answers tell it.
@@ -118,6 +122,16 @@ pub struct Snapshot {
     /// Seats neither sold nor under a live hold, over every date, as the users'
     /// answers tell it.
     pub n_seats_free: u64,
+    /// Seats of every date known.
+    pub capacity: u64,
+    /// Purchases (on-sale scenario): from admission to the payment's receipt.
+    pub purchase: Latency,
+    /// When acknowledged payments reached the capacity.
+    pub sold_out_after: Option<Duration>,
+    /// Visits ended with a final answer (bought, or sold out).
+    pub n_answered: u64,
+    /// When the latest final answer came.
+    pub last_answer_after: Option<Duration>,
 }
 
 impl Snapshot {
@@ -225,6 +239,12 @@ pub struct Aggregator {
     queue: Option<QueueSample>,
     dates: HashMap<i64, DateMap>,
     record: Record,
+    purchase: Histogram<u64>,
+    capacity: u64,
+    n_paid: u64,
+    sold_out_after: Option<Duration>,
+    n_answered: u64,
+    last_answer_after: Option<Duration>,
 }
 
 impl Aggregator {
@@ -248,6 +268,13 @@ impl Aggregator {
             queue: None,
             dates: HashMap::new(),
             record: Record::default(),
+            purchase: Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)
+                .unwrap_or_else(|_| unreachable!("valid bounds")),
+            capacity: 0,
+            n_paid: 0,
+            sold_out_after: None,
+            n_answered: 0,
+            last_answer_after: None,
         }
     }
 
@@ -286,6 +313,9 @@ impl Aggregator {
                 }
                 let sec = self.second(now);
                 sec.n_ops += 1;
+                if op == Op::Poll {
+                    sec.n_polls += 1;
+                }
                 if op == Op::Hold {
                     match class {
                         OpClass::Ok => sec.n_holds += 1,
@@ -298,6 +328,9 @@ impl Aggregator {
                         d.attempt(sec_i as u64);
                     }
                 }
+            }
+            Event::Purchase { latency_us } => {
+                self.purchase.saturating_record(latency_us.max(1));
             }
             Event::Failure { op, kind, detail } => {
                 self.error_samples.insert((op, kind), detail);
@@ -317,9 +350,11 @@ impl Aggregator {
                 {
                     self.record.over_cap_samples.push((q.active, cap));
                 }
+                self.second(now).waiting = q.waiting;
                 self.queue = Some(q);
             }
             Event::DateAdded { schedule, seats } => {
+                self.capacity += u64::from(seats);
                 self.dates.insert(
                     schedule,
                     DateMap {
@@ -348,6 +383,13 @@ impl Aggregator {
                 }
             }
             Fact::Paid { ack, .. } if !ack.replayed => {
+                self.n_paid += 1;
+                if self.sold_out_after.is_none()
+                    && self.capacity > 0
+                    && self.n_paid >= self.capacity
+                {
+                    self.sold_out_after = Some(now.saturating_duration_since(self.start));
+                }
                 self.paid_amount += ack.amount;
                 self.second(now).n_payments += 1;
                 if let Some(cell) = self.cell(ack.schedule, ack.seat) {
@@ -370,7 +412,13 @@ impl Aggregator {
                 }
             }
             Fact::LeftToExpire { .. } => self.n_expirations += 1,
-            Fact::Ended(e) => *self.endings.entry(e.name()).or_default() += 1,
+            Fact::Ended(e) => {
+                *self.endings.entry(e.name()).or_default() += 1;
+                if matches!(e, Ending::Paid | Ending::SoldOut) {
+                    self.n_answered += 1;
+                    self.last_answer_after = Some(now.saturating_duration_since(self.start));
+                }
+            }
             _ => {}
         }
     }
@@ -390,19 +438,7 @@ impl Aggregator {
             .iter()
             .zip(&self.ops)
             .map(|(op, s)| {
-                let h = &s.hist;
-                let latency = if h.is_empty() {
-                    Latency::default()
-                } else {
-                    Latency {
-                        p50_us: h.value_at_quantile(0.50),
-                        p90_us: h.value_at_quantile(0.90),
-                        p99_us: h.value_at_quantile(0.99),
-                        p999_us: h.value_at_quantile(0.999),
-                        max_us: h.max(),
-                        mean_us: h.mean(),
-                    }
-                };
+                let latency = latency_of(&s.hist);
                 let rate_last_sec = if cur >= 1 {
                     s.per_sec.get(cur - 1).copied().unwrap_or(0) as f64
                 } else {
@@ -426,6 +462,7 @@ impl Aggregator {
             totals.n_conflicts += s.n_conflicts;
             totals.n_payments += s.n_payments;
             totals.n_ops += s.n_ops;
+            totals.n_polls += s.n_polls;
         }
         let now_ms = crate::now_ms();
         // The busiest date: one not sold out if any, with the most hold attempts
@@ -488,6 +525,11 @@ impl Aggregator {
             paid_amount: self.paid_amount,
             queue: self.queue,
             heat,
+            capacity: self.capacity,
+            purchase: latency_of(&self.purchase),
+            sold_out_after: self.sold_out_after,
+            n_answered: self.n_answered,
+            last_answer_after: self.last_answer_after,
         }
     }
 
@@ -499,6 +541,20 @@ impl Aggregator {
     /// Gives the record up.
     pub fn into_record(self) -> Record {
         self.record
+    }
+}
+
+fn latency_of(h: &Histogram<u64>) -> Latency {
+    if h.is_empty() {
+        return Latency::default();
+    }
+    Latency {
+        p50_us: h.value_at_quantile(0.50),
+        p90_us: h.value_at_quantile(0.90),
+        p99_us: h.value_at_quantile(0.99),
+        p999_us: h.value_at_quantile(0.999),
+        max_us: h.max(),
+        mean_us: h.mean(),
     }
 }
 
@@ -604,6 +660,68 @@ mod tests {
         );
         assert!(h.latency.max_us >= 100_000 && h.latency.max_us < 100_100);
         assert_eq!(s.heat.as_ref().map(|m| m.n_attempts), Some(102));
+    }
+
+    #[test]
+    fn on_sale_figures_sold_out_time_answers_purchases_and_polls() {
+        let t0 = Instant::now();
+        let mut a = Aggregator::new(t0);
+        a.apply(
+            Event::DateAdded {
+                schedule: 1,
+                seats: 2,
+            },
+            t0,
+        );
+        let paid = |seat: u16| {
+            Event::Fact(Fact::Paid {
+                id: u64::from(seat),
+                user: Uuid::new_v4(),
+                ack: PayAck {
+                    payment: Uuid::new_v4(),
+                    reservation: Uuid::new_v4(),
+                    schedule: 1,
+                    seat,
+                    amount: 10,
+                    paid_at_ms: 0,
+                    replayed: false,
+                },
+            })
+        };
+        a.apply(paid(1), t0 + Duration::from_millis(400));
+        a.apply(Event::Fact(Fact::Ended(Ending::Paid)), t0);
+        assert_eq!(a.snapshot(t0).sold_out_after, None);
+        a.apply(paid(2), t0 + Duration::from_millis(900));
+        a.apply(Event::Fact(Fact::Ended(Ending::Paid)), t0);
+        for ms in [1_000, 1_500] {
+            a.apply(
+                Event::Fact(Fact::Ended(Ending::SoldOut)),
+                t0 + Duration::from_millis(ms),
+            );
+        }
+        a.apply(
+            Event::Fact(Fact::Ended(Ending::Failed)),
+            t0 + Duration::from_millis(2_500),
+        );
+        for us in [100_000, 300_000] {
+            a.apply(Event::Purchase { latency_us: us }, t0);
+        }
+        a.apply(op(Op::Poll, 5, OpClass::Ok), t0);
+        a.apply(
+            Event::Queue(QueueSample {
+                waiting: 7,
+                ..QueueSample::default()
+            }),
+            t0,
+        );
+        let s = a.snapshot(t0 + Duration::from_secs(3));
+        assert_eq!(s.capacity, 2);
+        assert_eq!(s.sold_out_after, Some(Duration::from_millis(900)));
+        assert_eq!(s.n_answered, 4, "a failure is no answer");
+        assert_eq!(s.last_answer_after, Some(Duration::from_millis(1_500)));
+        assert!((99_000..=101_000).contains(&s.purchase.p50_us));
+        assert!((299_000..=301_000).contains(&s.purchase.max_us));
+        assert_eq!((s.recent[0].n_polls, s.recent[0].waiting), (1, 7));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::time::Duration;
 
 use booking_core::domain::{AdmissionPolicy, Timestamp, UserId};
 use chrono::NaiveDate;
@@ -23,6 +24,9 @@ pub struct Ticket {
     pub seq: u64,
     /// Which server instance this user talks to (always 0 in process).
     pub node: usize,
+    /// Where the token stood when it was issued, when the answer said (it may
+    /// already say when to ask again, or that the sale is sold out).
+    pub answer: Option<QueueState>,
 }
 
 /// Where a token stands, as a poll answers.
@@ -32,7 +36,12 @@ pub enum QueueState {
     Waiting {
         /// Place in line.
         position: u64,
+        /// When to ask again, when the server says (`poll_after_ms`, or a
+        /// `Retry-After` header).
+        poll_after: Option<Duration>,
     },
+    /// Nothing is left to sell: a final answer.
+    SoldOut,
     /// Admitted and live.
     Active,
     /// Lapsed.
@@ -161,6 +170,8 @@ pub enum Refusal {
     UnknownDate,
     /// The waiting line is full.
     QueueFull,
+    /// Nothing is left to sell.
+    SoldOut,
 }
 
 impl Refusal {
@@ -179,6 +190,7 @@ impl Refusal {
             Refusal::DateClosed => "date_closed",
             Refusal::UnknownDate => "unknown_date",
             Refusal::QueueFull => "queue_full",
+            Refusal::SoldOut => "sold_out",
         }
     }
 
@@ -197,6 +209,7 @@ impl Refusal {
             "date_closed" => Refusal::DateClosed,
             "unknown_date" => Refusal::UnknownDate,
             "queue_full" => Refusal::QueueFull,
+            "sold_out" => Refusal::SoldOut,
             _ => return None,
         })
     }
@@ -359,6 +372,7 @@ mod tests {
             Refusal::DateClosed,
             Refusal::UnknownDate,
             Refusal::QueueFull,
+            Refusal::SoldOut,
         ] {
             assert_eq!(Refusal::from_code(r.name()), Some(r));
         }

@@ -80,12 +80,33 @@ pub fn progress_line(live: &Live, s: &Snapshot) -> String {
         s.totals.n_payments,
         s.n_expirations,
         errors,
-        top_errors(s),
+        match live.info.onsale_users {
+            Some(users) => format!(" | {}", onsale_headline(s, users)),
+            None => String::new(),
+        } + &top_errors(s),
         if live.control.is_paused() {
             " (paused)"
         } else {
             ""
         }
+    )
+}
+
+/// The on-sale scenario's headline figures so far: seats sold of the
+/// capacity, when it sold out, users answered, purchase p99, polls last second.
+pub fn onsale_headline(s: &Snapshot, users: u32) -> String {
+    let at =
+        |d: Option<Duration>| d.map_or_else(|| "-".into(), |d| format!("{:.2} s", d.as_secs_f64()));
+    format!(
+        "sold {}/{} (sold out at {}) · answered {}/{} (last at {}) · purchase p99 {} ms · polls {}/s",
+        s.totals.n_payments,
+        s.capacity,
+        at(s.sold_out_after),
+        s.n_answered,
+        users,
+        at(s.last_answer_after),
+        ms(s.purchase.p99_us),
+        last_second(s).n_polls
     )
 }
 
@@ -258,16 +279,23 @@ fn draw_header(f: &mut Frame, area: Rect, live: &Live, s: &Snapshot) {
             live.info.target, live.info.seed, live.info.plan
         )),
     ]);
-    let ratio = if total.is_zero() {
-        0.0
+    let (ratio, label) = if let Some(users) = live.info.onsale_users {
+        // On sale: the gauge is users answered; the label the headline figures.
+        let ratio = (s.n_answered as f64 / f64::from(users.max(1))).clamp(0.0, 1.0);
+        (ratio, onsale_headline(s, users))
     } else {
-        (elapsed.as_secs_f64() / total.as_secs_f64()).clamp(0.0, 1.0)
+        let ratio = if total.is_zero() {
+            0.0
+        } else {
+            (elapsed.as_secs_f64() / total.as_secs_f64()).clamp(0.0, 1.0)
+        };
+        let label = format!(
+            "elapsed {} · remaining {}",
+            format_duration(Duration::from_secs(elapsed.as_secs())),
+            format_duration(Duration::from_secs(total.saturating_sub(elapsed).as_secs()))
+        );
+        (ratio, label)
     };
-    let label = format!(
-        "elapsed {} · remaining {}",
-        format_duration(Duration::from_secs(elapsed.as_secs())),
-        format_duration(Duration::from_secs(total.saturating_sub(elapsed).as_secs()))
-    );
     let [a, b] = Layout::vertical([Constraint::Length(1), Constraint::Length(1)])
         .areas(area.inner(ratatui::layout::Margin::new(1, 0)));
     f.render_widget(Paragraph::new(line1), a);

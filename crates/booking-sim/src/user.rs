@@ -171,6 +171,10 @@ enum Halt {
     Stop,
 }
 
+/// How many times an on-sale user takes a place before giving up on an
+/// answer (a place lapses when the user's requests took too long).
+pub const ONSALE_ROUNDS: u32 = 3;
+
 /// The first pause after a failed visit, before jitter.
 pub const BACKOFF_BASE: Duration = Duration::from_millis(250);
 
@@ -313,6 +317,11 @@ impl<T: Target> Ctx<T> {
         let _ = self.pause_for(d).await;
     }
 
+    /// Waits `d` before arriving; false when the run stopped first.
+    pub async fn arrive(&self, d: Duration) -> bool {
+        self.pause_for(d).await.is_ok()
+    }
+
     fn attempt(&self, user: Uuid, write: Write) -> u64 {
         let id = self.control.next_attempt.fetch_add(1, Ordering::Relaxed);
         self.fact(Fact::Attempt { user, write, id });
@@ -350,41 +359,8 @@ impl<T: Target> Ctx<T> {
         let abandon_after = rng
             .random_bool(b.p_abandon_queue)
             .then(|| rng.random_range(0..5u32));
-        let mut n_polls = 0u32;
-        let mut n_failures = 0u32;
-        loop {
-            let sent_at_ms = now_ms();
-            match self
-                .timed(Op::Poll, None, self.target.status(&ticket))
-                .await
-            {
-                Ok(QueueState::Active) => {
-                    self.fact(Fact::ToldAdmitted {
-                        seq: ticket.seq,
-                        received_at_ms: now_ms(),
-                    });
-                    break;
-                }
-                Ok(QueueState::Waiting { .. }) => {
-                    self.fact(Fact::ToldWaiting {
-                        seq: ticket.seq,
-                        sent_at_ms,
-                    });
-                    if abandon_after.is_some_and(|k| n_polls >= k) {
-                        return Ok(Ending::AbandonedQueue);
-                    }
-                }
-                Ok(QueueState::Expired | QueueState::Done) => return Ok(Ending::Lapsed),
-                Err(OpError::Refused(_)) => return Ok(Ending::Lapsed),
-                Err(OpError::Failed(_)) => {
-                    n_failures += 1;
-                    if n_failures >= 5 {
-                        return Ok(Ending::Failed);
-                    }
-                }
-            }
-            n_polls += 1;
-            self.pause_for(b.poll_every).await?;
+        if let Err(end) = self.wait_in_line(&ticket, abandon_after).await? {
+            return Ok(end);
         }
 
         // Admitted: find a seat.
@@ -534,6 +510,271 @@ impl<T: Target> Ctx<T> {
         Ok(Ending::Paid)
     }
 
+    /// One user of the on-sale scenario, from sale open to a final answer:
+    /// takes a token (retrying a failed request a few times, backing off),
+    /// waits as the server asks, lists the dates and reads a seat map, holds a
+    /// seat (another one of the map on a conflict, up to the behaviour's hold
+    /// attempts, then a fresh look, `relooks` times), tops up and pays. Told
+    /// `sold_out` by the server, or finding no free seat anywhere after its tries
+    /// and re-looks, it ends with [`Ending::SoldOut`]. Nobody abandons.
+    ///
+    /// A user whose place lapses before an answer (admitted, but its requests
+    /// took longer than the show-up grace or the session) comes back for a new
+    /// place, as a person would, up to [`ONSALE_ROUNDS`] times in all; each
+    /// round is a new user id to the service.
+    pub async fn onsale_visit(
+        &self,
+        slot: usize,
+        rng: &mut Xoshiro256PlusPlus,
+        relooks: u32,
+    ) -> Ending {
+        for round in 1..=ONSALE_ROUNDS {
+            match self.onsale_round(slot, rng, relooks).await {
+                Ok(Ending::Lapsed) if round < ONSALE_ROUNDS => {}
+                Ok(e) => return e,
+                Err(Halt::Stop) => return Ending::Stopped,
+            }
+        }
+        Ending::Lapsed
+    }
+
+    async fn onsale_round(
+        &self,
+        slot: usize,
+        rng: &mut Xoshiro256PlusPlus,
+        relooks: u32,
+    ) -> Result<Ending, Halt> {
+        let user = uuid::Builder::from_random_bytes(rng.random()).into_uuid();
+        let Ok(user_id) = UserId::from_uuid(user) else {
+            return Ok(Ending::Failed);
+        };
+        let mut failures = 0u32;
+        let ticket = loop {
+            self.pause_for(Duration::ZERO).await?;
+            match self
+                .timed(Op::Issue, None, self.target.issue(user_id, slot))
+                .await
+            {
+                Ok(t) => break t,
+                Err(OpError::Refused(Refusal::SoldOut)) => return Ok(Ending::SoldOut),
+                Err(OpError::Refused(_)) => return Ok(Ending::Failed),
+                Err(OpError::Failed(_)) => {
+                    failures += 1;
+                    if failures >= 5 {
+                        return Ok(Ending::Failed);
+                    }
+                    let d = backoff(failures, rng.random::<f64>());
+                    self.pause_for(d).await?;
+                }
+            }
+        };
+        self.fact(Fact::Issued {
+            user,
+            seq: ticket.seq,
+        });
+        if let Err(end) = self.wait_in_line(&ticket, None).await? {
+            return Ok(end);
+        }
+        let admitted = Instant::now();
+        self.think(rng).await?;
+
+        // Look, hold; on conflicts another seat, then a fresh look.
+        let mut hold = None;
+        'looks: for look in 0..=relooks {
+            if look > 0 {
+                // A fresh look a moment later: seats held by others may have
+                // come back.
+                self.think_short(rng).await?;
+            }
+            let dates = match self
+                .timed(Op::Dates, None, self.target.dates(&ticket, self.concert))
+                .await
+            {
+                Ok(d) => d,
+                Err(e) => return Ok(ending_of(&e)),
+            };
+            let mut dates: Vec<DateInfo> = dates.into_iter().filter(|d| d.n_free > 0).collect();
+            let mut n_tries = 0u32;
+            while !dates.is_empty() && n_tries < self.behaviour.max_hold_attempts {
+                let weights: Vec<f64> = (0..dates.len())
+                    .map(|i| zipf(i, self.behaviour.date_skew))
+                    .collect();
+                let Some(i) = pick_weighted(rng, &weights) else {
+                    break;
+                };
+                let date = dates.remove(i);
+                let mut seats = match self
+                    .timed(
+                        Op::Seats,
+                        None,
+                        self.target.seats(&ticket, self.concert, date.date),
+                    )
+                    .await
+                {
+                    Ok(s) => s,
+                    Err(OpError::Refused(Refusal::UnknownDate | Refusal::DateClosed)) => continue,
+                    Err(e) => return Ok(ending_of(&e)),
+                };
+                while n_tries < self.behaviour.max_hold_attempts {
+                    let weights: Vec<f64> = seats
+                        .iter()
+                        .enumerate()
+                        .map(|(i, s)| {
+                            if *s == SeatView::Free {
+                                zipf(i, self.behaviour.seat_skew)
+                            } else {
+                                0.0
+                            }
+                        })
+                        .collect();
+                    let Some(k) = pick_weighted(rng, &weights) else {
+                        break; // Nothing free on this map: another date.
+                    };
+                    let seat = (k + 1) as u16;
+                    n_tries += 1;
+                    match self
+                        .timed(
+                            Op::Hold,
+                            Some((date.schedule, seat)),
+                            self.target.hold(&ticket, self.concert, date.date, seat),
+                        )
+                        .await
+                    {
+                        Ok(ack) => {
+                            hold = Some(ack);
+                            break 'looks;
+                        }
+                        Err(OpError::Refused(Refusal::SeatTaken)) => seats[k] = SeatView::Held,
+                        Err(OpError::Refused(Refusal::UnknownDate | Refusal::DateClosed)) => break,
+                        Err(e) => return Ok(ending_of(&e)),
+                    }
+                }
+            }
+        }
+        let Some(hold) = hold else {
+            // No free seat on any date after every try and re-look: that is
+            // the answer this user saw.
+            return Ok(Ending::SoldOut);
+        };
+        self.fact(Fact::Held {
+            user,
+            ack: hold,
+            received_at_ms: now_ms(),
+        });
+        self.think(rng).await?;
+
+        let charge_key = format!("c-{}", Uuid::from_u128(rng.random()).simple());
+        let id = self.attempt(user, Write::Charge { amount: hold.price });
+        match self
+            .timed(
+                Op::Charge,
+                None,
+                self.target.charge(&ticket, hold.price, &charge_key),
+            )
+            .await
+        {
+            Ok(ack) => self.fact(Fact::Charged {
+                id,
+                user,
+                amount: hold.price,
+                replayed: ack.replayed,
+            }),
+            Err(OpError::Refused(_)) => {
+                self.fact(Fact::AttemptRefused { id });
+                return Ok(Ending::Failed);
+            }
+            Err(OpError::Failed(_)) => return Ok(Ending::Failed),
+        }
+        let pay_key = format!("p-{}", Uuid::from_u128(rng.random()).simple());
+        let id = self.attempt(
+            user,
+            Write::Pay {
+                reservation: hold.reservation,
+                amount: hold.price,
+            },
+        );
+        match self
+            .timed(
+                Op::Pay,
+                Some((hold.schedule, hold.seat)),
+                self.target.pay(&ticket, hold.reservation, &pay_key),
+            )
+            .await
+        {
+            Ok(ack) => {
+                self.fact(Fact::Paid { id, user, ack });
+                self.send(Event::Purchase {
+                    latency_us: admitted.elapsed().as_micros() as u64,
+                });
+                Ok(Ending::Paid)
+            }
+            Err(OpError::Refused(r)) => {
+                self.fact(Fact::AttemptRefused { id });
+                Ok(ending_of(&OpError::Refused(r)))
+            }
+            Err(OpError::Failed(_)) => Ok(Ending::Failed),
+        }
+    }
+
+    /// Polls until admitted, waiting between two polls as long as the server
+    /// asks (`poll_after`), else the configured interval. `Err` is how the visit
+    /// ends without being admitted: told sold out, lapsed, failed, or abandoned
+    /// after `abandon_after` polls.
+    async fn wait_in_line(
+        &self,
+        ticket: &Ticket,
+        abandon_after: Option<u32>,
+    ) -> Result<Result<(), Ending>, Halt> {
+        let b = &self.behaviour;
+        let mut n_polls = 0u32;
+        let mut n_failures = 0u32;
+        let mut wait = match ticket.answer {
+            Some(QueueState::SoldOut) => return Ok(Err(Ending::SoldOut)),
+            Some(QueueState::Waiting {
+                poll_after: Some(d),
+                ..
+            }) => d,
+            _ => Duration::ZERO,
+        };
+        loop {
+            self.pause_for(wait).await?;
+            let sent_at_ms = now_ms();
+            match self.timed(Op::Poll, None, self.target.status(ticket)).await {
+                Ok(QueueState::Active) => {
+                    self.fact(Fact::ToldAdmitted {
+                        seq: ticket.seq,
+                        received_at_ms: now_ms(),
+                    });
+                    return Ok(Ok(()));
+                }
+                Ok(QueueState::Waiting { poll_after, .. }) => {
+                    self.fact(Fact::ToldWaiting {
+                        seq: ticket.seq,
+                        sent_at_ms,
+                    });
+                    if abandon_after.is_some_and(|k| n_polls >= k) {
+                        return Ok(Err(Ending::AbandonedQueue));
+                    }
+                    wait = poll_after.unwrap_or(b.poll_every);
+                }
+                Ok(QueueState::SoldOut) | Err(OpError::Refused(Refusal::SoldOut)) => {
+                    return Ok(Err(Ending::SoldOut));
+                }
+                Ok(QueueState::Expired | QueueState::Done) | Err(OpError::Refused(_)) => {
+                    return Ok(Err(Ending::Lapsed));
+                }
+                Err(OpError::Failed(_)) => {
+                    n_failures += 1;
+                    if n_failures >= 5 {
+                        return Ok(Err(Ending::Failed));
+                    }
+                    wait = b.poll_every;
+                }
+            }
+            n_polls += 1;
+        }
+    }
+
     /// Lists dates, reads seat maps and tries seats until one is held. `Err` is
     /// how the visit ends without one.
     async fn find_seat(
@@ -645,6 +886,7 @@ impl<T: Target> Ctx<T> {
 /// How a visit ends after an operation that did not succeed.
 fn ending_of(e: &OpError) -> Ending {
     match e {
+        OpError::Refused(Refusal::SoldOut) => Ending::SoldOut,
         OpError::Refused(
             Refusal::TokenExpired
             | Refusal::TokenEnded

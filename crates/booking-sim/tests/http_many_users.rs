@@ -77,7 +77,11 @@ async fn ten_thousand_users_share_a_bounded_pool_without_transport_errors() {
         .sum();
     assert_eq!(transport, 0, "{:?} {:?}", r.errors, r.error_samples);
     assert_eq!(r.op(Op::Issue).failed, 0, "{:?}", r.error_samples);
-    assert!(r.op(Op::Poll).ok >= u64::from(USERS), "every user polled");
+    let failed: u64 = r.operations.iter().map(|o| o.failed).sum();
+    assert_eq!(failed, 0, "no request failed: {:?}", r.error_samples);
+    // Users whose token came after the end of the plan stop there, so not
+    // every user need have polled.
+    assert!(r.op(Op::Poll).ok > 0);
     assert!(r.users.admitted > 0, "{:?}", r.users);
     assert!(r.audit.clean, "{:?}", r.audit.failed());
     assert_eq!(r.run_failure(), None);

@@ -167,3 +167,38 @@ async fn the_report_follows_its_schema_and_the_markdown_has_the_same_figures() {
     let errors = violations(&bad);
     assert_eq!(errors.len(), 4, "{errors:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_on_sale_report_follows_the_schema_too() {
+    use booking_sim::run::{Onsale, Scenario};
+    let mut cfg = common::small(60, 2, 42);
+    cfg.scenario = Scenario::Onsale(Onsale {
+        users: 60,
+        arrive_within: std::time::Duration::from_millis(300),
+        max_duration: std::time::Duration::from_secs(30),
+        relooks: 1,
+    });
+    cfg.restock = false;
+    cfg.policy = booking_core::domain::AdmissionPolicy::new(
+        std::time::Duration::from_millis(50),
+        Some(50),
+        None,
+    )
+    .expect("policy");
+    cfg.behaviour.p_abandon_queue = 0.0;
+    let o = run(&cfg, &TargetSpec::Memory, Ui::Quiet)
+        .await
+        .expect("run");
+    let doc: Value = serde_json::from_str(&o.report.to_json()).expect("JSON");
+    let errors = violations(&doc);
+    assert!(errors.is_empty(), "{errors:#?}");
+    // 2 dates x 20 seats for 60 users: all 40 sold, in memory.
+    assert_eq!(doc["onsale"]["capacity"], 40);
+    assert_eq!(doc["onsale"]["sold"], 40);
+    assert_eq!(doc["onsale"]["sold_counted_in"], "database");
+    assert_eq!(doc["onsale"]["unanswered"], 0);
+    assert_eq!(doc["onsale"]["server_cpu_secs_per_purchase"], Value::Null);
+    let mut bad = doc.clone();
+    bad["onsale"]["sold_counted_in"] = Value::String("guess".into());
+    assert_eq!(violations(&bad).len(), 1);
+}

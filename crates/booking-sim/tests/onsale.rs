@@ -1,0 +1,99 @@
+//! The on-sale scenario, small, over HTTP: 300 users arrive within a second
+//! for 2 dates x 50 seats on one spawned instance (SQLite). Exactly the
+//! capacity is sold, every user gets a final answer (100 bought, 200 sold out),
+//! and the report's figures add up.
+
+use std::time::Duration;
+
+use booking_core::domain::AdmissionPolicy;
+use booking_sim::events::Op;
+use booking_sim::run::{Onsale, Scenario, SimConfig, TargetSpec, Ui, run};
+use booking_sim::user::Behaviour;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hundred_users_for_a_hundred_seats_over_http() {
+    let dir = tempfile::tempdir().expect("dir");
+    let url = format!("sqlite://{}", dir.path().join("onsale.db").display());
+    let cfg = SimConfig {
+        scenario: Scenario::Onsale(Onsale {
+            users: 300,
+            arrive_within: Duration::from_secs(1),
+            max_duration: Duration::from_secs(60),
+            relooks: 1,
+        }),
+        seed: 15,
+        behaviour: Behaviour {
+            think_min: Duration::ZERO,
+            think_max: Duration::ZERO,
+            poll_every: Duration::from_millis(200),
+            ..Behaviour::default()
+        },
+        initial_dates: 2,
+        seats_per_date: 50,
+        restock: false,
+        policy: AdmissionPolicy::new(Duration::from_millis(100), Some(100), None).expect("policy"),
+        connections: 32,
+        pool_size: 8,
+        ..SimConfig::default()
+    };
+    let spec = TargetSpec::Spawn {
+        n: 1,
+        database: url,
+    };
+    let o = run(&cfg, &spec, Ui::Quiet).await.expect("run");
+    let r = &o.report;
+    println!("{}", r.to_markdown());
+    assert!(r.audit.clean, "{:?}", r.audit.failed());
+    assert!(r.errors.is_empty(), "{:?} {:?}", r.errors, r.error_samples);
+    let s = r.onsale.as_ref().expect("on-sale figures");
+    assert_eq!((s.users, s.capacity, s.expected_sold), (300, 100, 100));
+    assert_eq!(s.sold_counted_in, "database");
+    assert_eq!(s.sold, 100, "exactly the capacity is sold");
+    assert!(s.sold_as_expected);
+    assert_eq!(
+        s.bought, 100,
+        "every seat sold was bought by a user told so"
+    );
+    assert_eq!(s.sold_out, 200, "everyone else was told sold out");
+    assert_eq!(s.unanswered, 0);
+    assert_eq!(r.users.endings.get("paid"), Some(&100));
+    assert_eq!(r.users.endings.get("sold_out"), Some(&200));
+    assert_eq!(r.payments.count, 100);
+    assert_eq!(r.op(Op::Pay).ok, 100);
+    assert_eq!(r.op(Op::Charge).ok, 100);
+    assert_eq!(r.op(Op::Issue).ok, 300);
+    assert_eq!(r.op(Op::Hold).ok, 100, "one hold per buyer, none left over");
+    let sold_out_at = s.time_to_sell_out_secs.expect("it sold out");
+    let all = s.all_answered_secs.expect("every user answered");
+    assert!(
+        sold_out_at > 0.0 && sold_out_at <= all,
+        "{sold_out_at} {all}"
+    );
+    assert_eq!(s.last_answer_secs, Some(all));
+    assert!(
+        all < r.elapsed_secs + 0.5,
+        "the run ended once everyone was answered"
+    );
+    let p = &s.purchase_latency_us;
+    assert!(p.p50 > 0 && p.p50 <= p.p99 && p.p99 <= p.p999 && p.p999 <= p.max);
+    let requests: u64 = r.operations.iter().map(|o| o.count).sum();
+    assert_eq!(
+        s.requests_per_purchase,
+        Some((requests as f64 / 100.0 * 10.0).round() / 10.0)
+    );
+    // Each buyer made at least issue, poll, dates, seats, hold, charge, pay.
+    assert!(s.requests_per_purchase.expect("some") >= 7.0);
+    assert!(s.server_cpu_secs_per_purchase.expect("spawned") > 0.0);
+    let polls: u64 = s.polls_per_second.iter().map(|x| x.polls).sum();
+    assert_eq!(polls, r.op(Op::Poll).count);
+    assert_eq!(r.run_failure(), None);
+    let md = r.to_markdown();
+    assert!(
+        md.contains("| sold / capacity | 100 / 100 (as expected, database) |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| bought / sold out / no answer | 100 / 200 / 0 |"),
+        "{md}"
+    );
+}
