@@ -293,3 +293,33 @@ async fn caches_longer_than_ten_seconds_are_refused() {
         assert!(err.to_string().contains("at most 10 s"), "{err}");
     }
 }
+
+#[tokio::test]
+async fn cached_bookable_dates_are_as_old_as_the_seat_map_cache_at_most() {
+    let config = Config {
+        seat_map_cache: Duration::from_millis(100),
+        ..Config::default()
+    };
+    let (a, b, clock) = two(config);
+    let s = schedule(&a).await;
+    let free = |dates: &[booking_core::domain::ScheduleSummary]| dates[0].n_free;
+    assert_eq!(free(&a.bookable_dates(s.concert).await.unwrap()), 50);
+    // A hold through the other instance: not seen for up to 100 ms, then seen.
+    let (_, token) = admitted(&b).await;
+    let who = b.gate(&token).await.unwrap();
+    b.hold(&who, s.id, seat(1)).await.unwrap();
+    assert_eq!(free(&a.bookable_dates(s.concert).await.unwrap()), 50);
+    assert_eq!(free(&b.bookable_dates(s.concert).await.unwrap()), 49);
+    clock.advance(Duration::from_millis(100));
+    assert_eq!(free(&a.bookable_dates(s.concert).await.unwrap()), 49);
+    // A new date through this instance shows at once.
+    let new = NewSchedule::new(
+        s.concert,
+        START.plus(Duration::from_secs(31 * 86_400)),
+        SeatCount::new(50).unwrap(),
+        SeatPrices::Uniform(Amount::new(100).unwrap()),
+    )
+    .unwrap();
+    a.create_schedule(new).await.unwrap();
+    assert_eq!(a.bookable_dates(s.concert).await.unwrap().len(), 2);
+}

@@ -120,10 +120,15 @@ impl Default for SimConfig {
             max_dates: 5_000,
             policy: AdmissionPolicy::rate_and_capacity(100, Duration::from_millis(100), 1_000)
                 .unwrap_or_else(|_| unreachable!("a valid policy")),
+            // The instance caches as `booking serve` sets them by default, so that
+            // a run measures the server as it is deployed.
             engine: Config {
                 hold_ttl: Duration::from_secs(15),
                 session_ttl: Duration::from_secs(30),
                 show_up_grace: Duration::from_secs(10),
+                counters_cache: Duration::from_millis(100),
+                gate_cache: Duration::from_secs(1),
+                seat_map_cache: Duration::from_millis(100),
                 ..Config::default()
             },
             sample_every: Duration::from_millis(500),

@@ -4,11 +4,14 @@ use std::collections::HashMap;
 
 use chrono::NaiveDate;
 
-use super::Booking;
+use super::{Booking, Cached};
 use crate::clock::Clock;
 use crate::domain::{Concert, ConcertId, Schedule, ScheduleId, ScheduleSummary, Seat, Timestamp};
 use crate::error::CatalogError;
 use crate::ports::{Store, StoreError};
+
+/// How many concerts' date lists [`Booking`] remembers before it starts over.
+const DATE_LIST_CACHE: usize = 1_000;
 
 /// Seat maps read from storage, with the instant of the read; `generation` moves
 /// with every write through this instance, so that a read which started before a
@@ -49,7 +52,7 @@ impl<S: Store, C: Clock> Booking<S, C> {
         concert: ConcertId,
     ) -> Result<Vec<ScheduleSummary>, CatalogError> {
         let now = self.now();
-        let summaries = self.store.schedule_summaries(concert, now).await?;
+        let summaries = self.date_summaries(concert, now).await?;
         if summaries.is_empty() && self.store.concert(concert).await?.is_none() {
             return Err(CatalogError::UnknownConcert);
         }
@@ -57,6 +60,45 @@ impl<S: Store, C: Clock> Booking<S, C> {
             .into_iter()
             .filter(|s| s.schedule.is_open_at(now) && s.n_free > 0)
             .collect())
+    }
+
+    /// The summaries of every date of `concert`, from this instance's cache while it
+    /// is younger than [`super::Config::seat_map_cache`] (one caller reads them
+    /// again while the others are answered from the old list). The counts may be
+    /// that old; whether a date is open is decided by the caller at `now`.
+    async fn date_summaries(
+        &self,
+        concert: ConcertId,
+        now: Timestamp,
+    ) -> Result<Vec<ScheduleSummary>, StoreError> {
+        let max_age = self.config.seat_map_cache;
+        if max_age.is_zero() {
+            return self.store.schedule_summaries(concert, now).await;
+        }
+        let hit = Cached::serve(
+            super::lock(&self.date_lists).get_mut(&concert),
+            now,
+            max_age,
+        );
+        if let Some(list) = hit {
+            return Ok(list);
+        }
+        let read = self.store.schedule_summaries(concert, now).await;
+        let mut lists = super::lock(&self.date_lists);
+        match &read {
+            Ok(list) => {
+                if lists.len() >= DATE_LIST_CACHE && !lists.contains_key(&concert) {
+                    lists.clear();
+                }
+                lists.insert(concert, Cached::fresh(now, list.clone()));
+            }
+            Err(_) => {
+                if let Some(old) = lists.get_mut(&concert) {
+                    old.refreshing = false;
+                }
+            }
+        }
+        read
     }
 
     /// The schedule of `concert` on `date`.

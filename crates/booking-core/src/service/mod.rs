@@ -21,7 +21,8 @@ use chrono::NaiveDate;
 
 use crate::clock::Clock;
 use crate::domain::{
-    Amount, ConcertId, Money, QueueCounters, QueueSeq, Schedule, ScheduleId, Timestamp,
+    Amount, ConcertId, Money, QueueCounters, QueueSeq, Schedule, ScheduleId, ScheduleSummary,
+    Timestamp,
 };
 use crate::ports::Store;
 use crate::token::TokenSigner;
@@ -64,7 +65,9 @@ pub struct Config {
     /// every read, so a lapsed hold shows free at once; holds, cancels and payments
     /// made through this instance drop the date's map. A hold or sale made through
     /// another instance shows after this long (trying to hold such a seat gets
-    /// "seat taken", never a second owner).
+    /// "seat taken", never a second owner). A concert's bookable dates (their seat
+    /// counts) are kept as long; a new date or a cancel through this instance shows
+    /// at once.
     pub seat_map_cache: Duration,
     /// How long this instance trusts its sold-out mark before checking the sale
     /// in storage again (default 1 s; 0: check at every use; at most 1 min). A
@@ -166,7 +169,7 @@ pub struct Booking<S, C> {
     clock: C,
     signer: TokenSigner,
     config: Config,
-    counters_cache: Mutex<Option<CachedCounters>>,
+    counters_cache: Mutex<Option<Cached<QueueCounters>>>,
     /// Schedules found so far. A schedule is never changed or removed once
     /// created, so an entry never goes stale; the cache is emptied when full.
     schedules: Mutex<ScheduleCache>,
@@ -174,6 +177,9 @@ pub struct Booking<S, C> {
     sessions: Mutex<HashMap<QueueSeq, queue::SeenSession>>,
     /// Seat maps read from storage (see [`Config::seat_map_cache`]).
     seat_maps: Mutex<catalog::SeatMaps>,
+    /// Each concert's date summaries read from storage, for the bookable dates
+    /// (see [`Config::seat_map_cache`]).
+    date_lists: Mutex<HashMap<ConcertId, Cached<Vec<ScheduleSummary>>>>,
     /// The sold-out mark (see [`Config::sold_out_recheck`]).
     sale: Mutex<sale::SaleMark>,
 }
@@ -219,6 +225,7 @@ impl<S: Store, C: Clock> Booking<S, C> {
             schedules: Mutex::new(ScheduleCache::default()),
             sessions: Mutex::new(HashMap::new()),
             seat_maps: Mutex::new(catalog::SeatMaps::default()),
+            date_lists: Mutex::new(HashMap::new()),
             sale: Mutex::new(sale::SaleMark::default()),
         })
     }
@@ -243,12 +250,45 @@ impl<S: Store, C: Clock> Booking<S, C> {
     }
 }
 
-/// The queue counters as this instance last read them.
-#[derive(Debug, Clone, Copy)]
-struct CachedCounters {
-    /// When they were read.
+/// A value read from storage, kept for a short time (stale-while-refresh).
+#[derive(Debug, Clone)]
+struct Cached<T> {
+    /// When it was read.
     at: Timestamp,
-    counters: QueueCounters,
-    /// A caller is reading them again.
+    value: T,
+    /// A caller is reading it again.
     refreshing: bool,
+}
+
+/// How many times its maximum age a cached value may be served while one caller
+/// reads it again.
+const STALE_FACTOR: u32 = 4;
+
+impl<T: Clone> Cached<T> {
+    /// The value when it can be served at `now`: younger than `max_age`, or younger
+    /// than [`STALE_FACTOR`] times that while another caller reads it again.
+    /// Otherwise `None`, and the caller becomes the one who reads it again. Under a
+    /// burst this is one read per period instead of one per request that arrives
+    /// while the read is under way; a caller that went away mid-read cannot stall
+    /// the cache, since past that age every caller reads.
+    fn serve(slot: Option<&mut Self>, now: Timestamp, max_age: Duration) -> Option<T> {
+        let c = slot?;
+        if now < c.at {
+            return None;
+        }
+        let age = now.since(c.at);
+        if age < max_age || (c.refreshing && age < max_age * STALE_FACTOR) {
+            return Some(c.value.clone());
+        }
+        c.refreshing = true;
+        None
+    }
+
+    fn fresh(at: Timestamp, value: T) -> Self {
+        Cached {
+            at,
+            value,
+            refreshing: false,
+        }
+    }
 }

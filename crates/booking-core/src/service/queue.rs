@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::Booking;
+use super::{Booking, Cached};
 use crate::clock::Clock;
 use crate::domain::{EntryState, QueueCounters, QueueEntry, QueueSeq, Timestamp, TokenId, UserId};
 use crate::error::{GateError, IssueError, StatusError};
@@ -354,14 +354,9 @@ impl<S: Store, C: Clock> Booking<S, C> {
         Ok(entry.filter(|e| e.token_id == claims.token_id && e.user == claims.user))
     }
 
-    /// The counters, from this instance's cache while it is fresh enough.
-    ///
-    /// Once the cache is older than [`super::Config::counters_cache`], one caller
-    /// reads the counters again while the others keep answering from the old value,
-    /// up to [`STALE_FACTOR`] times that age: under a burst of polls, one read per
-    /// period instead of one per poll that arrives while the read is under way. A
-    /// caller that went away mid-read cannot stall the cache: past that age every
-    /// caller reads.
+    /// The counters, from this instance's cache while it is fresh enough
+    /// ([`super::Config::counters_cache`]; under a burst one caller reads them again
+    /// while the others answer from the old value, see `Cached::serve`).
     pub(crate) async fn counters_cached(
         &self,
         now: Timestamp,
@@ -370,17 +365,8 @@ impl<S: Store, C: Clock> Booking<S, C> {
         if max_age.is_zero() {
             return self.store.counters().await;
         }
-        {
-            let mut cache = super::lock(&self.counters_cache);
-            if let Some(c) = cache.as_mut()
-                && now >= c.at
-            {
-                let age = now.since(c.at);
-                if age < max_age || (c.refreshing && age < max_age * STALE_FACTOR) {
-                    return Ok(c.counters);
-                }
-                c.refreshing = true;
-            }
+        if let Some(c) = Cached::serve(super::lock(&self.counters_cache).as_mut(), now, max_age) {
+            return Ok(c);
         }
         self.fresh_counters(now).await
     }
@@ -390,16 +376,13 @@ impl<S: Store, C: Clock> Booking<S, C> {
         let read = self.store.counters().await;
         if !self.config.counters_cache.is_zero() {
             let mut cache = super::lock(&self.counters_cache);
-            match (&read, cache.as_mut()) {
-                (Ok(c), _) => {
-                    *cache = Some(super::CachedCounters {
-                        at: now,
-                        counters: *c,
-                        refreshing: false,
-                    });
+            match &read {
+                Ok(c) => *cache = Some(Cached::fresh(now, *c)),
+                Err(_) => {
+                    if let Some(old) = cache.as_mut() {
+                        old.refreshing = false;
+                    }
                 }
-                (Err(_), Some(old)) => old.refreshing = false,
-                (Err(_), None) => {}
             }
         }
         read
@@ -409,14 +392,10 @@ impl<S: Store, C: Clock> Booking<S, C> {
     /// instance just issued needs no read to tell that its place is known.
     fn note_issued(&self, seq: QueueSeq) {
         if let Some(c) = super::lock(&self.counters_cache).as_mut() {
-            c.counters.last_seq = c.counters.last_seq.max(seq.get());
+            c.value.last_seq = c.value.last_seq.max(seq.get());
         }
     }
 }
-
-/// How many times [`super::Config::counters_cache`] the cached counters may be while
-/// one caller reads them again.
-const STALE_FACTOR: u32 = 4;
 
 fn claims_of(entry: &QueueEntry) -> TokenClaims {
     TokenClaims {

@@ -146,6 +146,8 @@ impl<S: Store, C: Clock> Booking<S, C> {
     /// A seat may have come back, or a date been added, through this instance: the
     /// mark is re-checked at its next use.
     pub(crate) fn sale_changed(&self) {
+        // The cached date lists too: a new date, or a seat back, shows at once.
+        super::lock(&self.date_lists).clear();
         let mut mark = super::lock(&self.sale);
         mark.generation = mark.generation.wrapping_add(1);
         mark.checked = None;
