@@ -47,6 +47,9 @@ impl RateLimits {
     }
 }
 
+/// Paths no rate limit applies to: the health and readiness probes and the metrics.
+pub const UNLIMITED_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
 /// The most clients tracked per kind; past it the table starts over, which only
 /// ever forgives.
 const MAX_TRACKED: usize = 100_000;
@@ -128,6 +131,11 @@ fn hash<T: Hash + ?Sized>(v: &T) -> u64 {
 
 /// The middleware: 429 past either limit.
 pub async fn limit(State(limiter): State<Arc<Limiter>>, req: Request, next: Next) -> Response {
+    // Probes and scrapes are never limited: an orchestrator that gets 429 from a
+    // health check would take a busy instance out of service.
+    if UNLIMITED_PATHS.contains(&req.uri().path()) {
+        return next.run(req).await;
+    }
     let ip = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
