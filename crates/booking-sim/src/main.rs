@@ -31,8 +31,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 ///
 /// The run ends at its planned duration whatever the users do: operations in
 /// flight get --drain to finish, then the report and the audit. A visit that
-/// fails is retried after a pause that doubles with each failure in a row (with
-/// jitter, up to 8 s).
+/// fails or is told "sold out" is followed by a pause that doubles with each
+/// such visit in a row (with jitter, up to 8 s).
 ///
 /// Exit status: 0 when the audit is clean, 2 when it found a violation (the seed
 /// that reproduces the run is printed), 3 when more than half of the requests

@@ -832,8 +832,9 @@ async fn slot_loop<T: Target>(
             break;
         }
         visit += 1;
-        if end == Ending::Failed {
-            // Not at once: a failing target gets fewer requests, not more.
+        if matches!(end, Ending::Failed | Ending::SoldOut) {
+            // Not at once: a failing target gets fewer requests, not more, and
+            // a sold-out sale is not asked again in a tight loop.
             failures += 1;
             ctx.back_off(failures, &mut rng).await;
         } else {

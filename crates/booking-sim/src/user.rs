@@ -309,9 +309,9 @@ impl<T: Target> Ctx<T> {
     }
 
     /// Waits before the next visit after `failures` visits in a row ended in a
-    /// failure: exponential from [`BACKOFF_BASE`] up to [`BACKOFF_MAX`], with
-    /// full jitter (so that users who failed together do not come back
-    /// together). Returns early when the run stops.
+    /// failure (or a sold-out answer): exponential from [`BACKOFF_BASE`] up to
+    /// [`BACKOFF_MAX`], with jitter in the upper half (so that users who failed
+    /// together do not come back together). Returns early when the run stops.
     pub async fn back_off(&self, failures: u32, rng: &mut Xoshiro256PlusPlus) {
         let d = backoff(failures, rng.random::<f64>());
         let _ = self.pause_for(d).await;
