@@ -884,6 +884,7 @@ fn onsale_report(o: &Onsale, d: &Driven, state: Option<&DbState>, spawned: bool)
             .map(secs),
         last_answer_secs: s.last_answer_after.map(secs),
         purchase_latency_us: crate::report::latency_report(&s.purchase),
+        poll_after_us: crate::report::latency_report(&s.poll_after),
         requests_per_purchase: (bought > 0)
             .then(|| ((requests as f64 / bought as f64) * 10.0).round() / 10.0),
         server_cpu_secs_per_purchase: match (&d.cpu, spawned && bought > 0) {

@@ -317,6 +317,13 @@ impl<T: Target> Ctx<T> {
         let _ = self.pause_for(d).await;
     }
 
+    /// Reports that the server asked to wait `d` before the next poll.
+    fn paced(&self, d: Duration) {
+        self.send(Event::PollAfter {
+            ms: d.as_millis() as u64,
+        });
+    }
+
     /// Waits `d` before arriving; false when the run stopped first.
     pub async fn arrive(&self, d: Duration) -> bool {
         self.pause_for(d).await.is_ok()
@@ -733,7 +740,10 @@ impl<T: Target> Ctx<T> {
             Some(QueueState::Waiting {
                 poll_after: Some(d),
                 ..
-            }) => d,
+            }) => {
+                self.paced(d);
+                d
+            }
             _ => Duration::ZERO,
         };
         loop {
@@ -754,6 +764,9 @@ impl<T: Target> Ctx<T> {
                     });
                     if abandon_after.is_some_and(|k| n_polls >= k) {
                         return Ok(Err(Ending::AbandonedQueue));
+                    }
+                    if let Some(d) = poll_after {
+                        self.paced(d);
                     }
                     wait = poll_after.unwrap_or(b.poll_every);
                 }
