@@ -387,9 +387,18 @@ fn main() -> ExitCode {
         Ui::Dashboard
     };
     if args.no_tui {
+        let what = match &cfg.scenario {
+            Scenario::Onsale(o) => format!(
+                "on sale, {} users within {}",
+                o.users,
+                booking_sim::plan::format_duration(o.arrive_within)
+            ),
+            Scenario::Browse => format!("plan {}", cfg.plan),
+        };
         eprintln!(
-            "booking-sim: seed {}, plan {}, target {spec:?}",
-            cfg.seed, cfg.plan
+            "booking-sim: seed {}, {what}, target {}",
+            cfg.seed,
+            spec.describe()
         );
     }
     let outcome = runtime.block_on(run(&cfg, &spec, ui));
