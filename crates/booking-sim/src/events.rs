@@ -281,6 +281,11 @@ pub enum Event {
         /// Microseconds.
         latency_us: u64,
     },
+    /// A queue answer said when to ask again (`poll_after`).
+    PollAfter {
+        /// Milliseconds.
+        ms: u64,
+    },
     /// A fact for the auditor.
     Fact(Fact),
     /// A sample of the waiting room.

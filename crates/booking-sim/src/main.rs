@@ -31,8 +31,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 ///
 /// The run ends at its planned duration whatever the users do: operations in
 /// flight get --drain to finish, then the report and the audit. A visit that
-/// fails is retried after a pause that doubles with each failure in a row (with
-/// jitter, up to 8 s).
+/// fails or is told "sold out" is followed by a pause that doubles with each
+/// such visit in a row (with jitter, up to 8 s).
 ///
 /// Exit status: 0 when the audit is clean, 2 when it found a violation (the seed
 /// that reproduces the run is printed), 3 when more than half of the requests
@@ -387,9 +387,18 @@ fn main() -> ExitCode {
         Ui::Dashboard
     };
     if args.no_tui {
+        let what = match &cfg.scenario {
+            Scenario::Onsale(o) => format!(
+                "on sale, {} users within {}",
+                o.users,
+                booking_sim::plan::format_duration(o.arrive_within)
+            ),
+            Scenario::Browse => format!("plan {}", cfg.plan),
+        };
         eprintln!(
-            "booking-sim: seed {}, plan {}, target {spec:?}",
-            cfg.seed, cfg.plan
+            "booking-sim: seed {}, {what}, target {}",
+            cfg.seed,
+            spec.describe()
         );
     }
     let outcome = runtime.block_on(run(&cfg, &spec, ui));

@@ -257,6 +257,9 @@ pub struct OnsaleReport {
     /// The whole purchase: from the answer that admitted the user to the
     /// payment's receipt.
     pub purchase_latency_us: LatencyReport,
+    /// The waits between polls the server asked for (`poll_after_ms`), in
+    /// microseconds; all zero when it never said.
+    pub poll_after_us: LatencyReport,
     /// Requests of every kind per purchase.
     pub requests_per_purchase: Option<f64>,
     /// CPU time of the spawned servers per purchase (`None` in process, where
@@ -515,6 +518,14 @@ impl Report {
                         ms(p.max)
                     ),
                 ),
+                ("poll_after the server asked for, p50 / p99 / max", {
+                    let a = &o.poll_after_us;
+                    if a.max == 0 {
+                        "never said".into()
+                    } else {
+                        format!("{} / {} / {} ms", ms(a.p50), ms(a.p99), ms(a.max))
+                    }
+                }),
                 (
                     "requests per purchase",
                     o.requests_per_purchase

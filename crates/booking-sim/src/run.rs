@@ -217,6 +217,49 @@ pub enum TargetSpec {
     },
 }
 
+impl TargetSpec {
+    /// The target for people: no admin key, and no password of a database URL.
+    pub fn describe(&self) -> String {
+        match self {
+            TargetSpec::Memory => "in process, memory store".into(),
+            TargetSpec::Database(url) => format!("in process, {}", redact_url(url)),
+            TargetSpec::Http {
+                bases,
+                admin_url,
+                database,
+                ..
+            } => format!(
+                "HTTP {}{}{}",
+                bases.join(","),
+                admin_url
+                    .as_deref()
+                    .map_or_else(String::new, |a| format!(", operator side {a}")),
+                database
+                    .as_deref()
+                    .map_or_else(String::new, |d| format!(", audit {}", redact_url(d)))
+            ),
+            TargetSpec::Spawn { n, database } => {
+                format!("{n} spawned instance(s) on {}", redact_url(database))
+            }
+        }
+    }
+}
+
+/// `url` with the password of its user part (`user:password@`) replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (auth, host) = match rest.split_once('@') {
+        Some(x) => x,
+        None => return url.to_owned(),
+    };
+    match auth.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
 /// How the run shows itself while it goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ui {
@@ -580,8 +623,14 @@ async fn drive<T: Target>(
         info: RunInfo {
             target: label,
             seed: cfg.seed,
-            plan: cfg.plan.to_string(),
-            plan_total: cfg.plan.total(),
+            plan: match &cfg.scenario {
+                Scenario::Onsale(o) => format!("on sale, {} users", o.users),
+                Scenario::Browse => cfg.plan.to_string(),
+            },
+            plan_total: match &cfg.scenario {
+                Scenario::Onsale(o) => o.max_duration,
+                Scenario::Browse => cfg.plan.total(),
+            },
             onsale_users: match &cfg.scenario {
                 Scenario::Onsale(o) => Some(o.users),
                 Scenario::Browse => None,
@@ -837,8 +886,9 @@ async fn slot_loop<T: Target>(
             break;
         }
         visit += 1;
-        if end == Ending::Failed {
-            // Not at once: a failing target gets fewer requests, not more.
+        if matches!(end, Ending::Failed | Ending::SoldOut) {
+            // Not at once: a failing target gets fewer requests, not more, and
+            // a sold-out sale is not asked again in a tight loop.
             failures += 1;
             ctx.back_off(failures, &mut rng).await;
         } else {
@@ -888,6 +938,7 @@ fn onsale_report(o: &Onsale, d: &Driven, state: Option<&DbState>, spawned: bool)
             .map(secs),
         last_answer_secs: s.last_answer_after.map(secs),
         purchase_latency_us: crate::report::latency_report(&s.purchase),
+        poll_after_us: crate::report::latency_report(&s.poll_after),
         requests_per_purchase: (bought > 0)
             .then(|| ((requests as f64 / bought as f64) * 10.0).round() / 10.0),
         server_cpu_secs_per_purchase: match (&d.cpu, spawned && bought > 0) {
@@ -926,9 +977,23 @@ fn finish(
         seed: cfg.seed,
         target,
         settings: SettingsReport {
-            plan: cfg.plan.to_string(),
-            peak_users: cfg.plan.peak(),
-            plan_secs: cfg.plan.total().as_secs_f64(),
+            plan: match &cfg.scenario {
+                Scenario::Onsale(o) => format!(
+                    "on sale: {} users within {}, at most {}",
+                    o.users,
+                    crate::plan::format_duration(o.arrive_within),
+                    crate::plan::format_duration(o.max_duration)
+                ),
+                Scenario::Browse => cfg.plan.to_string(),
+            },
+            peak_users: match &cfg.scenario {
+                Scenario::Onsale(o) => o.users,
+                Scenario::Browse => cfg.plan.peak(),
+            },
+            plan_secs: match &cfg.scenario {
+                Scenario::Onsale(o) => o.max_duration.as_secs_f64(),
+                Scenario::Browse => cfg.plan.total().as_secs_f64(),
+            },
             hold_ttl_secs: cfg.engine.hold_ttl.as_secs_f64(),
             session_ttl_secs: cfg.engine.session_ttl.as_secs_f64(),
             show_up_grace_secs: cfg.engine.show_up_grace.as_secs_f64(),
@@ -988,5 +1053,35 @@ fn finish(
         record: d.record,
         snapshot: d.snapshot,
         stopped_early: d.stopped_early,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_are_described_without_secrets() {
+        assert_eq!(
+            redact_url("postgres://sim:hunter2@127.0.0.1:5432/sim"),
+            "postgres://sim:***@127.0.0.1:5432/sim"
+        );
+        assert_eq!(
+            redact_url("postgres://sim@127.0.0.1/sim"),
+            "postgres://sim@127.0.0.1/sim"
+        );
+        assert_eq!(redact_url("sqlite://a.db"), "sqlite://a.db");
+        let spec = TargetSpec::Http {
+            bases: vec!["http://127.0.0.1:1".into()],
+            admin_key: "the-admin-key".into(),
+            admin_url: None,
+            database: Some("postgres://u:pw@h/db".into()),
+        };
+        let d = spec.describe();
+        assert!(!d.contains("the-admin-key") && !d.contains("pw@"), "{d}");
+        assert!(
+            d.contains("http://127.0.0.1:1") && d.contains("u:***@h/db"),
+            "{d}"
+        );
     }
 }

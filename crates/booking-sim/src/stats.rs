@@ -126,6 +126,9 @@ pub struct Snapshot {
     pub capacity: u64,
     /// Purchases (on-sale scenario): from admission to the payment's receipt.
     pub purchase: Latency,
+    /// The waits between polls the server asked for (`poll_after`), in
+    /// microseconds like every latency; all zero when it never said.
+    pub poll_after: Latency,
     /// When acknowledged payments reached the capacity.
     pub sold_out_after: Option<Duration>,
     /// Visits ended with a final answer (bought, or sold out).
@@ -240,6 +243,7 @@ pub struct Aggregator {
     dates: HashMap<i64, DateMap>,
     record: Record,
     purchase: Histogram<u64>,
+    poll_after: Histogram<u64>,
     capacity: u64,
     n_paid: u64,
     sold_out_after: Option<Duration>,
@@ -269,6 +273,8 @@ impl Aggregator {
             dates: HashMap::new(),
             record: Record::default(),
             purchase: Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)
+                .unwrap_or_else(|_| unreachable!("valid bounds")),
+            poll_after: Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)
                 .unwrap_or_else(|_| unreachable!("valid bounds")),
             capacity: 0,
             n_paid: 0,
@@ -331,6 +337,10 @@ impl Aggregator {
             }
             Event::Purchase { latency_us } => {
                 self.purchase.saturating_record(latency_us.max(1));
+            }
+            Event::PollAfter { ms } => {
+                self.poll_after
+                    .saturating_record(ms.saturating_mul(1_000).max(1));
             }
             Event::Failure { op, kind, detail } => {
                 self.error_samples.insert((op, kind), detail);
@@ -527,6 +537,7 @@ impl Aggregator {
             heat,
             capacity: self.capacity,
             purchase: latency_of(&self.purchase),
+            poll_after: latency_of(&self.poll_after),
             sold_out_after: self.sold_out_after,
             n_answered: self.n_answered,
             last_answer_after: self.last_answer_after,
@@ -706,6 +717,7 @@ mod tests {
         for us in [100_000, 300_000] {
             a.apply(Event::Purchase { latency_us: us }, t0);
         }
+        a.apply(Event::PollAfter { ms: 2_000 }, t0);
         a.apply(op(Op::Poll, 5, OpClass::Ok), t0);
         a.apply(
             Event::Queue(QueueSample {
@@ -721,6 +733,7 @@ mod tests {
         assert_eq!(s.last_answer_after, Some(Duration::from_millis(1_500)));
         assert!((99_000..=101_000).contains(&s.purchase.p50_us));
         assert!((299_000..=301_000).contains(&s.purchase.max_us));
+        assert!((1_999_000..=2_001_000).contains(&s.poll_after.max_us));
         assert_eq!((s.recent[0].n_polls, s.recent[0].waiting), (1, 7));
     }
 

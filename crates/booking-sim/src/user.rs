@@ -309,12 +309,19 @@ impl<T: Target> Ctx<T> {
     }
 
     /// Waits before the next visit after `failures` visits in a row ended in a
-    /// failure: exponential from [`BACKOFF_BASE`] up to [`BACKOFF_MAX`], with
-    /// full jitter (so that users who failed together do not come back
-    /// together). Returns early when the run stops.
+    /// failure (or a sold-out answer): exponential from [`BACKOFF_BASE`] up to
+    /// [`BACKOFF_MAX`], with jitter in the upper half (so that users who failed
+    /// together do not come back together). Returns early when the run stops.
     pub async fn back_off(&self, failures: u32, rng: &mut Xoshiro256PlusPlus) {
         let d = backoff(failures, rng.random::<f64>());
         let _ = self.pause_for(d).await;
+    }
+
+    /// Reports that the server asked to wait `d` before the next poll.
+    fn paced(&self, d: Duration) {
+        self.send(Event::PollAfter {
+            ms: d.as_millis() as u64,
+        });
     }
 
     /// Waits `d` before arriving; false when the run stopped first.
@@ -733,7 +740,10 @@ impl<T: Target> Ctx<T> {
             Some(QueueState::Waiting {
                 poll_after: Some(d),
                 ..
-            }) => d,
+            }) => {
+                self.paced(d);
+                d
+            }
             _ => Duration::ZERO,
         };
         loop {
@@ -754,6 +764,9 @@ impl<T: Target> Ctx<T> {
                     });
                     if abandon_after.is_some_and(|k| n_polls >= k) {
                         return Ok(Err(Ending::AbandonedQueue));
+                    }
+                    if let Some(d) = poll_after {
+                        self.paced(d);
                     }
                     wait = poll_after.unwrap_or(b.poll_every);
                 }

@@ -22,6 +22,7 @@ async fn every_request_failing_stops_at_the_duration_with_the_error_named() {
     };
     let admin_url = servers.bases[0].clone();
     let admin_key = servers.admin_key.clone();
+    let secret = admin_key.clone();
     let plan_secs = 4;
     let t0 = Instant::now();
     let out = tokio::task::spawn_blocking(move || {
@@ -52,6 +53,10 @@ async fn every_request_failing_stops_at_the_duration_with_the_error_named() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(3), "{stderr}\n{stdout}");
+    assert!(
+        !stderr.contains(&secret) && !stdout.contains(&secret),
+        "the admin key is never printed"
+    );
     assert!(
         wall < Duration::from_secs(plan_secs + 10),
         "the run ended at its duration: {wall:?}\n{stderr}"

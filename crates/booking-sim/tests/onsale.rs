@@ -84,6 +84,9 @@ async fn three_hundred_users_for_a_hundred_seats_over_http() {
     // Each buyer made at least issue, poll, dates, seats, hold, charge, pay.
     assert!(s.requests_per_purchase.expect("some") >= 7.0);
     assert!(s.server_cpu_secs_per_purchase.expect("spawned") > 0.0);
+    // The server paces its clients, and the report shows what it asked.
+    let pa = &s.poll_after_us;
+    assert!(pa.p50 >= 250_000 && pa.max <= 20_000_000, "{pa:?}");
     let polls: u64 = s.polls_per_second.iter().map(|x| x.polls).sum();
     assert_eq!(polls, r.op(Op::Poll).count);
     assert_eq!(r.run_failure(), None);
