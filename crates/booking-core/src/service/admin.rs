@@ -53,6 +53,9 @@ pub struct SweepReport {
 /// How many rows one sweep touches at most: a limit keeps each transaction short.
 const SWEEP_BATCH: u32 = 10_000;
 
+/// The longest time, in policy intervals, an admission's rate is averaged over.
+const RATE_WINDOW: u32 = 4;
+
 impl<S: Store, C: Clock> Booking<S, C> {
     /// Creates a concert.
     ///
@@ -173,10 +176,12 @@ impl<S: Store, C: Clock> Booking<S, C> {
         };
         let n = c.policy.admit_count(n_waiting, n_active);
         // The rate over the time since the last advance (at least one interval), so
-        // a ticker that runs late does not overstate it.
-        let elapsed = c
-            .last_tick_at
-            .map_or(interval, |t| now.since(t).max(interval));
+        // a ticker that runs late does not overstate it; at most four intervals, so
+        // a line that was empty for a while does not look slow when people arrive
+        // (tickers run far more often than the interval on every instance).
+        let elapsed = c.last_tick_at.map_or(interval, |t| {
+            now.since(t).max(interval).min(interval * RATE_WINDOW)
+        });
         let elapsed_ms = (elapsed.as_millis() as u64).max(1);
         let observed = n.saturating_mul(1_000_000) / elapsed_ms;
         // A moving average over ticks: a quarter of the newest tick's rate.

@@ -143,7 +143,7 @@ impl<S: Store, C: Clock> Booking<S, C> {
         self.note_issued(entry.seq);
         let counters = self.counters_cached(now).await?;
         let claims = claims_of(&entry);
-        let mut status = status_of(&entry, &counters, now);
+        let mut status = self.paced(status_of(&entry, &counters, now));
         if matches!(status, QueueStatus::Waiting { .. }) && self.sold_out().await? {
             status = QueueStatus::SoldOut;
         }
@@ -192,7 +192,7 @@ impl<S: Store, C: Clock> Booking<S, C> {
             }
             return Ok(QueueView {
                 claims,
-                status: waiting(seq, &counters),
+                status: self.paced(waiting(seq, &counters)),
             });
         }
         let entry = self
@@ -201,7 +201,7 @@ impl<S: Store, C: Clock> Booking<S, C> {
             .ok_or(StatusError::UnknownToken)?;
         Ok(QueueView {
             claims,
-            status: status_of(&entry, &counters, now),
+            status: self.paced(status_of(&entry, &counters, now)),
         })
     }
 
@@ -323,7 +323,7 @@ impl<S: Store, C: Clock> Booking<S, C> {
                 return Err(GateError::Waiting {
                     position,
                     eta,
-                    poll_after,
+                    poll_after: self.max_pause(poll_after),
                 });
             };
             if now >= expires_at {
@@ -386,6 +386,30 @@ impl<S: Store, C: Clock> Booking<S, C> {
             }
         }
         read
+    }
+
+    /// `status` with its pause kept under [`Booking::max_pause`].
+    fn paced(&self, status: QueueStatus) -> QueueStatus {
+        match status {
+            QueueStatus::Waiting {
+                position,
+                eta,
+                poll_after,
+            } => QueueStatus::Waiting {
+                position,
+                eta,
+                poll_after: self.max_pause(poll_after),
+            },
+            other => other,
+        }
+    }
+
+    /// A pause between polls is at most half the show-up grace: a user admitted
+    /// while it waits still comes back in time to keep the place.
+    fn max_pause(&self, pause: Duration) -> Duration {
+        pause
+            .min(self.config.show_up_grace / 2)
+            .max(crate::domain::POLL_FLOOR)
     }
 
     /// Notes in the cache that place `seq` exists, so that a poll of a token this
