@@ -203,7 +203,7 @@ struct Args {
     max_holds: u32,
 
     /// Users admitted per tick (0: no rate limit; then --max-active is needed).
-    /// (Default 100; on sale 200.)
+    /// (Default 100; on sale 0: admission by capacity alone.)
     #[arg(long, help_heading = "Admission")]
     admit_batch: Option<u32>,
 
@@ -212,8 +212,8 @@ struct Args {
     admit_every: Duration,
 
     /// Active users at most (0: no cap).
-    /// (Default 1000; on sale 0, since a user told "sold out" keeps its session
-    /// until it lapses.)
+    /// (Default 1000; on sale the seats on sale plus a fifth: the shop serves as
+    /// many as can buy, the line waits, and sold out closes it.)
     #[arg(long, help_heading = "Admission")]
     max_active: Option<u32>,
 
@@ -233,9 +233,11 @@ struct Args {
     #[arg(long, default_value_t = 16, help_heading = "Output")]
     pool: u32,
 
-    /// How stale the servers' waiting-room answers may be (their counters cache),
-    /// for the auditor's order check with --url.
-    #[arg(long, default_value = "0s", value_parser = parse_duration, help_heading = "Output")]
+    /// How stale the servers' waiting-room answers may be, for the auditor's order
+    /// check with --url: their counters cache, times four while one request reads
+    /// it again (`booking serve`'s default 100 ms cache: 400ms). Spawned and
+    /// in-process instances use their own setting.
+    #[arg(long, default_value = "400ms", value_parser = parse_duration, help_heading = "Output")]
     status_staleness: Duration,
 }
 
@@ -262,8 +264,12 @@ fn config(a: &Args) -> Result<(SimConfig, TargetSpec), String> {
         Duration::from_secs(10),
         Duration::from_secs(1),
     ));
-    let admit_batch = a.admit_batch.unwrap_or(pick(onsale, 100, 200));
-    let max_active = a.max_active.unwrap_or(pick(onsale, 1_000, 0));
+    let admit_batch = a.admit_batch.unwrap_or(pick(onsale, 100, 0));
+    let dates = a.dates.unwrap_or(pick(onsale, 3, 10));
+    let on_sale_cap = u32::try_from(u64::from(dates) * u64::from(a.seats) * 6 / 5)
+        .unwrap_or(u32::MAX)
+        .clamp(1, 1_000_000);
+    let max_active = a.max_active.unwrap_or(pick(onsale, 1_000, on_sale_cap));
     let scenario = if onsale {
         if a.plan.is_some() {
             return Err(
@@ -317,7 +323,7 @@ fn config(a: &Args) -> Result<(SimConfig, TargetSpec), String> {
             date_skew: a.date_skew.unwrap_or(pick(onsale, 1.0, 0.0)),
         },
         policy,
-        initial_dates: a.dates.unwrap_or(pick(onsale, 3, 10)),
+        initial_dates: dates,
         seats_per_date: a.seats,
         price: a.price,
         restock: !a.no_restock && !onsale,
@@ -326,7 +332,8 @@ fn config(a: &Args) -> Result<(SimConfig, TargetSpec), String> {
             session_ttl: a.session_ttl,
             show_up_grace: a.show_up_grace,
             max_live_holds: a.max_holds,
-            ..Config::default()
+            // The instance caches as `booking serve` sets them.
+            ..SimConfig::default().engine
         },
         drain: a.drain,
         pool_size: a.pool,

@@ -381,6 +381,12 @@ pub async fn run(cfg: &SimConfig, spec: &TargetSpec, ui: Ui) -> Result<Outcome, 
         audit_opts.cap = cfg.policy.max_active();
     }
     audit_opts.clock_tolerance_ms = cfg.engine.clock_tolerance.as_millis() as i64;
+    if !matches!(spec, TargetSpec::Http { .. }) {
+        // Instances of this process: their own counters cache says how stale a
+        // waiting-room answer may be.
+        let own = i64::try_from(cfg.engine.max_counters_staleness().as_millis());
+        audit_opts.status_staleness_ms = own.unwrap_or(i64::MAX);
+    }
     match spec {
         TargetSpec::Memory => {
             let store = MemoryStore::new();

@@ -189,13 +189,16 @@ pub const POLL_FLOOR: Duration = Duration::from_millis(250);
 pub const POLL_CEILING: Duration = Duration::from_secs(20);
 
 /// The admission rate pacing assumes when none is known (admission paused, or a
-/// capacity policy that has not admitted anyone yet): 10 users a second, times 1000.
+/// policy with neither a rate nor a cap): 10 users a second, times 1000.
 pub const ASSUMED_RATE_MILLI: u64 = 10_000;
 
 impl QueueCounters {
     /// The admission rate (per second, times 1000) that [`poll_after`] paces by:
     /// [`ASSUMED_RATE_MILLI`] while paused; else the observed rate; else what a rate
-    /// policy promises; else [`ASSUMED_RATE_MILLI`].
+    /// policy promises; else, for a capacity policy, its cap per interval (what one
+    /// tick can admit into an empty shop: at a sale's opening, the first places are
+    /// admitted at once, and a line no longer than a few caps asks again within
+    /// the floor).
     pub fn pace_rate_milli(&self) -> u64 {
         if self.paused {
             return ASSUMED_RATE_MILLI;
@@ -208,7 +211,13 @@ impl QueueCounters {
                 let interval_ms = (self.policy.interval().as_millis() as u64).max(1);
                 (u64::from(batch) * 1_000_000 / interval_ms).max(1)
             }
-            None => ASSUMED_RATE_MILLI,
+            None => match self.policy.max_active() {
+                Some(cap) => {
+                    let interval_ms = (self.policy.interval().as_millis() as u64).max(1);
+                    (u64::from(cap) * 1_000_000 / interval_ms).max(1)
+                }
+                None => ASSUMED_RATE_MILLI,
+            },
         }
     }
 }
@@ -352,6 +361,6 @@ mod tests {
         c.paused = false;
         c.admit_rate_milli = 0;
         c.policy = AdmissionPolicy::capacity(100, SEC).unwrap();
-        assert_eq!(c.pace_rate_milli(), ASSUMED_RATE_MILLI, "no promise");
+        assert_eq!(c.pace_rate_milli(), 100_000, "a cap per interval");
     }
 }

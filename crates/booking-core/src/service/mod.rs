@@ -110,6 +110,14 @@ impl Default for Config {
 pub struct ConfigError(pub &'static str);
 
 impl Config {
+    /// The oldest queue counters a status answer of this instance may be computed
+    /// from: [`Config::counters_cache`], times four while one caller reads them
+    /// again and the others are answered from the old value. A user may be told
+    /// "waiting" this long after their place was admitted (never the reverse).
+    pub fn max_counters_staleness(&self) -> Duration {
+        self.counters_cache * STALE_FACTOR
+    }
+
     /// Checks every bound.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let second = Duration::from_secs(1);
