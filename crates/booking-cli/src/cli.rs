@@ -82,6 +82,9 @@ pub enum Command {
     Migrate(JsonFlag),
     /// Create demo concerts with future dates, 50 seats each, with prices.
     Seed(JsonFlag),
+    /// Write a consistent copy of an SQLite database to a new file, while servers
+    /// keep using it (for PostgreSQL, use pg_dump).
+    Backup(BackupArgs),
 
     /// Admin: add, list and show concerts.
     #[command(subcommand)]
@@ -121,6 +124,12 @@ pub enum Command {
     Balance(UserRead),
     /// User: pay a hold from your balance; the seat is yours and the token ends.
     Pay(PayArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The new file (it must not exist yet).
+    pub file: std::path::PathBuf,
 }
 
 /// Just `--json`.

@@ -60,7 +60,8 @@ fn needs(command: &Command) -> (Create, Tokens) {
     match command {
         Command::Serve(_) => (Create::Yes, Tokens::Needed),
         Command::Migrate(_) | Command::Seed(_) => (Create::Yes, Tokens::Unused),
-        Command::Concert(_)
+        Command::Backup(_)
+        | Command::Concert(_)
         | Command::Schedule(_)
         | Command::Queue(_)
         | Command::Holds(_)
@@ -76,6 +77,28 @@ fn needs(command: &Command) -> (Create, Tokens) {
         | Command::Charge(_)
         | Command::Balance(_)
         | Command::Pay(_) => (Create::No, Tokens::Needed),
+    }
+}
+
+/// `booking backup FILE`: a consistent online copy of an SQLite database.
+async fn backup(engine: &db::Engine, file: &std::path::Path) -> CliResult<()> {
+    match engine.store() {
+        booking_store::AnyStore::Sqlite(s) => {
+            if file.exists() {
+                return Err(CliError::bad_input(format!(
+                    "{} exists already; give a new file",
+                    file.display()
+                )));
+            }
+            s.backup_to(file)
+                .await
+                .map_err(|e| CliError::failure(e.to_string()))?;
+            out::note(&format!("backup written to {}", file.display()));
+            Ok(())
+        }
+        booking_store::AnyStore::Postgres(_) => Err(CliError::bad_input(
+            "backup copies SQLite databases; for PostgreSQL use pg_dump (e.g. pg_dump -Fc DATABASE > FILE)",
+        )),
     }
 }
 
@@ -103,6 +126,7 @@ async fn dispatch(db: &db::Db, command: &Command) -> CliResult<()> {
     let engine = &db.engine;
     match command {
         Command::Serve(_) => Ok(()),
+        Command::Backup(a) => backup(engine, &a.file).await,
         Command::Migrate(f) => {
             let v = engine.store().schema_version().await?;
             let report = Migrated {

@@ -1171,3 +1171,53 @@ async fn postgres_migrate_seed_and_a_user_flow() {
         .run(&["status", "--token", &token])
         .fails(REFUSED, "signature");
 }
+
+/// After a clean stop the data is in the database file itself, not only in its
+/// write-ahead log: copying `booking.db` alone (the usual backup) keeps it.
+#[test]
+fn after_sigterm_the_database_file_alone_holds_the_data() {
+    let mut sb = Sandbox::new();
+    sb.set("BOOKING_RATE_LIMIT_IP", "0");
+    let server = sb.serve(&["--demo"]);
+    for _ in 0..3 {
+        let body = format!(r#"{{"user_id":"{}"}}"#, user());
+        let (status, answer) = http(&server.addr, "POST", "/v1/queue/tokens", &[], Some(&body));
+        assert_eq!(status, 201, "{answer}");
+    }
+    assert_eq!(server.terminate(), OK);
+    let copy = sb.path().join("copy");
+    std::fs::create_dir(&copy).unwrap();
+    std::fs::copy(sb.path().join("booking.db"), copy.join("booking.db")).unwrap();
+    let url = format!("sqlite://{}", copy.join("booking.db").display());
+    let q = sb
+        .run(&["queue", "show", "--json", "--database-url", &url])
+        .json();
+    assert_eq!(q["issued"], 3, "{q}");
+    let concerts = sb
+        .run(&["concert", "list", "--json", "--database-url", &url])
+        .json();
+    assert_eq!(concerts.as_array().map(Vec::len), Some(3), "{concerts}");
+}
+
+/// `booking backup FILE` writes a consistent copy that opens on its own, and never
+/// overwrites a file.
+#[test]
+fn backup_writes_a_copy_that_opens_alone_and_never_overwrites() {
+    let sb = Sandbox::new();
+    sb.run(&["seed"]).ok();
+    let r = sb.run(&["backup", "copy.db"]);
+    assert_eq!(r.code, OK, "{r:#?}");
+    assert!(r.stderr.contains("backup written to copy.db"), "{r:#?}");
+    let url = format!("sqlite://{}", sb.path().join("copy.db").display());
+    let concerts = sb
+        .run(&["concert", "list", "--json", "--database-url", &url])
+        .json();
+    assert_eq!(concerts.as_array().map(Vec::len), Some(3), "{concerts}");
+    // The same file again: refused, the copy unchanged.
+    sb.run(&["backup", "copy.db"])
+        .fails(BAD_INPUT, "exists already");
+    let again = sb
+        .run(&["concert", "list", "--json", "--database-url", &url])
+        .json();
+    assert_eq!(again, concerts);
+}
