@@ -81,18 +81,7 @@ impl App {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let url = format!("{}{}", self.base, path);
-        let mut req = self.http.request(method.parse().expect("method"), url);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.expect("send");
-        let status = resp.status();
-        let text = resp.text().await.expect("body");
-        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        let (status, _, value) = self.call_with_retry_after(method, path, token, body).await;
         (status, value)
     }
 

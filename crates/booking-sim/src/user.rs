@@ -16,7 +16,9 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::events::{Ending, Event, Fact, Op, OpClass, Write};
-use crate::target::{DateInfo, OpError, OpResult, QueueState, Refusal, SeatView, Target, Ticket};
+use crate::target::{
+    DateInfo, HoldAck, OpError, OpResult, PayAck, QueueState, Refusal, SeatView, Target, Ticket,
+};
 
 /// How virtual users behave. Probabilities are per visit.
 #[derive(Debug, Clone, PartialEq)]
@@ -413,54 +415,12 @@ impl<T: Target> Ctx<T> {
             });
         }
 
-        let charge_key = format!("c-{}", Uuid::from_u128(rng.random()).simple());
-        let id = self.attempt(user, Write::Charge { amount: hold.price });
-        match self
-            .timed(
-                Op::Charge,
-                None,
-                self.target.charge(&ticket, hold.price, &charge_key),
-            )
+        let (paid, pay_key) = match self
+            .charge_and_pay(user, &ticket, &hold, rng, |_| Ending::Lapsed)
             .await
         {
-            Ok(ack) => self.fact(Fact::Charged {
-                id,
-                user,
-                amount: hold.price,
-                replayed: ack.replayed,
-            }),
-            Err(OpError::Refused(_)) => {
-                self.fact(Fact::AttemptRefused { id });
-                return Ok(Ending::Failed);
-            }
-            Err(OpError::Failed(_)) => return Ok(Ending::Failed),
-        }
-
-        let pay_key = format!("p-{}", Uuid::from_u128(rng.random()).simple());
-        let id = self.attempt(
-            user,
-            Write::Pay {
-                reservation: hold.reservation,
-                amount: hold.price,
-            },
-        );
-        let paid = match self
-            .timed(
-                Op::Pay,
-                Some((hold.schedule, hold.seat)),
-                self.target.pay(&ticket, hold.reservation, &pay_key),
-            )
-            .await
-        {
-            Ok(ack) => {
-                self.fact(Fact::Paid { id, user, ack });
-                ack
-            }
-            Err(OpError::Refused(_)) => {
-                self.fact(Fact::AttemptRefused { id });
-                return Ok(Ending::Lapsed);
-            }
-            Err(OpError::Failed(_)) => return Ok(Ending::Failed),
+            Ok(paid) => paid,
+            Err(ending) => return Ok(ending),
         };
 
         // Checks the users make on the service: a retried payment replays the
@@ -670,13 +630,40 @@ impl<T: Target> Ctx<T> {
         });
         self.think(rng).await?;
 
+        let refused = |r| ending_of(&OpError::Refused(r));
+        match self
+            .charge_and_pay(user, &ticket, &hold, rng, refused)
+            .await
+        {
+            Ok(_) => {
+                self.send(Event::Purchase {
+                    latency_us: admitted.elapsed().as_micros() as u64,
+                });
+                Ok(Ending::Paid)
+            }
+            Err(ending) => Ok(ending),
+        }
+    }
+
+    /// Tops the wallet up by the hold's price and pays the hold, each announced
+    /// before it is sent and recorded when answered. Returns the payment and its
+    /// idempotency key, or how the visit ends: a refused charge or any failure ends
+    /// it `Failed`, a refused payment as `refused` says.
+    async fn charge_and_pay(
+        &self,
+        user: Uuid,
+        ticket: &Ticket,
+        hold: &HoldAck,
+        rng: &mut Xoshiro256PlusPlus,
+        refused: impl FnOnce(Refusal) -> Ending,
+    ) -> Result<(PayAck, String), Ending> {
         let charge_key = format!("c-{}", Uuid::from_u128(rng.random()).simple());
         let id = self.attempt(user, Write::Charge { amount: hold.price });
         match self
             .timed(
                 Op::Charge,
                 None,
-                self.target.charge(&ticket, hold.price, &charge_key),
+                self.target.charge(ticket, hold.price, &charge_key),
             )
             .await
         {
@@ -688,9 +675,9 @@ impl<T: Target> Ctx<T> {
             }),
             Err(OpError::Refused(_)) => {
                 self.fact(Fact::AttemptRefused { id });
-                return Ok(Ending::Failed);
+                return Err(Ending::Failed);
             }
-            Err(OpError::Failed(_)) => return Ok(Ending::Failed),
+            Err(OpError::Failed(_)) => return Err(Ending::Failed),
         }
         let pay_key = format!("p-{}", Uuid::from_u128(rng.random()).simple());
         let id = self.attempt(
@@ -704,22 +691,19 @@ impl<T: Target> Ctx<T> {
             .timed(
                 Op::Pay,
                 Some((hold.schedule, hold.seat)),
-                self.target.pay(&ticket, hold.reservation, &pay_key),
+                self.target.pay(ticket, hold.reservation, &pay_key),
             )
             .await
         {
             Ok(ack) => {
                 self.fact(Fact::Paid { id, user, ack });
-                self.send(Event::Purchase {
-                    latency_us: admitted.elapsed().as_micros() as u64,
-                });
-                Ok(Ending::Paid)
+                Ok((ack, pay_key))
             }
             Err(OpError::Refused(r)) => {
                 self.fact(Fact::AttemptRefused { id });
-                Ok(ending_of(&OpError::Refused(r)))
+                Err(refused(r))
             }
-            Err(OpError::Failed(_)) => Ok(Ending::Failed),
+            Err(OpError::Failed(_)) => Err(Ending::Failed),
         }
     }
 

@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 
 use booking_core::Store;
 use booking_core::domain::{QueueSeq, Timestamp, TokenId, UserId};
-use booking_core::ports::IssueRequest;
 use booking_store::{PgStore, SqliteStore};
-use booking_testkit::bench::{RawDb, rate};
+use booking_testkit::bench::{self, RawDb, rate};
+use booking_testkit::ports;
 use tokio::task::JoinSet;
 
 const T0: Timestamp = Timestamp::from_millis(1_767_225_600_000);
@@ -48,12 +48,7 @@ async fn burst<S: Store + Clone>(stores: &[S], users: usize) -> Burst {
         set.spawn(async move {
             let sent = Instant::now();
             let entry = store
-                .issue(IssueRequest {
-                    user,
-                    token_id: TokenId::random(),
-                    now: T0,
-                    max_waiting: 1_000_000,
-                })
+                .issue(ports::issue(user, TokenId::random(), T0, 1_000_000))
                 .await
                 .expect("issue");
             assert_eq!(entry.user, user, "a place for someone else");
@@ -87,12 +82,12 @@ async fn sustained<S: Store + Clone>(stores: &[S], tasks: usize, secs: f64) -> f
         let store = stores[t % stores.len()].clone();
         async move {
             store
-                .issue(IssueRequest {
-                    user: UserId::random(),
-                    token_id: TokenId::random(),
-                    now: T0,
-                    max_waiting: 10_000_000,
-                })
+                .issue(ports::issue(
+                    UserId::random(),
+                    TokenId::random(),
+                    T0,
+                    10_000_000,
+                ))
                 .await
                 .is_ok()
         }
@@ -144,16 +139,9 @@ fn print(name: &str, bursts: &[Burst], issue_rate: f64, raw: f64, tasks: usize) 
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    let secs: f64 = std::env::var("BOOKING_BENCH_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3.0);
-    let users: usize = std::env::var("BOOKING_BENCH_USERS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10_000);
-    let backends =
-        std::env::var("BOOKING_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
+    let secs: f64 = bench::setting("BOOKING_BENCH_SECS", 3.0);
+    let users: usize = bench::setting("BOOKING_BENCH_USERS", 10_000);
+    let backends = bench::backends();
     let tasks = 64;
     println!(
         "# Token issue benchmark ({users} users at once; closed loop {secs} s; {} cores)",

@@ -35,7 +35,7 @@ use booking_core::Store;
 use booking_core::domain::{Hold, QueueSeq, ScheduleId, Timestamp, UserId};
 use booking_core::ports::PayRequest;
 use booking_store::{GroupCommitStats, PgStore, SqliteStore};
-use booking_testkit::bench::{RawDb, drain, rate};
+use booking_testkit::bench::{self, RawDb, drain, rate};
 use booking_testkit::ports;
 
 const LEVELS: [usize; 3] = [1, 16, 64];
@@ -354,12 +354,8 @@ fn print_group_commit(g: GroupCommitStats) {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    let secs: f64 = std::env::var("BOOKING_BENCH_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3.0);
-    let backends =
-        std::env::var("BOOKING_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
+    let secs: f64 = bench::setting("BOOKING_BENCH_SECS", 3.0);
+    let backends = bench::backends();
     println!(
         "# booking-store benchmark ({secs} s per measurement, {} cores)",
         std::thread::available_parallelism().map_or(1, |n| n.get())

@@ -546,7 +546,7 @@ impl QueueRepo for PgStore {
     async fn issue(&self, req: IssueRequest) -> Result<QueueEntry, IssueRepoError> {
         // Under a burst, the common case shares one call and one commit with the
         // issues that arrive meanwhile (group commit, migration 0006).
-        let (batched, _busy) = self.hot.try_batch(HotWrite::Issue(req)).await;
+        let (batched, _busy) = self.hot.try_batch(&HotWrite::Issue(req)).await;
         if let Some(row) = batched {
             return Ok(entry_of(&row.map_err(db)?)?);
         }

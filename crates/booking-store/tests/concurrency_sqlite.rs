@@ -302,12 +302,7 @@ mod group_commit {
     }
 
     fn issue(user: UserId, token: TokenId) -> IssueRequest {
-        IssueRequest {
-            user,
-            token_id: token,
-            now: T0,
-            max_waiting: 1_000,
-        }
+        ports::issue(user, token, T0, 1_000)
     }
 
     fn spawn_issue(

@@ -362,3 +362,18 @@ where
     set.join_all().await;
     done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
 }
+
+/// A benchmark setting from the environment variable `name`, or `default` when it
+/// is unset or does not parse.
+pub fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The backends to measure: `BOOKING_BENCH_BACKENDS` (`sqlite`, `postgres`, or
+/// both separated by a comma; both by default).
+pub fn backends() -> String {
+    std::env::var("BOOKING_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into())
+}

@@ -22,12 +22,7 @@ pub async fn admitted_users<S: Store>(
     for _ in 0..n {
         let user = UserId::random();
         let e = store
-            .issue(IssueRequest {
-                user,
-                token_id: TokenId::random(),
-                now,
-                max_waiting: 10_000_000,
-            })
+            .issue(issue(user, TokenId::random(), now, 10_000_000))
             .await
             .expect("issue");
         users.push((user, e.seq));
@@ -112,5 +107,16 @@ pub fn charge(
         max_balance: Money::new(max_balance).expect("max"),
         key: key.map(|k| IdempotencyKey::new(k).expect("key")),
         now,
+    }
+}
+
+/// A request for a place in the waiting room for `user` at `now`, with `token_id`
+/// if a new place is made, refused when `max_waiting` users already wait.
+pub fn issue(user: UserId, token_id: TokenId, now: Timestamp, max_waiting: u64) -> IssueRequest {
+    IssueRequest {
+        user,
+        token_id,
+        now,
+        max_waiting,
     }
 }

@@ -171,7 +171,7 @@ impl GroupCommit {
 
     /// Runs one hot write to its end (commit included) and returns its row.
     pub(super) async fn run(&self, write: HotWrite) -> Result<PgRow, sqlx::Error> {
-        let (batched, _busy) = self.try_batch(write.clone()).await;
+        let (batched, _busy) = self.try_batch(&write).await;
         match batched {
             Some(row) => row,
             None => write.statement().fetch_one(&self.pool).await,
@@ -183,12 +183,14 @@ impl GroupCommit {
     /// guard counts the write as under way until the caller drops it.
     pub(super) async fn try_batch(
         &self,
-        write: HotWrite,
+        write: &HotWrite,
     ) -> (Option<Result<PgRow, sqlx::Error>>, Busy<'_>) {
         let (busy, alone) = Busy::enter(&self.counters.busy);
         if !alone {
             let (reply, answer) = oneshot::channel();
-            if self.queue.send((write, reply)).is_ok() {
+            // A copy goes to the batch: the caller still has the write to run
+            // alone if the batch sends it back.
+            if self.queue.send((write.clone(), reply)).is_ok() {
                 bump(&self.counters.queued, 1);
                 match answer.await {
                     Ok(Some(row)) => return (Some(row), busy),
