@@ -10,6 +10,7 @@
 //! |---|---|---|
 //! | `POST /v1/queue/tokens` | - | take (or get back) a place: 201 |
 //! | `GET /v1/queue/status` | token | position, ETA, or active until |
+//! | `GET /v1/queue/events` | token (header or `?token=`) | the same, pushed as Server-Sent Events |
 //! | `GET /v1/concerts` | admitted token | concerts |
 //! | `GET /v1/concerts/{id}/dates` | admitted token | bookable dates with seat counts |
 //! | `GET /v1/concerts/{id}/dates/{date}/seats` | admitted token | the seat map |
@@ -36,6 +37,7 @@ mod admin;
 mod api;
 pub mod dto;
 pub mod error;
+pub mod events;
 mod extract;
 pub mod limits;
 pub mod metrics;
@@ -71,6 +73,8 @@ pub struct AppState<S, C> {
     pub metrics: Arc<metrics::Metrics>,
     /// The seat-map bodies sent last.
     pub seat_maps: Arc<api::SeatMapBodies>,
+    /// The line as this instance pushes it to status streams.
+    pub feed: Arc<events::LineFeed>,
 }
 
 impl<S, C> Clone for AppState<S, C> {
@@ -80,6 +84,7 @@ impl<S, C> Clone for AppState<S, C> {
             admin_key: self.admin_key.clone(),
             metrics: Arc::clone(&self.metrics),
             seat_maps: Arc::clone(&self.seat_maps),
+            feed: Arc::clone(&self.feed),
         }
     }
 }
@@ -111,6 +116,7 @@ macro_rules! route_table {
 route_table! {
     post "/v1/queue/tokens" => api::issue_token::<S, C>;
     get "/v1/queue/status" => api::queue_status::<S, C>;
+    get "/v1/queue/events" => events::queue_events::<S, C>;
     get "/v1/concerts" => api::concerts::<S, C>;
     get "/v1/concerts/{id}/dates" => api::dates::<S, C>;
     get "/v1/concerts/{id}/dates/{date}/seats" => api::seats::<S, C>;
@@ -149,6 +155,7 @@ pub fn router<S: Store + Clone, C: Clock>(
         admin_key: options.admin_key.map(Arc::from),
         metrics: Arc::clone(&metrics),
         seat_maps: Arc::default(),
+        feed: Arc::default(),
     };
     add_routes::<S, C>(Router::new())
         .fallback(|| async { ApiError::not_found("no_such_endpoint", "no such endpoint") })
@@ -157,21 +164,43 @@ pub fn router<S: Store + Clone, C: Clock>(
             StatusCode::SERVICE_UNAVAILABLE,
             REQUEST_TIMEOUT,
         ))
-        .route_layer(axum::middleware::from_fn_with_state(metrics, metrics::track))
+        .route_layer(axum::middleware::from_fn_with_state(
+            metrics,
+            metrics::track,
+        ))
         .layer(axum::middleware::from_fn_with_state(limiter, limits::limit))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
-            let id = req
-                .headers()
-                .get("x-request-id")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-");
-            tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
-        }))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                let uri = redacted_uri(req.uri());
+                tracing::info_span!("request", method = %req.method(), uri = %uri, request_id = %id)
+            }),
+        )
         .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
         .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(
             tower_http::request_id::MakeRequestUuid,
         ))
         .with_state(state)
+}
+
+/// The request's path and query as logged: a `token` query parameter (how a
+/// browser's event stream sends its queue token) is replaced by `REDACTED`.
+pub fn redacted_uri(uri: &axum::http::Uri) -> String {
+    let Some(query) = uri.query() else {
+        return uri.path().to_owned();
+    };
+    let parts: Vec<&str> = query
+        .split('&')
+        .map(|kv| match kv.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("token") => "token=REDACTED",
+            _ => kv,
+        })
+        .collect();
+    format!("{}?{}", uri.path(), parts.join("&"))
 }
 
 /// How often the background tasks run.

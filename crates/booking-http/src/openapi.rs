@@ -21,6 +21,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
     paths(
         crate::api::issue_token,
         crate::api::queue_status,
+        crate::events::queue_events,
         crate::api::concerts,
         crate::api::dates,
         crate::api::seats,

@@ -29,7 +29,7 @@ use crate::token::TokenSigner;
 
 pub use admin::{QueueStats, SweepReport, TickOutcome};
 pub use payment::PaymentReceipt;
-pub use queue::{Admitted, IssuedToken, QueueStatus, QueueView};
+pub use queue::{Admitted, IssuedToken, LineSnapshot, QueueStatus, QueueView};
 
 /// Tunable rules. [`Config::default`] gives the documented defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -58,6 +58,18 @@ pub struct QueueView {
     pub status: QueueStatus,
 }
 
+/// The line as one instance sees it: what every waiting user's status follows
+/// from, so that a server pushing statuses to many waiting users reads storage
+/// once per refresh, not once per user (see [`Booking::line_snapshot`] and
+/// [`Booking::waiting_status`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineSnapshot {
+    /// The shared counters (possibly from this instance's cache).
+    pub counters: QueueCounters,
+    /// This instance's sold-out mark ([`Booking::sold_out`]).
+    pub sold_out: bool,
+}
+
 /// Proof that a token passed the queue gate: admitted, not ended, not lapsed, at
 /// the instant of the check. Only the gate makes one, so an operation that takes an
 /// `&Admitted` cannot be called by someone who did not pass it. Holds and payments
@@ -203,6 +215,34 @@ impl<S: Store, C: Clock> Booking<S, C> {
             claims,
             status: self.paced(status_of(&entry, &counters, now)),
         })
+    }
+
+    /// The line now, for statuses pushed to many waiting users: the counters
+    /// (from the cache, as a poll reads them) and the sold-out mark. Reads storage
+    /// at most as often as a poll would.
+    ///
+    /// # Errors
+    /// [`StoreError`] when storage cannot be read.
+    pub async fn line_snapshot(&self) -> Result<LineSnapshot, StoreError> {
+        let counters = self.counters_cached(self.now()).await?;
+        let sold_out = self.sold_out().await?;
+        Ok(LineSnapshot { counters, sold_out })
+    }
+
+    /// The status of verified `claims` from `line` alone, with no read: the same
+    /// answer [`Booking::queue_status`] gives a waiting user (`Waiting` with its
+    /// pace, or `SoldOut`). `None` when the place is at or before the serving
+    /// counter (admitted, or ended: only its queue entry tells), or beyond the last
+    /// place `line` knows: ask [`Booking::queue_status`] then.
+    pub fn waiting_status(&self, claims: &TokenClaims, line: &LineSnapshot) -> Option<QueueStatus> {
+        let seq = claims.seq.get();
+        if seq <= line.counters.serving || seq > line.counters.last_seq {
+            return None;
+        }
+        if line.sold_out {
+            return Some(QueueStatus::SoldOut);
+        }
+        Some(self.paced(waiting(seq, &line.counters)))
     }
 
     /// The queue gate that every catalog, hold and payment operation passes first:

@@ -1,0 +1,293 @@
+//! Pushed status: `GET /v1/queue/events`, a stream of Server-Sent Events.
+//!
+//! A waiting user opens one stream instead of polling. Each instance keeps one
+//! [`LineFeed`]: while anyone listens, a single task reads the line
+//! ([`Booking::line_snapshot`]: the cached counters and the sold-out mark) every
+//! [`FEED_REFRESH`] and publishes it when it changed. Every stream of that
+//! instance works out its own status from the published line with no read
+//! ([`Booking::waiting_status`]); only a place that reached the serving counter
+//! reads its queue entry once, to learn that it is active (or ended).
+//!
+//! What a stream sends:
+//! - at once, the status `GET /v1/queue/status` would answer;
+//! - a final status (`active`, `sold_out`, `expired`, `done`) as soon as the line
+//!   shows it, after which the stream ends;
+//! - while waiting, a new position at most once per `poll_after_ms` of the last one
+//!   sent, so the number of events follows admissions, not the length of the line.
+//!
+//! Each event is `event: status` with the `QueueDto` JSON of `GET /v1/queue/status`
+//! as its data, and a `retry:` of its `poll_after_ms`, so a client that reconnects
+//! does so at the pace a poll would. Comment lines keep an idle stream open.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::extract::{FromRequestParts, Query, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use booking_core::{Booking, Clock, LineSnapshot, QueueStatus, Store, TokenClaims};
+use serde::Deserialize;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::AppState;
+use crate::dto::QueueDto;
+use crate::error::{ApiError, BadToken, CommonErrors};
+use crate::extract::Bearer;
+
+/// How often an instance with listeners reads the line again.
+pub const FEED_REFRESH: Duration = Duration::from_millis(100);
+
+/// How often an idle stream sends a comment line, so proxies keep it open.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// One instance's view of the line, shared by all its streams.
+#[derive(Default)]
+pub struct LineFeed {
+    line: watch::Sender<Option<LineSnapshot>>,
+    /// Whether the refresh task runs. Set and cleared under this lock, together
+    /// with subscribing and counting the listeners, so a new listener never
+    /// finds the task stopping.
+    running: Mutex<bool>,
+}
+
+impl LineFeed {
+    /// A receiver of the line; starts the refresh task if none runs.
+    fn subscribe<S: Store, C: Clock>(
+        self: &Arc<Self>,
+        booking: &Arc<Booking<S, C>>,
+    ) -> watch::Receiver<Option<LineSnapshot>> {
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        let rx = self.line.subscribe();
+        if !*running {
+            *running = true;
+            tokio::spawn(refresh(Arc::clone(self), Arc::clone(booking)));
+        }
+        rx
+    }
+
+    /// How many streams listen now.
+    pub fn listeners(&self) -> usize {
+        self.line.receiver_count()
+    }
+}
+
+/// Reads the line every [`FEED_REFRESH`] while anyone listens.
+async fn refresh<S: Store, C: Clock>(feed: Arc<LineFeed>, booking: Arc<Booking<S, C>>) {
+    loop {
+        {
+            let mut running = feed.running.lock().unwrap_or_else(PoisonError::into_inner);
+            if feed.line.receiver_count() == 0 {
+                *running = false;
+                return;
+            }
+        }
+        match booking.line_snapshot().await {
+            Ok(line) => {
+                feed.line.send_if_modified(|old| {
+                    let changed = *old != Some(line);
+                    *old = Some(line);
+                    changed
+                });
+            }
+            Err(e) => tracing::warn!(error = %e, "the line feed could not read the line"),
+        }
+        tokio::time::sleep(FEED_REFRESH).await;
+    }
+}
+
+/// `?token=`: EventSource cannot set headers.
+#[derive(Debug, Deserialize)]
+pub struct TokenQuery {
+    token: Option<String>,
+}
+
+/// The queue token of a stream: `Authorization: Bearer`, else the `token` query
+/// parameter.
+pub struct StreamToken(String);
+
+impl<St: Send + Sync> FromRequestParts<St> for StreamToken {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &St) -> Result<Self, Self::Rejection> {
+        if parts.headers.contains_key(AUTHORIZATION) {
+            let Bearer(token) = Bearer::from_request_parts(parts, state).await?;
+            return Ok(StreamToken(token));
+        }
+        let Query(q) = Query::<TokenQuery>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_request(format!("malformed query: {}", e.body_text())))?;
+        match q.token {
+            Some(t) if !t.trim().is_empty() => Ok(StreamToken(t.trim().to_owned())),
+            _ => Err(ApiError::unauthorized(
+                "missing_token",
+                "send the queue token as Authorization: Bearer <token> or as ?token=<token>",
+            )),
+        }
+    }
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/queue/events",
+    tag = "queue",
+    summary = "Where the token stands, pushed: a stream of Server-Sent Events instead of polling",
+    description = "Each event is `event: status` whose data is the same JSON as `GET /v1/queue/status`. \
+                   The first comes at once; a final status (`active`, `sold_out`, `expired`, `done`) \
+                   comes as soon as the server sees it and ends the stream; while waiting, a new \
+                   position comes at most once per `poll_after_ms`. Each event's `retry` is its \
+                   `poll_after_ms`. The token goes in `Authorization: Bearer`, or in the `token` \
+                   query parameter for clients that cannot set headers (EventSource).",
+    params(("token" = Option<String>, Query, description = "The queue token, when it cannot be sent in `Authorization`")),
+    security(("queue_token" = [])),
+    responses(
+        (status = 200, description = "The stream", content_type = "text/event-stream", body = QueueDto),
+        BadToken,
+        CommonErrors
+    )
+)]
+pub async fn queue_events<S: Store + Clone, C: Clock>(
+    State(st): State<AppState<S, C>>,
+    StreamToken(token): StreamToken,
+) -> Result<Response, ApiError> {
+    let view = st.booking.queue_status(&token).await?;
+    let line = st.feed.subscribe(&st.booking);
+    let watcher = Watcher {
+        booking: Arc::clone(&st.booking),
+        claims: view.claims,
+        token,
+        line,
+        first: Some(view.status),
+        last: None,
+        done: false,
+    };
+    let stream = futures_util::stream::unfold(watcher, Watcher::next);
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+        .into_response())
+}
+
+/// One stream's state.
+struct Watcher<S, C> {
+    booking: Arc<Booking<S, C>>,
+    claims: TokenClaims,
+    token: String,
+    line: watch::Receiver<Option<LineSnapshot>>,
+    /// The status to send first.
+    first: Option<QueueStatus>,
+    /// The last waiting status sent, and when.
+    last: Option<(QueueStatus, Instant)>,
+    done: bool,
+}
+
+impl<S: Store, C: Clock> Watcher<S, C> {
+    async fn next(mut self) -> Option<(Result<Event, Infallible>, Self)> {
+        if self.done {
+            return None;
+        }
+        if let Some(status) = self.first.take() {
+            return Some((Ok(self.sent(status)), self));
+        }
+        loop {
+            let due = self.pending_due();
+            tokio::select! {
+                changed = self.line.changed() => {
+                    if changed.is_err() {
+                        return None;
+                    }
+                }
+                () = sleep_until(due) => {}
+            }
+            let line = *self.line.borrow_and_update();
+            let status = match line.and_then(|l| self.booking.waiting_status(&self.claims, &l)) {
+                Some(s) => s,
+                None => match self.booking.queue_status(&self.token).await {
+                    Ok(view) => view.status,
+                    Err(e) => {
+                        self.done = true;
+                        return Some((Ok(error_event(e.into())), self));
+                    }
+                },
+            };
+            if self.worth_sending(status) {
+                return Some((Ok(self.sent(status)), self));
+            }
+        }
+    }
+
+    /// Records `status` as sent and makes its event.
+    fn sent(&mut self, status: QueueStatus) -> Event {
+        match status {
+            QueueStatus::Waiting { .. } => self.last = Some((status, Instant::now())),
+            _ => self.done = true,
+        }
+        status_event(&self.claims, status)
+    }
+
+    /// A final status always; a waiting one when its position moved and the pace
+    /// of the last one sent has passed.
+    fn worth_sending(&self, status: QueueStatus) -> bool {
+        let QueueStatus::Waiting { position, .. } = status else {
+            return true;
+        };
+        match self.last {
+            Some((
+                QueueStatus::Waiting {
+                    position: before,
+                    poll_after,
+                    ..
+                },
+                at,
+            )) => position != before && Instant::now() >= at + poll_after,
+            _ => true,
+        }
+    }
+
+    /// When a waiting position that moved may be sent, if one is held back by the
+    /// pace.
+    fn pending_due(&self) -> Option<Instant> {
+        let (
+            QueueStatus::Waiting {
+                position: before,
+                poll_after,
+                ..
+            },
+            at,
+        ) = self.last?
+        else {
+            return None;
+        };
+        let line = (*self.line.borrow())?;
+        match self.booking.waiting_status(&self.claims, &line) {
+            Some(QueueStatus::Waiting { position, .. }) if position != before => {
+                Some(at + poll_after)
+            }
+            _ => None,
+        }
+    }
+}
+
+async fn sleep_until(due: Option<Instant>) {
+    match due {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn status_event(claims: &TokenClaims, status: QueueStatus) -> Event {
+    let dto = QueueDto::new(claims, status, None);
+    let retry = Duration::from_millis(dto.poll_after_ms);
+    Event::default()
+        .event("status")
+        .retry(retry)
+        .json_data(&dto)
+        .unwrap_or_else(|_| Event::default().event("status"))
+}
+
+fn error_event(e: ApiError) -> Event {
+    let body = serde_json::json!({"error": {"code": e.code, "message": e.message}});
+    Event::default().event("error").data(body.to_string())
+}
