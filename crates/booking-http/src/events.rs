@@ -19,6 +19,7 @@
 //! as its data, and a `retry:` of its `poll_after_ms`, so a client that reconnects
 //! does so at the pace a poll would. Comment lines keep an idle stream open.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -30,7 +31,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use booking_core::{Booking, Clock, LineSnapshot, QueueStatus, Store, TokenClaims};
 use serde::Deserialize;
-use tokio::sync::watch;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::AppState;
@@ -45,33 +46,96 @@ pub const FEED_REFRESH: Duration = Duration::from_millis(100);
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// One instance's view of the line, shared by all its streams.
+///
+/// Streams register their place; a refresh that sees the serving counter move
+/// wakes only the places it passed, and one that sees the sale sold out (or
+/// paused or resumed) wakes them all. A waiting stream otherwise wakes on its
+/// own pace. So the work per refresh follows admissions, not the line's length.
 #[derive(Default)]
 pub struct LineFeed {
-    line: watch::Sender<Option<LineSnapshot>>,
-    /// Whether the refresh task runs. Set and cleared under this lock, together
-    /// with subscribing and counting the listeners, so a new listener never
-    /// finds the task stopping.
-    running: Mutex<bool>,
+    inner: Mutex<FeedState>,
+}
+
+#[derive(Default)]
+struct FeedState {
+    /// The last line read.
+    line: Option<LineSnapshot>,
+    /// Waiting streams by (place, stream id).
+    waiting: BTreeMap<(u64, u64), Arc<Notify>>,
+    next_id: u64,
+    /// Whether the refresh task runs. Set and cleared under this lock together
+    /// with registering, so a new listener never finds the task stopping.
+    running: bool,
+}
+
+/// A stream's registration; dropping it unregisters.
+struct Listener {
+    feed: Arc<LineFeed>,
+    key: (u64, u64),
+    wake: Arc<Notify>,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.feed.state().waiting.remove(&self.key);
+    }
 }
 
 impl LineFeed {
-    /// A receiver of the line; starts the refresh task if none runs.
-    fn subscribe<S: Store, C: Clock>(
+    fn state(&self) -> std::sync::MutexGuard<'_, FeedState> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers a stream waiting at place `seq`; starts the refresh task if none
+    /// runs.
+    fn listen<S: Store, C: Clock>(
         self: &Arc<Self>,
         booking: &Arc<Booking<S, C>>,
-    ) -> watch::Receiver<Option<LineSnapshot>> {
-        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
-        let rx = self.line.subscribe();
-        if !*running {
-            *running = true;
+        seq: u64,
+    ) -> Listener {
+        let wake = Arc::new(Notify::new());
+        let mut st = self.state();
+        let key = (seq, st.next_id);
+        st.next_id += 1;
+        st.waiting.insert(key, Arc::clone(&wake));
+        if !st.running {
+            st.running = true;
             tokio::spawn(refresh(Arc::clone(self), Arc::clone(booking)));
         }
-        rx
+        Listener {
+            feed: Arc::clone(self),
+            key,
+            wake,
+        }
+    }
+
+    /// The last line read, if any.
+    fn line(&self) -> Option<LineSnapshot> {
+        self.state().line
     }
 
     /// How many streams listen now.
     pub fn listeners(&self) -> usize {
-        self.line.receiver_count()
+        self.state().waiting.len()
+    }
+
+    /// Takes in a new line and wakes the streams whose answer it may change.
+    fn publish(&self, line: LineSnapshot) {
+        let mut st = self.state();
+        let old = st.line.replace(line);
+        let everyone = old.is_none_or(|o| {
+            o.sold_out != line.sold_out || o.counters.paused != line.counters.paused
+        });
+        if everyone {
+            st.waiting.values().for_each(|w| w.notify_one());
+            return;
+        }
+        let served = old.map_or(0, |o| o.counters.serving);
+        if line.counters.serving > served {
+            st.waiting
+                .range((served + 1, 0)..=(line.counters.serving, u64::MAX))
+                .for_each(|(_, w)| w.notify_one());
+        }
     }
 }
 
@@ -79,20 +143,15 @@ impl LineFeed {
 async fn refresh<S: Store, C: Clock>(feed: Arc<LineFeed>, booking: Arc<Booking<S, C>>) {
     loop {
         {
-            let mut running = feed.running.lock().unwrap_or_else(PoisonError::into_inner);
-            if feed.line.receiver_count() == 0 {
-                *running = false;
+            let mut st = feed.state();
+            if st.waiting.is_empty() {
+                st.running = false;
+                st.line = None;
                 return;
             }
         }
         match booking.line_snapshot().await {
-            Ok(line) => {
-                feed.line.send_if_modified(|old| {
-                    let changed = *old != Some(line);
-                    *old = Some(line);
-                    changed
-                });
-            }
+            Ok(line) => feed.publish(line),
             Err(e) => tracing::warn!(error = %e, "the line feed could not read the line"),
         }
         tokio::time::sleep(FEED_REFRESH).await;
@@ -154,12 +213,12 @@ pub async fn queue_events<S: Store + Clone, C: Clock>(
     StreamToken(token): StreamToken,
 ) -> Result<Response, ApiError> {
     let view = st.booking.queue_status(&token).await?;
-    let line = st.feed.subscribe(&st.booking);
+    let listener = st.feed.listen(&st.booking, view.claims.seq.get());
     let watcher = Watcher {
         booking: Arc::clone(&st.booking),
         claims: view.claims,
         token,
-        line,
+        listener,
         first: Some(view.status),
         last: None,
         done: false,
@@ -175,7 +234,7 @@ struct Watcher<S, C> {
     booking: Arc<Booking<S, C>>,
     claims: TokenClaims,
     token: String,
-    line: watch::Receiver<Option<LineSnapshot>>,
+    listener: Listener,
     /// The status to send first.
     first: Option<QueueStatus>,
     /// The last waiting status sent, and when.
@@ -192,16 +251,14 @@ impl<S: Store, C: Clock> Watcher<S, C> {
             return Some((Ok(self.sent(status)), self));
         }
         loop {
-            let due = self.pending_due();
+            // Woken when the line passes this place or the sale's state changes;
+            // else at the pace of the last status sent, to tell the new position.
+            let due = self.due();
             tokio::select! {
-                changed = self.line.changed() => {
-                    if changed.is_err() {
-                        return None;
-                    }
-                }
+                () = self.listener.wake.notified() => {}
                 () = sleep_until(due) => {}
             }
-            let line = *self.line.borrow_and_update();
+            let line = self.listener.feed.line();
             let status = match line.and_then(|l| self.booking.waiting_status(&self.claims, &l)) {
                 Some(s) => s,
                 None => match self.booking.queue_status(&self.token).await {
@@ -215,6 +272,10 @@ impl<S: Store, C: Clock> Watcher<S, C> {
             if self.worth_sending(status) {
                 return Some((Ok(self.sent(status)), self));
             }
+            // Nothing new to tell: the pace starts again from now.
+            if let Some((sent, _)) = self.last {
+                self.last = Some((sent, Instant::now()));
+            }
         }
     }
 
@@ -227,8 +288,7 @@ impl<S: Store, C: Clock> Watcher<S, C> {
         status_event(&self.claims, status)
     }
 
-    /// A final status always; a waiting one when its position moved and the pace
-    /// of the last one sent has passed.
+    /// A final status always; a waiting one when its position moved.
     fn worth_sending(&self, status: QueueStatus) -> bool {
         let QueueStatus::Waiting { position, .. } = status else {
             return true;
@@ -236,35 +296,18 @@ impl<S: Store, C: Clock> Watcher<S, C> {
         match self.last {
             Some((
                 QueueStatus::Waiting {
-                    position: before,
-                    poll_after,
-                    ..
+                    position: before, ..
                 },
-                at,
-            )) => position != before && Instant::now() >= at + poll_after,
+                _,
+            )) => position != before,
             _ => true,
         }
     }
 
-    /// When a waiting position that moved may be sent, if one is held back by the
-    /// pace.
-    fn pending_due(&self) -> Option<Instant> {
-        let (
-            QueueStatus::Waiting {
-                position: before,
-                poll_after,
-                ..
-            },
-            at,
-        ) = self.last?
-        else {
-            return None;
-        };
-        let line = (*self.line.borrow())?;
-        match self.booking.waiting_status(&self.claims, &line) {
-            Some(QueueStatus::Waiting { position, .. }) if position != before => {
-                Some(at + poll_after)
-            }
+    /// When the pace of the last waiting status sent allows the next.
+    fn due(&self) -> Option<Instant> {
+        match self.last {
+            Some((QueueStatus::Waiting { poll_after, .. }, at)) => Some(at + poll_after),
             _ => None,
         }
     }

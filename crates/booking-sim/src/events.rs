@@ -13,6 +13,9 @@ pub enum Op {
     Issue,
     /// Poll the token's place.
     Poll,
+    /// Open the pushed status stream (Server-Sent Events); its latency is the
+    /// time to the first event.
+    Watch,
     /// List the bookable dates.
     Dates,
     /// Read a seat map.
@@ -33,9 +36,10 @@ pub enum Op {
 
 impl Op {
     /// Every operation, in flow order.
-    pub const ALL: [Op; 10] = [
+    pub const ALL: [Op; 11] = [
         Op::Issue,
         Op::Poll,
+        Op::Watch,
         Op::Dates,
         Op::Seats,
         Op::Hold,
@@ -51,6 +55,7 @@ impl Op {
         match self {
             Op::Issue => "issue",
             Op::Poll => "poll",
+            Op::Watch => "watch",
             Op::Dates => "dates",
             Op::Seats => "seats",
             Op::Hold => "hold",

@@ -42,6 +42,10 @@ pub struct HttpOptions {
     /// The instance the operator side (admin API) talks to; the first of the
     /// users' instances when `None`.
     pub admin_base: Option<String>,
+    /// Waiting users hold a pushed status stream (`GET /v1/queue/events`) instead
+    /// of polling. Streams do not count against `connections`: each is a
+    /// connection of its own, as in a browser.
+    pub push: bool,
 }
 
 impl Default for HttpOptions {
@@ -49,6 +53,7 @@ impl Default for HttpOptions {
         HttpOptions {
             connections: DEFAULT_CONNECTIONS,
             admin_base: None,
+            push: false,
         }
     }
 }
@@ -62,6 +67,10 @@ pub struct HttpTarget {
     /// One per instance: a permit per connection.
     slots: Vec<tokio::sync::Semaphore>,
     connections: usize,
+    /// For status streams: no overall timeout, since a stream lasts as long as the
+    /// wait.
+    streams: Client,
+    push: bool,
 }
 
 impl HttpTarget {
@@ -99,6 +108,12 @@ impl HttpTarget {
             .tcp_nodelay(true)
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let streams = Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         let bases: Vec<String> = bases
             .into_iter()
             .map(|b| b.trim_end_matches('/').to_owned())
@@ -117,6 +132,8 @@ impl HttpTarget {
             admin_key,
             slots,
             connections: options.connections,
+            streams,
+            push: options.push,
         })
     }
 
@@ -213,6 +230,50 @@ impl HttpTarget {
         self.client
             .request(method, format!("{}{path}", self.admin_base))
             .bearer_auth(&self.admin_key)
+    }
+}
+
+/// An open status stream (`GET /v1/queue/events`), read one status at a time.
+pub struct StatusStream {
+    resp: reqwest::Response,
+    buf: Vec<u8>,
+}
+
+impl StatusStream {
+    /// The next status the server pushed; `None` when it ended the stream.
+    /// Comment lines (keep-alive) are skipped.
+    ///
+    /// # Errors
+    /// A broken connection, or an event that is not a queue status.
+    pub async fn next(&mut self) -> OpResult<Option<QueueState>> {
+        loop {
+            if let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
+                let block: Vec<u8> = self.buf.drain(..end + 2).collect();
+                let text = String::from_utf8_lossy(&block);
+                let mut event = "message";
+                let mut data = String::new();
+                for line in text.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        event = v.trim();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if data.is_empty() {
+                    continue;
+                }
+                if event == "error" {
+                    return Err(error_of(StatusCode::OK, data.as_bytes()));
+                }
+                let b: QueueBody = serde_json::from_str(&data)
+                    .map_err(|e| OpError::failed(FailureKind::Protocol, format!("event: {e}")))?;
+                return queue_state(&b, None).map(Some);
+            }
+            match self.resp.chunk().await.map_err(transport)? {
+                Some(bytes) => self.buf.extend_from_slice(&bytes),
+                None => return Ok(None),
+            }
+        }
     }
 }
 
@@ -390,6 +451,36 @@ impl Target for HttpTarget {
         let req = self.user_req(reqwest::Method::GET, t, "/v1/queue/status");
         let (b, retry_after) = self.send_paced(t.node, req, OK).await?;
         queue_state(&b, retry_after)
+    }
+
+    fn pushes(&self) -> bool {
+        self.push
+    }
+
+    async fn watch(&self, t: &Ticket) -> OpResult<(QueueState, StatusStream)> {
+        let resp = self
+            .streams
+            .get(self.url(t.node, "/v1/queue/events"))
+            .bearer_auth(&t.token)
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = resp.status();
+        if status != StatusCode::OK {
+            let body = resp.bytes().await.map_err(transport)?;
+            return Err(error_of(status, &body));
+        }
+        let mut stream = StatusStream {
+            resp,
+            buf: Vec::new(),
+        };
+        match stream.next().await? {
+            Some(first) => Ok((first, stream)),
+            None => Err(OpError::failed(
+                FailureKind::Protocol,
+                "the status stream ended before its first event",
+            )),
+        }
     }
 
     async fn dates(&self, t: &Ticket, concert: i64) -> OpResult<Vec<DateInfo>> {

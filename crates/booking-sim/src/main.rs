@@ -78,6 +78,13 @@ struct Args {
     #[arg(long, default_value_t = booking_sim::http::DEFAULT_CONNECTIONS, value_name = "N", help_heading = "Target")]
     connections: usize,
 
+    /// Over HTTP: waiting users hold a pushed status stream (Server-Sent Events,
+    /// GET /v1/queue/events) instead of polling, and are told admission or sold
+    /// out the moment the server sees it. Each stream is a connection of its own
+    /// (two open files per user with --spawn, where both ends are in this process).
+    #[arg(long, help_heading = "Target")]
+    push: bool,
+
     /// Start N booking-http instances in this process on --database (PostgreSQL
     /// for more than one) and spread users across them.
     #[arg(long, value_name = "N", help_heading = "Target")]
@@ -338,6 +345,7 @@ fn config(a: &Args) -> Result<(SimConfig, TargetSpec), String> {
         drain: a.drain,
         pool_size: a.pool,
         connections: a.connections,
+        push: a.push,
         audit: booking_sim::audit::AuditOptions {
             status_staleness_ms: a.status_staleness.as_millis() as i64,
             ..Default::default()
@@ -365,6 +373,9 @@ fn config(a: &Args) -> Result<(SimConfig, TargetSpec), String> {
         (None, true, Some(db)) => TargetSpec::Database(db.clone()),
         (None, true, None) => TargetSpec::Memory,
     };
+    if a.push && matches!(spec, TargetSpec::Database(_) | TargetSpec::Memory) {
+        return Err("--push needs an HTTP target: give --spawn N or --url".into());
+    }
     Ok((cfg, spec))
 }
 

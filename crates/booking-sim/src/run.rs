@@ -101,6 +101,9 @@ pub struct SimConfig {
     pub server_threads: usize,
     /// Over HTTP: connections per instance at most, shared by the virtual users.
     pub connections: usize,
+    /// Over HTTP: waiting users hold a pushed status stream instead of polling
+    /// (a connection each, beside `connections`).
+    pub push: bool,
     /// What the auditor tolerates.
     pub audit: AuditOptions,
 }
@@ -136,6 +139,7 @@ impl Default for SimConfig {
             pool_size: 16,
             server_threads: 2,
             connections: http::DEFAULT_CONNECTIONS,
+            push: false,
             audit: AuditOptions::default(),
         }
     }
@@ -443,13 +447,17 @@ pub async fn run(cfg: &SimConfig, spec: &TargetSpec, ui: Ui) -> Result<Outcome, 
             admin_url,
             database,
         } => {
-            check_open_files(cfg.connections * bases.len() + 64, "--connections")?;
+            check_open_files(
+                cfg.connections * bases.len() + streams(cfg) + 64,
+                "--connections or --push",
+            )?;
             let target = HttpTarget::with_options(
                 bases.clone(),
                 admin_key.clone(),
                 http::HttpOptions {
                     connections: cfg.connections,
                     admin_base: admin_url.clone(),
+                    push: cfg.push,
                 },
             )
             .map_err(SimError::Setup)?;
@@ -485,8 +493,9 @@ pub async fn run(cfg: &SimConfig, spec: &TargetSpec, ui: Ui) -> Result<Outcome, 
             // Both ends of every connection are in this process, and each
             // instance has its pool.
             check_open_files(
-                (2 * cfg.connections + cfg.pool_size as usize) * n + 64,
-                "--connections or --spawn",
+                (2 * cfg.connections + cfg.pool_size as usize) * n + 2 * streams(cfg) + 64,
+                "--connections, --spawn or --push (or serve the instances as processes of \
+                 their own and give --url)",
             )?;
             let servers = http::spawn_servers(
                 *n,
@@ -503,6 +512,7 @@ pub async fn run(cfg: &SimConfig, spec: &TargetSpec, ui: Ui) -> Result<Outcome, 
                 http::HttpOptions {
                     connections: cfg.connections,
                     admin_base: None,
+                    push: cfg.push,
                 },
             )
             .map_err(SimError::Setup)?;
@@ -542,6 +552,15 @@ fn target_report(
         spawned,
         database: database.into(),
         connections,
+    }
+}
+
+/// Status streams open at once at most with `--push`: one per user of the peak.
+fn streams(cfg: &SimConfig) -> usize {
+    if cfg.push {
+        cfg.plan.peak() as usize
+    } else {
+        0
     }
 }
 

@@ -299,6 +299,25 @@ pub trait Target: Send + Sync + 'static {
     fn issue(&self, user: UserId, slot: usize) -> impl Future<Output = OpResult<Ticket>> + Send;
     /// Polls a token's place.
     fn status(&self, t: &Ticket) -> impl Future<Output = OpResult<QueueState>> + Send;
+    /// Whether waiting users should hold a pushed status stream ([`Target::watch`])
+    /// instead of polling.
+    fn pushes(&self) -> bool {
+        false
+    }
+    /// Opens the token's pushed status stream and reads its first status. Only
+    /// called when [`Target::pushes`].
+    fn watch(
+        &self,
+        t: &Ticket,
+    ) -> impl Future<Output = OpResult<(QueueState, crate::http::StatusStream)>> + Send {
+        let _ = t;
+        async {
+            Err(OpError::failed(
+                FailureKind::Protocol,
+                "this target has no pushed status",
+            ))
+        }
+    }
     /// The bookable dates of a concert.
     fn dates(
         &self,

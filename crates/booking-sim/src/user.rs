@@ -716,6 +716,65 @@ impl<T: Target> Ctx<T> {
         ticket: &Ticket,
         abandon_after: Option<u32>,
     ) -> Result<Result<(), Ending>, Halt> {
+        let waiting = matches!(ticket.answer, Some(QueueState::Waiting { .. }));
+        if waiting
+            && abandon_after.is_none()
+            && self.target.pushes()
+            && let Some(end) = self.wait_pushed(ticket).await?
+        {
+            return Ok(end);
+        }
+        self.poll_in_line(ticket, abandon_after).await
+    }
+
+    /// Waits on the pushed status stream until a final status. `None` when the
+    /// stream broke or ended without one: the caller polls instead.
+    async fn wait_pushed(&self, ticket: &Ticket) -> Result<Option<Result<(), Ending>>, Halt> {
+        let mut stop = self.control.stop.subscribe();
+        if *stop.borrow() {
+            return Err(Halt::Stop);
+        }
+        let (mut state, mut stream) =
+            match self.timed(Op::Watch, None, self.target.watch(ticket)).await {
+                Ok(first) => first,
+                Err(OpError::Refused(Refusal::SoldOut)) => return Ok(Some(Err(Ending::SoldOut))),
+                Err(OpError::Refused(_)) => return Ok(Some(Err(Ending::Lapsed))),
+                Err(OpError::Failed(_)) => return Ok(None),
+            };
+        loop {
+            match state {
+                QueueState::Active => {
+                    self.fact(Fact::ToldAdmitted {
+                        seq: ticket.seq,
+                        received_at_ms: now_ms(),
+                    });
+                    return Ok(Some(Ok(())));
+                }
+                QueueState::SoldOut => return Ok(Some(Err(Ending::SoldOut))),
+                QueueState::Expired | QueueState::Done => return Ok(Some(Err(Ending::Lapsed))),
+                QueueState::Waiting { poll_after, .. } => {
+                    if let Some(d) = poll_after {
+                        self.paced(d);
+                    }
+                }
+            }
+            let next = tokio::select! {
+                n = stream.next() => n,
+                _ = stop.wait_for(|s| *s) => return Err(Halt::Stop),
+            };
+            state = match next {
+                Ok(Some(s)) => s,
+                Ok(None) | Err(_) => return Ok(None),
+            };
+        }
+    }
+
+    /// Polls until admitted (see [`Self::wait_in_line`]).
+    async fn poll_in_line(
+        &self,
+        ticket: &Ticket,
+        abandon_after: Option<u32>,
+    ) -> Result<Result<(), Ending>, Halt> {
         let b = &self.behaviour;
         let mut n_polls = 0u32;
         let mut n_failures = 0u32;

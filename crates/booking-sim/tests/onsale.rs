@@ -100,3 +100,54 @@ async fn three_hundred_users_for_a_hundred_seats_over_http() {
         "{md}"
     );
 }
+
+/// The same sale with pushed status: waiting users hold one stream each instead
+/// of polling, and learn admission or sold out from it. Exactly the capacity is
+/// sold, everyone is answered, and no status poll is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_pushed_status_nobody_polls_and_everyone_is_answered() {
+    let dir = tempfile::tempdir().expect("dir");
+    let url = format!("sqlite://{}", dir.path().join("onsale.db").display());
+    let cfg = SimConfig {
+        scenario: Scenario::Onsale(Onsale {
+            users: 300,
+            arrive_within: Duration::from_secs(1),
+            max_duration: Duration::from_secs(60),
+            relooks: 1,
+        }),
+        seed: 16,
+        behaviour: Behaviour {
+            think_min: Duration::ZERO,
+            think_max: Duration::ZERO,
+            ..Behaviour::default()
+        },
+        initial_dates: 2,
+        seats_per_date: 50,
+        restock: false,
+        policy: AdmissionPolicy::new(Duration::from_millis(100), Some(100), None).expect("policy"),
+        connections: 32,
+        pool_size: 8,
+        push: true,
+        ..SimConfig::default()
+    };
+    let spec = TargetSpec::Spawn {
+        n: 1,
+        database: url,
+    };
+    let o = run(&cfg, &spec, Ui::Quiet).await.expect("run");
+    let r = &o.report;
+    println!("{}", r.to_markdown());
+    assert!(r.audit.clean, "{:?}", r.audit.failed());
+    assert!(r.errors.is_empty(), "{:?} {:?}", r.errors, r.error_samples);
+    let s = r.onsale.as_ref().expect("on-sale figures");
+    assert_eq!(s.sold, 100, "exactly the capacity is sold");
+    assert_eq!(s.bought, 100);
+    assert_eq!(s.sold_out, 200);
+    assert_eq!(s.unanswered, 0);
+    assert_eq!(r.op(Op::Poll).count, 0, "nobody polled");
+    // Everyone who was told to wait opened one stream; nobody opened two.
+    let watches = r.op(Op::Watch).count;
+    assert!(watches > 0 && watches <= 300, "{watches}");
+    assert_eq!(r.op(Op::Watch).ok, watches);
+    assert_eq!(r.run_failure(), None);
+}
