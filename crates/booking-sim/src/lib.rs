@@ -31,6 +31,7 @@
 #![warn(missing_docs)]
 
 pub mod audit;
+pub mod baseline;
 pub mod cpu;
 pub mod db;
 pub mod events;

@@ -85,6 +85,14 @@ struct Args {
     #[arg(long, help_heading = "Target")]
     push: bool,
 
+    /// Before the load, measure what the machine does with no booking in the way
+    /// (2 s each): an axum hello world over HTTP with --connections connections,
+    /// and raw SQL on the target's database (a three-statement transaction and a
+    /// single-row insert, in tables of their own, dropped afterwards). The report
+    /// shows them beside the run's rates.
+    #[arg(long, help_heading = "Report")]
+    baseline: bool,
+
     /// Start N booking-http instances in this process on --database (PostgreSQL
     /// for more than one) and spread users across them.
     #[arg(long, value_name = "N", help_heading = "Target")]
@@ -346,6 +354,7 @@ fn config(a: &Args) -> Result<(SimConfig, TargetSpec), String> {
         pool_size: a.pool,
         connections: a.connections,
         push: a.push,
+        baseline: a.baseline,
         audit: booking_sim::audit::AuditOptions {
             status_staleness_ms: a.status_staleness.as_millis() as i64,
             ..Default::default()

@@ -300,6 +300,9 @@ pub struct Report {
     pub cpu: Option<CpuReport>,
     /// The on-sale scenario's figures (`None` for the browse scenario).
     pub onsale: Option<OnsaleReport>,
+    /// What the machine does with no booking in the way, measured just before the
+    /// load (`--baseline`).
+    pub baseline: Option<crate::baseline::BaselineReport>,
     /// The auditor's verdicts.
     pub audit: Audit,
 }
@@ -443,6 +446,54 @@ impl Report {
         Some(format!("{failed} of {total} requests failed{top}"))
     }
 
+    /// The baselines beside this run's rates.
+    fn baseline_markdown(&self, m: &mut String, b: &crate::baseline::BaselineReport) {
+        let _ = writeln!(m, "## Baselines (same run, just before the load)\n");
+        let _ = writeln!(m, "| what | per second | p50 ms | p99 ms |");
+        let _ = writeln!(m, "|---|---:|---:|---:|");
+        let h = &b.hello_world;
+        let _ = writeln!(
+            m,
+            "| axum hello world over HTTP, {} connections | {:.0} | {:.2} | {:.2} |",
+            h.connections,
+            h.requests_per_sec,
+            h.p50_us as f64 / 1e3,
+            h.p99_us as f64 / 1e3
+        );
+        if let Some(r) = &b.raw_sql {
+            let _ = writeln!(
+                m,
+                "| raw SQL ({}): 3-statement transaction, {} tasks | {:.0} | - | - |",
+                r.backend, r.tasks, r.three_statement_tx_per_sec
+            );
+            let _ = writeln!(
+                m,
+                "| raw SQL ({}): single-row insert, {} tasks | {:.0} | - | - |",
+                r.backend, r.tasks, r.insert_per_sec
+            );
+        }
+        let requests: u64 = self.operations.iter().map(|o| o.count).sum();
+        let secs = self.elapsed_secs.max(1e-9);
+        let rps = requests as f64 / secs;
+        let _ = writeln!(
+            m,
+            "\nThis run: {rps:.0} requests/s over the load phase ({:.0}% of hello world).",
+            100.0 * rps / h.requests_per_sec.max(1e-9)
+        );
+        if let (Some(o), Some(r)) = (&self.onsale, &b.raw_sql)
+            && let Some(t) = o.time_to_sell_out_secs.filter(|t| *t > 0.0)
+        {
+            let sold = o.sold as f64 / t;
+            let _ = writeln!(
+                m,
+                "Seats sold per second until sold out: {sold:.0} ({:.1}% of the raw \
+                 3-statement transaction rate).",
+                100.0 * sold / r.three_statement_tx_per_sec.max(1e-9)
+            );
+        }
+        let _ = writeln!(m);
+    }
+
     /// The report as Markdown.
     pub fn to_markdown(&self) -> String {
         let mut m = String::new();
@@ -556,6 +607,9 @@ impl Report {
                 let _ = writeln!(m, "| {} | {} | {} |", s.second, s.polls, s.waiting);
             }
             let _ = writeln!(m);
+        }
+        if let Some(b) = &self.baseline {
+            self.baseline_markdown(&mut m, b);
         }
         let _ = writeln!(m, "## Operations\n");
         let _ = writeln!(

@@ -104,6 +104,8 @@ pub struct SimConfig {
     /// Over HTTP: waiting users hold a pushed status stream instead of polling
     /// (a connection each, beside `connections`).
     pub push: bool,
+    /// Measure the baselines (hello world, raw SQL) just before the load.
+    pub baseline: bool,
     /// What the auditor tolerates.
     pub audit: AuditOptions,
 }
@@ -140,6 +142,7 @@ impl Default for SimConfig {
             server_threads: 2,
             connections: http::DEFAULT_CONNECTIONS,
             push: false,
+            baseline: false,
             audit: AuditOptions::default(),
         }
     }
@@ -371,6 +374,25 @@ fn in_process<S: Store + Clone>(
 /// in the outcome's report, not errors.
 pub async fn run(cfg: &SimConfig, spec: &TargetSpec, ui: Ui) -> Result<Outcome, SimError> {
     cfg.validate().map_err(SimError::Config)?;
+    let baseline = if cfg.baseline {
+        let database = match spec {
+            TargetSpec::Database(url) | TargetSpec::Spawn { database: url, .. } => Some(url),
+            TargetSpec::Http { database, .. } => database.as_ref(),
+            TargetSpec::Memory => None,
+        };
+        let b = crate::baseline::measure(cfg.connections, database.map(String::as_str))
+            .await
+            .map_err(SimError::Setup)?;
+        Some(b)
+    } else {
+        None
+    };
+    let mut outcome = run_target(cfg, spec, ui).await?;
+    outcome.report.baseline = baseline;
+    Ok(outcome)
+}
+
+async fn run_target(cfg: &SimConfig, spec: &TargetSpec, ui: Ui) -> Result<Outcome, SimError> {
     let control = Arc::new(Control::default());
     if ui != Ui::Quiet {
         let c = Arc::clone(&control);
@@ -1067,6 +1089,7 @@ fn finish(
             max_active_sampled: d.record.max_active_sampled.map_or(0, |(a, _)| a),
         }),
         cpu: d.cpu,
+        baseline: None,
         onsale: match &cfg.scenario {
             Scenario::Onsale(o) => Some(onsale_report(o, &d, state, spawned)),
             Scenario::Browse => None,

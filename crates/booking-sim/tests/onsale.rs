@@ -128,11 +128,12 @@ async fn with_pushed_status_nobody_polls_and_everyone_is_answered() {
         connections: 32,
         pool_size: 8,
         push: true,
+        baseline: true,
         ..SimConfig::default()
     };
     let spec = TargetSpec::Spawn {
         n: 1,
-        database: url,
+        database: url.clone(),
     };
     let o = run(&cfg, &spec, Ui::Quiet).await.expect("run");
     let r = &o.report;
@@ -150,4 +151,26 @@ async fn with_pushed_status_nobody_polls_and_everyone_is_answered() {
     assert!(watches > 0 && watches <= 300, "{watches}");
     assert_eq!(r.op(Op::Watch).ok, watches);
     assert_eq!(r.run_failure(), None);
+
+    // The baselines of the same run, and their tables gone from the database.
+    let b = r.baseline.as_ref().expect("baselines measured");
+    assert!(b.hello_world.requests_per_sec > 0.0, "{b:?}");
+    assert!(b.hello_world.p50_us <= b.hello_world.p99_us, "{b:?}");
+    let sql = b.raw_sql.as_ref().expect("raw SQL on the run's database");
+    assert_eq!(sql.backend, "sqlite");
+    assert!(sql.three_statement_tx_per_sec > 0.0 && sql.insert_per_sec > 0.0);
+    let md = r.to_markdown();
+    assert!(
+        md.contains("## Baselines (same run, just before the load)"),
+        "{md}"
+    );
+    assert!(md.contains("Seats sold per second until sold out"), "{md}");
+    let conn = sqlx::SqlitePool::connect(&url).await.expect("open");
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name LIKE 'bench_%'",
+    )
+    .fetch_one(&conn)
+    .await
+    .expect("tables");
+    assert_eq!(n, 0, "the raw tables were dropped");
 }
