@@ -2,11 +2,13 @@
 //!
 //! A waiting user opens one stream instead of polling. Each instance keeps one
 //! [`LineFeed`]: while anyone listens, a single task reads the line
-//! ([`Booking::line_snapshot`]: the cached counters and the sold-out mark) every
-//! [`FEED_REFRESH`] and publishes it when it changed. Every stream of that
-//! instance works out its own status from the published line with no read
-//! ([`Booking::waiting_status`]); only a place that reached the serving counter
-//! reads its queue entry once, to learn that it is active (or ended).
+//! ([`Booking::line_snapshot`]: the counters and the sold-out mark) every
+//! [`FEED_REFRESH`], and wakes the streams whose answer it changes: the places the
+//! serving counter passed, or all of them when the sale sold out or admission
+//! paused or resumed. A woken stream works out its status from the line with no
+//! read ([`Booking::waiting_status`]); only a place that reached the serving
+//! counter reads its queue entry once, to learn that it is active (or ended). A
+//! waiting stream also wakes at its own pace to tell a new position.
 //!
 //! What a stream sends:
 //! - at once, the status `GET /v1/queue/status` would answer;

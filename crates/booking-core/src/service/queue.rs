@@ -217,14 +217,15 @@ impl<S: Store, C: Clock> Booking<S, C> {
         })
     }
 
-    /// The line now, for statuses pushed to many waiting users: the counters
-    /// (from the cache, as a poll reads them) and the sold-out mark. Reads storage
-    /// at most as often as a poll would.
+    /// The line now, for statuses pushed to many waiting users: the counters, read
+    /// from storage (which also refreshes the cache that polls read), and the
+    /// sold-out mark. One read of the counters, whatever the number of users it
+    /// serves; a pusher calls it a few times a second.
     ///
     /// # Errors
     /// [`StoreError`] when storage cannot be read.
     pub async fn line_snapshot(&self) -> Result<LineSnapshot, StoreError> {
-        let counters = self.counters_cached(self.now()).await?;
+        let counters = self.fresh_counters(self.now()).await?;
         let sold_out = self.sold_out().await?;
         Ok(LineSnapshot { counters, sold_out })
     }
