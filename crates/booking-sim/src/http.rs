@@ -457,6 +457,20 @@ impl Target for HttpTarget {
         self.push
     }
 
+    async fn server_latency(&self) -> Vec<crate::report::RouteLatency> {
+        let mut texts = Vec::new();
+        for base in &self.bases {
+            let got = self.client.get(format!("{base}/metrics")).send().await;
+            if let Ok(resp) = got
+                && resp.status().is_success()
+                && let Ok(text) = resp.text().await
+            {
+                texts.push(text);
+            }
+        }
+        crate::report::route_latency(&texts)
+    }
+
     async fn watch(&self, t: &Ticket) -> OpResult<(QueueState, StatusStream)> {
         let resp = self
             .streams

@@ -269,6 +269,94 @@ pub struct OnsaleReport {
     pub polls_per_second: Vec<PollSecond>,
 }
 
+/// One route's latency on the servers, from their Prometheus histograms: the
+/// upper bounds of the buckets that hold the median and the 99th percentile.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RouteLatency {
+    /// `GET /v1/queue/status` and so on.
+    pub route: String,
+    /// Requests answered.
+    pub count: u64,
+    /// The median is at most this (seconds); `None` above the last bucket.
+    pub p50_at_most_secs: Option<f64>,
+    /// The 99th percentile is at most this (seconds); `None` above the last bucket.
+    pub p99_at_most_secs: Option<f64>,
+    /// Share answered within 100 ms.
+    pub within_100ms: f64,
+}
+
+/// Sums the latency histograms of Prometheus texts (one per instance) by route.
+pub fn route_latency(texts: &[String]) -> Vec<RouteLatency> {
+    // route -> (bucket bound -> count), "+Inf" as infinity
+    let mut routes: BTreeMap<String, Vec<(f64, u64)>> = BTreeMap::new();
+    for text in texts {
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("booking_http_request_duration_seconds_bucket{")
+            else {
+                continue;
+            };
+            let Some((labels, count)) = rest.split_once("} ") else {
+                continue;
+            };
+            let label = |name: &str| {
+                labels.split(',').find_map(|kv| {
+                    kv.strip_prefix(name)?
+                        .strip_prefix("=\"")?
+                        .strip_suffix('"')
+                })
+            };
+            let (Some(method), Some(route), Some(le), Ok(n)) = (
+                label("method"),
+                label("route"),
+                label("le"),
+                count.trim().parse::<u64>(),
+            ) else {
+                continue;
+            };
+            let bound = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                match le.parse::<f64>() {
+                    Ok(b) => b,
+                    Err(_) => continue,
+                }
+            };
+            let buckets = routes.entry(format!("{method} {route}")).or_default();
+            match buckets.iter_mut().find(|(b, _)| *b == bound) {
+                Some((_, c)) => *c += n,
+                None => buckets.push((bound, n)),
+            }
+        }
+    }
+    routes
+        .into_iter()
+        .filter_map(|(route, mut buckets)| {
+            buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let total = buckets.last().map(|(_, n)| *n).filter(|n| *n > 0)?;
+            let at = |q: f64| {
+                buckets
+                    .iter()
+                    .find(|(_, n)| *n as f64 >= q * total as f64)
+                    .map(|(b, _)| *b)
+                    .filter(|b| b.is_finite())
+            };
+            let within = buckets
+                .iter()
+                .filter(|(b, _)| *b <= 0.1)
+                .map(|(_, n)| *n)
+                .max()
+                .unwrap_or(0);
+            Some(RouteLatency {
+                route,
+                count: total,
+                p50_at_most_secs: at(0.5),
+                p99_at_most_secs: at(0.99),
+                within_100ms: (within as f64 / total as f64 * 1000.0).round() / 1000.0,
+            })
+        })
+        .collect()
+}
+
 /// The whole report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
@@ -303,6 +391,10 @@ pub struct Report {
     /// What the machine does with no booking in the way, measured just before the
     /// load (`--baseline`).
     pub baseline: Option<crate::baseline::BaselineReport>,
+    /// Over HTTP: each route's latency as the instances measured it themselves
+    /// (their `/metrics` histograms, summed), without the time a request waited
+    /// for one of the simulator's connections.
+    pub server_latency: Vec<RouteLatency>,
     /// The auditor's verdicts.
     pub audit: Audit,
 }
@@ -611,6 +703,34 @@ impl Report {
         if let Some(b) = &self.baseline {
             self.baseline_markdown(&mut m, b);
         }
+        if !self.server_latency.is_empty() {
+            let _ = writeln!(
+                m,
+                "## Latency on the servers\n\nAs the instances measured it (their `/metrics` \
+                 histograms, summed): without the time a request waited for one of the \
+                 simulator's connections. Bounds are the histogram's buckets.\n"
+            );
+            let _ = writeln!(
+                m,
+                "| route | requests | p50 at most | p99 at most | within 100 ms |"
+            );
+            let _ = writeln!(m, "|---|---:|---:|---:|---:|");
+            let bound = |v: Option<f64>| {
+                v.map_or_else(|| "above 5 s".into(), |s| format!("{:.1} ms", s * 1e3))
+            };
+            for r in &self.server_latency {
+                let _ = writeln!(
+                    m,
+                    "| {} | {} | {} | {} | {:.1}% |",
+                    r.route,
+                    r.count,
+                    bound(r.p50_at_most_secs),
+                    bound(r.p99_at_most_secs),
+                    100.0 * r.within_100ms
+                );
+            }
+            let _ = writeln!(m);
+        }
         let _ = writeln!(m, "## Operations\n");
         let _ = writeln!(
             m,
@@ -775,6 +895,33 @@ fn counts(m: &BTreeMap<String, u64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_histograms_are_summed_by_route() {
+        let one = "# TYPE booking_http_request_duration_seconds histogram
+booking_http_request_duration_seconds_bucket{method=\"GET\",route=\"/v1/queue/status\",le=\"0.001\"} 90
+booking_http_request_duration_seconds_bucket{method=\"GET\",route=\"/v1/queue/status\",le=\"0.1\"} 99
+booking_http_request_duration_seconds_bucket{method=\"GET\",route=\"/v1/queue/status\",le=\"5\"} 100
+booking_http_request_duration_seconds_bucket{method=\"GET\",route=\"/v1/queue/status\",le=\"+Inf\"} 100
+booking_http_request_duration_seconds_sum{method=\"GET\",route=\"/v1/queue/status\"} 1.5
+";
+        let two = "booking_http_request_duration_seconds_bucket{method=\"GET\",route=\"/v1/queue/status\",le=\"0.001\"} 0
+booking_http_request_duration_seconds_bucket{method=\"GET\",route=\"/v1/queue/status\",le=\"0.1\"} 0
+booking_http_request_duration_seconds_bucket{method=\"GET\",route=\"/v1/queue/status\",le=\"5\"} 0
+booking_http_request_duration_seconds_bucket{method=\"GET\",route=\"/v1/queue/status\",le=\"+Inf\"} 100
+";
+        let r = route_latency(&[one.to_owned(), two.to_owned()]);
+        assert_eq!(r.len(), 1);
+        let s = &r[0];
+        assert_eq!(s.route, "GET /v1/queue/status");
+        assert_eq!(s.count, 200);
+        // 90 of 200 within 1 ms, 99 within 100 ms: the median is in (0.1, 5].
+        assert_eq!(s.p50_at_most_secs, Some(5.0));
+        // Half the requests were above the last bucket.
+        assert_eq!(s.p99_at_most_secs, None);
+        assert_eq!(s.within_100ms, 0.495);
+        assert!(route_latency(&["garbage {".to_owned()]).is_empty());
+    }
 
     #[test]
     fn the_markdown_file_sits_beside_the_json() {

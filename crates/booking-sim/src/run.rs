@@ -484,7 +484,9 @@ async fn run_target(cfg: &SimConfig, spec: &TargetSpec, ui: Ui) -> Result<Outcom
             )
             .map_err(SimError::Setup)?;
             let label = format!("HTTP, {} instance(s)", bases.len());
-            let d = drive(Arc::new(target), cfg, ui, &control, label).await?;
+            let target = Arc::new(target);
+            let d = drive(Arc::clone(&target), cfg, ui, &control, label).await?;
+            let server_latency = target.server_latency().await;
             let db_name = database
                 .as_deref()
                 .and_then(|u| Backend::of_url(u).ok())
@@ -494,13 +496,15 @@ async fn run_target(cfg: &SimConfig, spec: &TargetSpec, ui: Ui) -> Result<Outcom
                 None => None,
             };
             // Answers of other servers may be served from their counters cache.
-            Ok(finish(
+            let mut o = finish(
                 cfg,
                 target_report("http", bases.len(), false, db_name, cfg.connections),
                 d,
                 state.as_ref(),
                 &audit_opts,
-            ))
+            );
+            o.report.server_latency = server_latency;
+            Ok(o)
         }
         TargetSpec::Spawn { n, database } => {
             let backend = Backend::of_url(database).map_err(|e| SimError::Config(e.to_string()))?;
@@ -539,17 +543,21 @@ async fn run_target(cfg: &SimConfig, spec: &TargetSpec, ui: Ui) -> Result<Outcom
             )
             .map_err(SimError::Setup)?;
             let label = format!("HTTP, {n} spawned instance(s) on {}", backend_name(backend));
-            let d = drive(Arc::new(target), cfg, ui, &control, label).await;
+            let target = Arc::new(target);
+            let d = drive(Arc::clone(&target), cfg, ui, &control, label).await;
+            let server_latency = target.server_latency().await;
             servers.shutdown();
             let d = d?;
             let state = db::read(database).await?;
-            Ok(finish(
+            let mut o = finish(
                 cfg,
                 target_report("http", *n, true, backend_name(backend), cfg.connections),
                 d,
                 Some(&state),
                 &audit_opts,
-            ))
+            );
+            o.report.server_latency = server_latency;
+            Ok(o)
         }
     }
 }
@@ -1090,6 +1098,7 @@ fn finish(
         }),
         cpu: d.cpu,
         baseline: None,
+        server_latency: Vec::new(),
         onsale: match &cfg.scenario {
             Scenario::Onsale(o) => Some(onsale_report(o, &d, state, spawned)),
             Scenario::Browse => None,

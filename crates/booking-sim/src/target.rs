@@ -299,6 +299,11 @@ pub trait Target: Send + Sync + 'static {
     fn issue(&self, user: UserId, slot: usize) -> impl Future<Output = OpResult<Ticket>> + Send;
     /// Polls a token's place.
     fn status(&self, t: &Ticket) -> impl Future<Output = OpResult<QueueState>> + Send;
+    /// Each route's latency as the servers measured it, when they tell (over
+    /// HTTP: their `/metrics`); empty otherwise.
+    fn server_latency(&self) -> impl Future<Output = Vec<crate::report::RouteLatency>> + Send {
+        async { Vec::new() }
+    }
     /// Whether waiting users should hold a pushed status stream ([`Target::watch`])
     /// instead of polling.
     fn pushes(&self) -> bool {

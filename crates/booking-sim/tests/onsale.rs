@@ -89,6 +89,15 @@ async fn three_hundred_users_for_a_hundred_seats_over_http() {
     assert!(pa.p50 >= 250_000 && pa.max <= 20_000_000, "{pa:?}");
     let polls: u64 = s.polls_per_second.iter().map(|x| x.polls).sum();
     assert_eq!(polls, r.op(Op::Poll).count);
+    // The server's own histograms counted the same requests.
+    let on_server = |route: &str| {
+        r.server_latency
+            .iter()
+            .find(|l| l.route == route)
+            .map_or(0, |l| l.count)
+    };
+    assert_eq!(on_server("GET /v1/queue/status"), r.op(Op::Poll).count);
+    assert_eq!(on_server("POST /v1/queue/tokens"), r.op(Op::Issue).count);
     assert_eq!(r.run_failure(), None);
     let md = r.to_markdown();
     assert!(
@@ -151,6 +160,12 @@ async fn with_pushed_status_nobody_polls_and_everyone_is_answered() {
     assert!(watches > 0 && watches <= 300, "{watches}");
     assert_eq!(r.op(Op::Watch).ok, watches);
     assert_eq!(r.run_failure(), None);
+    let streams = r
+        .server_latency
+        .iter()
+        .find(|l| l.route == "GET /v1/queue/events")
+        .expect("the server counted the streams");
+    assert_eq!(streams.count, watches);
 
     // The baselines of the same run, and their tables gone from the database.
     let b = r.baseline.as_ref().expect("baselines measured");
