@@ -56,6 +56,9 @@ pub struct QueueView {
     pub claims: TokenClaims,
     /// Where it stands.
     pub status: QueueStatus,
+    /// Whether admission is paused (as of the counters this answer read): a waiting
+    /// user is not admitted until an operator resumes it.
+    pub paused: bool,
 }
 
 /// Proof that a token passed the queue gate: admitted, not ended, not lapsed, at
@@ -188,11 +191,13 @@ impl<S: Store, C: Clock> Booking<S, C> {
                 return Ok(QueueView {
                     claims,
                     status: QueueStatus::SoldOut,
+                    paused: counters.paused,
                 });
             }
             return Ok(QueueView {
                 claims,
                 status: self.paced(waiting(seq, &counters)),
+                paused: counters.paused,
             });
         }
         let entry = self
@@ -202,6 +207,7 @@ impl<S: Store, C: Clock> Booking<S, C> {
         Ok(QueueView {
             claims,
             status: self.paced(status_of(&entry, &counters, now)),
+            paused: counters.paused,
         })
     }
 
