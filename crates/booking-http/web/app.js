@@ -341,8 +341,12 @@
   async function refreshSession() {
     const r = await api("GET", "/v1/queue/status", { auth: S.token });
     if (!r.ok || !r.body) return;
-    if (r.body.status === "active") S.activeUntil = Date.parse(r.body.active_until);
-    else onStatus(r.body);
+    if (r.body.status === "active") {
+      S.activeUntil = Date.parse(r.body.active_until);
+      tick();
+    } else {
+      onStatus(r.body);
+    }
   }
 
   async function loadDates() {
@@ -357,7 +361,7 @@
     const sel = $("date");
     sel.replaceChildren(
       ...S.dates.map((d) =>
-        el("option", { value: d.date, text: `${d.date} ${d.starts_at.slice(11, 16)} UTC (${d.seats_free} free)` }),
+        el("option", { value: d.date, text: dateLabel(d, d.seats_free) }),
       ),
     );
     if (!S.dates.length) {
@@ -388,6 +392,10 @@
     }
     S.seats = r.body.seats || [];
     renderSeats(r.body.schedule_id);
+  }
+
+  function dateLabel(d, free) {
+    return `${d.date} ${d.starts_at.slice(11, 16)} UTC (${free} free)`;
   }
 
   function myHoldOn(scheduleId, seat) {
@@ -426,6 +434,9 @@
     box.replaceChildren(...buttons);
     box.dataset.scheduleId = scheduleId;
     $("seats-free").textContent = `(${free} free)`;
+    const d = S.dates.find((x) => x.schedule_id === scheduleId);
+    const opt = d && [...$("date").options].find((o) => o.value === d.date);
+    if (opt) opt.textContent = dateLabel(d, free);
     if (focused) {
       const again = box.querySelector(`[data-seat="${focused}"]`);
       if (again && !again.disabled) again.focus();
@@ -512,7 +523,7 @@
     const items = [];
     for (const h of S.holds.values()) {
       if (h.state === "paid") continue;
-      const label = `Seat ${h.seat}, ${S.names.get(h.scheduleId) || "date " + h.scheduleId}, ${amount(h.price)}`;
+      const what = `${S.names.get(h.scheduleId) || "date " + h.scheduleId}, ${amount(h.price)}`;
       const live = h.state === "held";
       const box = el("input", {
         type: "checkbox",
@@ -528,7 +539,7 @@
         el(
           "li",
           { class: live ? "held" : "expired", "data-reservation": h.id, "data-seat": h.seat },
-          el("label", { for: "pick-" + h.id }, box, live ? `Pay for ${label}` : label),
+          el("label", { for: "pick-" + h.id }, box, live ? `Pay for seat ${h.seat}, ${what}` : `Seat ${h.seat}, ${what}`),
           el("span", { class: "countdown", "data-expires": h.expiresAt, "aria-label": live ? "time left" : "expired" },
             live ? clock(h.expiresAt - serverNow()) : "expired"),
           live
@@ -595,6 +606,7 @@
 
   function startShopTimers() {
     stopShopTimers();
+    tick();
     S.timers.tick = setInterval(tick, 1000);
     // The seat map changes as others hold and pay: look again every 5 s.
     S.timers.seats = setInterval(loadSeats, 5000);
