@@ -322,10 +322,17 @@ async fn a_person_joins_waits_holds_tops_up_pays_and_the_operator_sees_the_sale(
         let (status, text) = http(&server.addr, "POST", "/v1/queue/tokens", &[], Some(&body));
         assert_eq!(status, 201, "{text}");
     }
+    let url = server.url();
+    assert!(
+        server.banner.contains(&format!(
+            "web page: {url}/ (the waiting room), {url}/admin (the operator's view)"
+        )),
+        "serve names the pages: {:?}",
+        server.banner
+    );
     let driver = Driver::start();
     let profile = tempfile::tempdir().expect("profile");
     let c = driver.browser(profile.path(), 1000, 1400).await;
-    let url = server.url();
 
     c.goto(&format!("{url}/")).await.expect("open the page");
     until(&c, "the join button", &visible("view-join")).await;
