@@ -12,9 +12,12 @@
 
 mod common;
 
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{BIN, Sandbox, Server, http, user};
@@ -305,6 +308,175 @@ const RECORD_POLLS: &str = "
     return res;
   };
   return true;";
+
+// --- an event stream in front of the server ---------------------------------------
+
+/// A loopback proxy in front of `booking serve` that answers `GET
+/// /v1/queue/events` itself, by the route's contract (the token as `?token=`,
+/// `text/event-stream`, `event: status` with the JSON of `GET /v1/queue/status`,
+/// comment lines as keep-alive, the stream ends after a final state), and passes
+/// every other request on. Its first stream is cut after one event, as a lost
+/// connection. It lets the page's pushed-update path be tested whether or not the
+/// server under test has the route.
+struct EventProxy {
+    url: String,
+    streams: Arc<AtomicUsize>,
+    status_polls: Arc<AtomicUsize>,
+}
+
+impl EventProxy {
+    fn start(backend: &str) -> EventProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let streams = Arc::new(AtomicUsize::new(0));
+        let status_polls = Arc::new(AtomicUsize::new(0));
+        let (s, p, backend) = (
+            Arc::clone(&streams),
+            Arc::clone(&status_polls),
+            backend.to_owned(),
+        );
+        std::thread::spawn(move || {
+            for conn in listener.incoming().map_while(Result::ok) {
+                let (s, p, backend) = (Arc::clone(&s), Arc::clone(&p), backend.clone());
+                std::thread::spawn(move || proxy_one(conn, &backend, &s, &p));
+            }
+        });
+        EventProxy {
+            url,
+            streams,
+            status_polls,
+        }
+    }
+}
+
+/// Serves one request of `client` (every answer closes the connection).
+fn proxy_one(mut client: TcpStream, backend: &str, streams: &AtomicUsize, polls: &AtomicUsize) {
+    let _ = client.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut raw = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        match client.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => raw.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&raw[..head_end]).into_owned();
+    let mut body = raw[head_end..].to_vec();
+    let mut lines = head.split("\r\n").filter(|l| !l.is_empty());
+    let request_line = lines.next().unwrap_or_default().to_owned();
+    let target = request_line
+        .split(' ')
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    let headers: Vec<&str> = lines
+        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+        .collect();
+    let length = headers
+        .iter()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())
+                .flatten()
+        })
+        .unwrap_or(0);
+    while body.len() < length {
+        match client.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => body.extend_from_slice(&chunk[..n]),
+        }
+    }
+    if let Some(query) = target.strip_prefix("/v1/queue/events?token=") {
+        let token = percent_decode(query);
+        let n = streams.fetch_add(1, Ordering::SeqCst);
+        events(client, backend, &token, n == 0);
+        return;
+    }
+    if target.starts_with("/v1/queue/status") {
+        polls.fetch_add(1, Ordering::SeqCst);
+    }
+    let Ok(mut up) = TcpStream::connect(backend) else {
+        return;
+    };
+    let mut out = format!("{request_line}\r\n");
+    for h in headers {
+        out.push_str(h);
+        out.push_str("\r\n");
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    if up.write_all(out.as_bytes()).is_err() || up.write_all(&body).is_err() {
+        return;
+    }
+    let _ = std::io::copy(&mut up, &mut client);
+}
+
+/// The event stream of one connection: the backend's status every 200 ms.
+fn events(mut client: TcpStream, backend: &str, token: &str, cut_after_one: bool) {
+    let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
+                Cache-Control: no-cache\r\nConnection: close\r\n\r\n: connected\n\n";
+    if client.write_all(head.as_bytes()).is_err() {
+        return;
+    }
+    let auth = format!("Bearer {token}");
+    loop {
+        let (code, json) = http(
+            backend,
+            "GET",
+            "/v1/queue/status",
+            &[("Authorization", auth.as_str())],
+            None,
+        );
+        if code != 200 {
+            return;
+        }
+        let event = format!(": keep-alive\n\nevent: status\ndata: {}\n\n", json.trim());
+        if client.write_all(event.as_bytes()).is_err() {
+            return;
+        }
+        let status: Value = serde_json::from_str(&json).unwrap_or_default();
+        if cut_after_one || status["status"] != "waiting" {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(b) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Waits until `count` reaches `at_least`.
+async fn until_count(what: &str, count: &AtomicUsize, at_least: usize) {
+    let started = Instant::now();
+    while count.load(Ordering::SeqCst) < at_least {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "timed out waiting for {what}: {} of {at_least}",
+            count.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
 
 // --- the scenarios ----------------------------------------------------------------
 
@@ -730,5 +902,64 @@ async fn a_hold_left_to_expire_shows_expired_and_frees_the_seat() {
         (json!(0), json!(50))
     );
     shot(&c, "expiry-02-expired-and-free").await;
+    c.close().await.unwrap();
+}
+
+/// Where the server pushes updates, the page waits on them without polling, and
+/// after a lost connection reconnects and goes on waiting in its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_pushed_updates_the_page_does_not_poll_and_resumes_after_a_lost_connection() {
+    let sb = Sandbox::new();
+    let server = serve(&sb, &["--policy", "batch=1,every=300ms"]);
+    admin(&server, "POST", "/v1/admin/queue/pause", None);
+    let body = format!(r#"{{"user_id":"{}"}}"#, user());
+    let (status, text_) = http(&server.addr, "POST", "/v1/queue/tokens", &[], Some(&body));
+    assert_eq!(status, 201, "{text_}");
+    let proxy = EventProxy::start(&server.addr);
+    let driver = Driver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let c = driver.browser(profile.path(), 1000, 900).await;
+
+    c.goto(&format!("{}/", proxy.url)).await.unwrap();
+    until(&c, "the join button", &visible("view-join")).await;
+    c.find(Locator::Id("join"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        &c,
+        "place 2, paused",
+        "return !document.getElementById('view-wait').hidden
+            && document.getElementById('position').textContent === '2'
+            && !document.getElementById('paused').hidden",
+    )
+    .await;
+    // The first stream was cut after its first event: the page opens another.
+    until_count("a second event stream", &proxy.streams, 2).await;
+    until(
+        &c,
+        "pushed updates after the reconnect",
+        "return document.getElementById('wait-note').textContent.includes('as they happen')
+            && document.getElementById('position').textContent === '2'",
+    )
+    .await;
+    shot(&c, "events-01-waiting-on-pushed-updates").await;
+    assert_eq!(
+        proxy.status_polls.load(Ordering::SeqCst),
+        0,
+        "no status poll while the server pushes updates"
+    );
+
+    admin(&server, "POST", "/v1/admin/queue/resume", None);
+    until(&c, "the shop", &visible("view-shop")).await;
+    until(
+        &c,
+        "the seat map",
+        "return document.querySelectorAll('#seats button.seat').length === 50",
+    )
+    .await;
+    shot(&c, "events-02-admitted").await;
     c.close().await.unwrap();
 }
