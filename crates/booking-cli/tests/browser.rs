@@ -96,13 +96,12 @@ impl Driver {
         d
     }
 
-    /// A new browser with its own fresh profile, `width` x `height`.
+    /// A new browser with its own fresh profile and a window of `width` x
+    /// `height` (from 500 wide; narrower is a phone's screen, emulated).
     async fn browser(&self, profile: &Path, width: u32, height: u32) -> Client {
         let mut caps = serde_json::Map::new();
         caps.insert("browserName".into(), json!("chrome"));
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({
+        let mut options = json!({
                 "binary": self.chromium,
                 "args": [
                     "--headless",
@@ -118,8 +117,14 @@ impl Driver {
                     format!("--window-size={width},{height}"),
                     format!("--user-data-dir={}", profile.display()),
                 ],
-            }),
-        );
+        });
+        if width < 500 {
+            // A desktop window cannot be that narrow: emulate the phone's screen.
+            options["mobileEmulation"] = json!({
+                "deviceMetrics": { "width": width, "height": height, "pixelRatio": 1.0, "touch": true }
+            });
+        }
+        caps.insert("goog:chromeOptions".into(), options);
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
         ClientBuilder::new(connector)
             .capabilities(caps)
@@ -633,6 +638,58 @@ async fn a_person_joins_waits_holds_tops_up_pays_and_the_operator_sees_the_sale(
     assert_eq!(sales_on(&server, &date)["seats_held"], 1);
     shot(&c, "purchase-05-held").await;
 
+    // A second hold. This server pays one hold per payment, so one is ticked at a
+    // time; then the second is cancelled and its seat is free again.
+    c.find(Locator::Css("#seats button[data-seat='13']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        &c,
+        "the hold on seat 13",
+        "return !!document.querySelector('#holds li.held[data-seat=\"13\"]')",
+    )
+    .await;
+    let ticked = "return [...document.querySelectorAll('#holds input:checked')].map(i => i.closest('li').dataset.seat)";
+    assert_eq!(js(&c, ticked).await, json!(["13"]));
+    assert_eq!(text(&c, "pay").await, "Pay 5,000 for seat 13");
+    assert_eq!(
+        js(
+            &c,
+            "return document.getElementById('one-per-payment').hidden"
+        )
+        .await,
+        json!(false)
+    );
+    c.find(Locator::Css("#holds li[data-seat='12'] input"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        &c,
+        "seat 12 ticked alone",
+        &format!("{ticked}.join() === '12'"),
+    )
+    .await;
+    c.find(Locator::Css("#holds li[data-seat='13'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        &c,
+        "seat 13 let go",
+        "return !document.querySelector('#holds li[data-seat=\"13\"]')
+            && document.querySelector('#seats [data-seat=\"13\"]').dataset.state === 'free'",
+    )
+    .await;
+    assert_eq!(sales_on(&server, &date)["seats_held"], 1);
+
     // Paying with an empty balance is refused in words.
     c.find(Locator::Id("pay"))
         .await
@@ -769,6 +826,11 @@ async fn two_browsers_race_for_one_seat_and_the_loser_picks_another() {
     );
     let url = format!("{}/", server.url());
     tokio::join!(join_and_enter(&a, &url), join_and_enter(&b, &url));
+    assert_eq!(
+        js(&b, "return window.innerWidth").await,
+        json!(390),
+        "b has a phone's width"
+    );
     shot(&b, "race-01-phone-seat-map").await;
     check_accessible(&b, "the shop at phone width").await;
     let date = js(&a, "return document.getElementById('date').value").await;

@@ -28,6 +28,7 @@
     balance: null,
     topupKey: uuid(),
     payKeys: new Map(),
+    multiPay: false, // whether a payment may cover several holds (reservation_ids)
     busy: false,
     timers: { tick: null, seats: null },
   };
@@ -331,6 +332,7 @@
     }
     S.concertId = S.concerts[0].id;
     sel.value = String(S.concertId);
+    await learnPayment();
     await Promise.all([loadDates(), loadHolds(), loadBalance()]);
     // The first gated call started the session: learn when it ends.
     await refreshSession();
@@ -476,6 +478,7 @@
   }
 
   function addHold(dto, selected) {
+    if (selected && !S.multiPay) for (const other of S.holds.values()) other.selected = false;
     const expires = Date.parse(dto.expires_at);
     const h = {
       id: dto.reservation_id,
@@ -495,10 +498,19 @@
     if (!r.ok) return;
     for (const dto of r.body || []) {
       if (dto.state === "held" && Date.parse(dto.expires_at) > serverNow() && !S.holds.has(dto.reservation_id)) {
-        addHold(dto, true);
+        addHold(dto, S.multiPay || selectedHolds().length === 0);
       }
     }
     renderHolds();
+  }
+
+  // Whether this server pays several holds in one payment (`reservation_ids` in
+  // its OpenAPI document's payment request); else one hold is selected at a time.
+  async function learnPayment() {
+    const r = await api("GET", "/openapi.json");
+    const schemas = r.ok && r.body && r.body.components && r.body.components.schemas;
+    const pay = schemas && schemas.PayRequest;
+    S.multiPay = !!(pay && pay.properties && pay.properties.reservation_ids);
   }
 
   async function cancel(id) {
@@ -532,6 +544,13 @@
         disabled: !live,
         onchange: (e) => {
           h.selected = e.target.checked;
+          if (h.selected && !S.multiPay) {
+            for (const other of S.holds.values()) if (other !== h) other.selected = false;
+            renderHolds();
+            const again = $("pick-" + h.id);
+            if (again) again.focus();
+            return;
+          }
           renderPay();
         },
       });
@@ -550,6 +569,8 @@
     }
     list.replaceChildren(...items);
     $("no-holds").hidden = items.length > 0;
+    const live = [...S.holds.values()].filter((h) => h.state === "held").length;
+    $("one-per-payment").hidden = S.multiPay || live < 2;
     renderPay();
   }
 
