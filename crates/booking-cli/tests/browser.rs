@@ -212,6 +212,32 @@ fn notice_has(words: &str) -> String {
 
 /// Every form control has a label and every button a name; nothing is wider than
 /// the window.
+/// Changing the numbers of `changes` (element id, new text) moves nothing on the
+/// page: the elements `watched` keep their places and sizes.
+async fn check_no_shift(c: &Client, what: &str, changes: &[(&str, &str)], watched: &[&str]) {
+    let script = format!(
+        "const ids = {watched};
+         const changes = {changes};
+         const boxes = () => ids.map(id => {{
+           const r = document.getElementById(id).getBoundingClientRect();
+           return [r.x, r.y, r.width, r.height].map(v => Math.round(v * 10) / 10).join(' ');
+         }});
+         const before = boxes();
+         const saved = changes.map(([id]) => document.getElementById(id).textContent);
+         for (const [id, text] of changes) document.getElementById(id).textContent = text;
+         const after = boxes();
+         changes.forEach(([id], i) => {{ document.getElementById(id).textContent = saved[i]; }});
+         return {{ before, after }};",
+        watched = json!(watched),
+        changes = json!(changes),
+    );
+    let r = js(c, &script).await;
+    assert_eq!(
+        r["before"], r["after"],
+        "{what}: the layout moved when numbers changed"
+    );
+}
+
 async fn check_accessible(c: &Client, page: &str) {
     let missing = js(
         c,
@@ -532,6 +558,24 @@ async fn a_person_joins_waits_holds_tops_up_pays_and_the_operator_sees_the_sale(
     assert_eq!(text(&c, "eta").await, "paused");
     shot(&c, "purchase-02-waiting-paused").await;
     check_accessible(&c, "the waiting room").await;
+    check_no_shift(
+        &c,
+        "the waiting room",
+        &[
+            ("position", "12,345"),
+            ("ahead", "12,344"),
+            ("eta", "about 25 min"),
+        ],
+        &[
+            "position",
+            "ahead",
+            "eta",
+            "progress",
+            "paused",
+            "wait-note",
+        ],
+    )
+    .await;
 
     // A reload keeps the place: the same token, no new place issued.
     let token = js(&c, "return localStorage.getItem('booking.token')").await;
@@ -614,6 +658,21 @@ async fn a_person_joins_waits_holds_tops_up_pays_and_the_operator_sees_the_sale(
     .await;
     shot(&c, "purchase-04-seat-map").await;
     check_accessible(&c, "the shop").await;
+    check_no_shift(
+        &c,
+        "the shop",
+        &[("session-left", "9:59"), ("balance", "1,000,000")],
+        &[
+            "session-left",
+            "concert",
+            "date",
+            "seats",
+            "holds",
+            "topup",
+            "pay",
+        ],
+    )
+    .await;
 
     // Hold seat 12.
     c.find(Locator::Css("#seats button[data-seat='12']"))

@@ -83,14 +83,6 @@
     else notice("Could not join the line: " + (message(r) || "error " + r.status), "bad");
   }
 
-  function leave() {
-    watcher.stop();
-    saveToken(null);
-    localStorage.removeItem(KEY_FIRST);
-    notice("You left the line.");
-    show("join");
-  }
-
   // --- waiting: pushed updates, else paced polling ----------------------------------
 
   // Where the waiting room stands comes from `GET /v1/queue/events` (Server-Sent
@@ -782,7 +774,6 @@
     $("who").textContent = "you: " + S.user.slice(0, 8);
     $("who").title = S.user;
     $("join").addEventListener("click", join);
-    $("leave").addEventListener("click", leave);
     $("rejoin").addEventListener("click", again);
     $("again").addEventListener("click", again);
     $("topup-form").addEventListener("submit", topUp);
