@@ -965,6 +965,15 @@ async fn two_browsers_race_for_one_seat_and_the_loser_picks_another() {
         &format!("return !!document.querySelector('#holds li.held[data-seat=\"{other}\"]')"),
     )
     .await;
+    until(
+        loser,
+        "the keyboard focus on the new hold",
+        &format!(
+            "const li = document.activeElement && document.activeElement.closest('#holds li');
+             return !!li && li.dataset.seat === '{other}'"
+        ),
+    )
+    .await;
     shot(loser, "race-04-loser-holds-another").await;
     assert_eq!(sales_on(&server, &date)["seats_held"], 2);
     a.close().await.unwrap();

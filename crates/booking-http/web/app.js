@@ -452,6 +452,10 @@
       notice(`Seat ${seat} is yours until ${new Date(h.expiresAt).toLocaleTimeString()}. Pay before the countdown ends.`, "ok");
       renderHolds();
       await loadSeats();
+      // The pressed seat is no longer a button one can press: keyboard users go
+      // on from their new hold.
+      const picked = $("pick-" + h.id);
+      if (picked && (!document.activeElement || document.activeElement === document.body)) picked.focus();
       return;
     }
     const c = code(r);
