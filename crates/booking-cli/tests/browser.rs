@@ -17,7 +17,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{BIN, Sandbox, Server, http, user};
@@ -342,46 +342,58 @@ const RECORD_POLLS: &str = "
 
 // --- an event stream in front of the server ---------------------------------------
 
-/// A loopback proxy in front of `booking serve` that answers `GET
+/// A loopback proxy in front of `booking serve`. With `events`, it answers `GET
 /// /v1/queue/events` itself, by the route's contract (the token as `?token=`,
 /// `text/event-stream`, `event: status` with the JSON of `GET /v1/queue/status`,
-/// comment lines as keep-alive, the stream ends after a final state), and passes
-/// every other request on. Its first stream is cut after one event, as a lost
-/// connection. It lets the page's pushed-update path be tested whether or not the
-/// server under test has the route.
+/// comment lines as keep-alive, the stream ends after a final state), and cuts its
+/// first stream after one event, as a lost connection; that lets the page's
+/// pushed-update path be tested whether or not the server under test has the
+/// route. Every other request is passed on, unless the proxy is `down`: then
+/// connections are dropped unanswered, as a network that went away.
 struct EventProxy {
     url: String,
-    streams: Arc<AtomicUsize>,
-    status_polls: Arc<AtomicUsize>,
+    shared: Arc<ProxyShared>,
+}
+
+struct ProxyShared {
+    backend: String,
+    events: bool,
+    down: AtomicBool,
+    streams: AtomicUsize,
+    status_polls: AtomicUsize,
 }
 
 impl EventProxy {
-    fn start(backend: &str) -> EventProxy {
+    fn start(backend: &str, events: bool) -> EventProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
         let url = format!("http://{}", listener.local_addr().expect("address"));
-        let streams = Arc::new(AtomicUsize::new(0));
-        let status_polls = Arc::new(AtomicUsize::new(0));
-        let (s, p, backend) = (
-            Arc::clone(&streams),
-            Arc::clone(&status_polls),
-            backend.to_owned(),
-        );
+        let shared = Arc::new(ProxyShared {
+            backend: backend.to_owned(),
+            events,
+            down: AtomicBool::new(false),
+            streams: AtomicUsize::new(0),
+            status_polls: AtomicUsize::new(0),
+        });
+        let for_thread = Arc::clone(&shared);
         std::thread::spawn(move || {
             for conn in listener.incoming().map_while(Result::ok) {
-                let (s, p, backend) = (Arc::clone(&s), Arc::clone(&p), backend.clone());
-                std::thread::spawn(move || proxy_one(conn, &backend, &s, &p));
+                let shared = Arc::clone(&for_thread);
+                std::thread::spawn(move || proxy_one(conn, &shared));
             }
         });
-        EventProxy {
-            url,
-            streams,
-            status_polls,
-        }
+        EventProxy { url, shared }
+    }
+
+    fn set_down(&self, down: bool) {
+        self.shared.down.store(down, Ordering::SeqCst);
     }
 }
 
 /// Serves one request of `client` (every answer closes the connection).
-fn proxy_one(mut client: TcpStream, backend: &str, streams: &AtomicUsize, polls: &AtomicUsize) {
+fn proxy_one(mut client: TcpStream, shared: &ProxyShared) {
+    if shared.down.load(Ordering::SeqCst) {
+        return;
+    }
     let _ = client.set_read_timeout(Some(Duration::from_secs(30)));
     let mut raw = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -421,16 +433,18 @@ fn proxy_one(mut client: TcpStream, backend: &str, streams: &AtomicUsize, polls:
             Ok(n) => body.extend_from_slice(&chunk[..n]),
         }
     }
-    if let Some(query) = target.strip_prefix("/v1/queue/events?token=") {
+    if shared.events
+        && let Some(query) = target.strip_prefix("/v1/queue/events?token=")
+    {
         let token = percent_decode(query);
-        let n = streams.fetch_add(1, Ordering::SeqCst);
-        events(client, backend, &token, n == 0);
+        let n = shared.streams.fetch_add(1, Ordering::SeqCst);
+        events(client, &shared.backend, &token, n == 0);
         return;
     }
     if target.starts_with("/v1/queue/status") {
-        polls.fetch_add(1, Ordering::SeqCst);
+        shared.status_polls.fetch_add(1, Ordering::SeqCst);
     }
-    let Ok(mut up) = TcpStream::connect(backend) else {
+    let Ok(mut up) = TcpStream::connect(&shared.backend) else {
         return;
     };
     let mut out = format!("{request_line}\r\n");
@@ -1045,7 +1059,7 @@ async fn with_pushed_updates_the_page_does_not_poll_and_resumes_after_a_lost_con
     let body = format!(r#"{{"user_id":"{}"}}"#, user());
     let (status, text_) = http(&server.addr, "POST", "/v1/queue/tokens", &[], Some(&body));
     assert_eq!(status, 201, "{text_}");
-    let proxy = EventProxy::start(&server.addr);
+    let proxy = EventProxy::start(&server.addr, true);
     let driver = Driver::start();
     let profile = tempfile::tempdir().unwrap();
     let c = driver.browser(profile.path(), 1000, 900).await;
@@ -1067,7 +1081,7 @@ async fn with_pushed_updates_the_page_does_not_poll_and_resumes_after_a_lost_con
     )
     .await;
     // The first stream was cut after its first event: the page opens another.
-    until_count("a second event stream", &proxy.streams, 2).await;
+    until_count("a second event stream", &proxy.shared.streams, 2).await;
     until(
         &c,
         "pushed updates after the reconnect",
@@ -1077,7 +1091,7 @@ async fn with_pushed_updates_the_page_does_not_poll_and_resumes_after_a_lost_con
     .await;
     shot(&c, "events-01-waiting-on-pushed-updates").await;
     assert_eq!(
-        proxy.status_polls.load(Ordering::SeqCst),
+        proxy.shared.status_polls.load(Ordering::SeqCst),
         0,
         "no status poll while the server pushes updates"
     );
@@ -1091,5 +1105,63 @@ async fn with_pushed_updates_the_page_does_not_poll_and_resumes_after_a_lost_con
     )
     .await;
     shot(&c, "events-02-admitted").await;
+    c.close().await.unwrap();
+}
+
+/// Polling (this server pushes nothing), a lost connection is retried with a
+/// growing pause and the wait resumes in the same place once the network is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_resumes_after_a_lost_connection() {
+    let sb = Sandbox::new();
+    let server = serve(&sb, &["--policy", "batch=1,every=300ms"]);
+    admin(&server, "POST", "/v1/admin/queue/pause", None);
+    let body = format!(r#"{{"user_id":"{}"}}"#, user());
+    let (status, text_) = http(&server.addr, "POST", "/v1/queue/tokens", &[], Some(&body));
+    assert_eq!(status, 201, "{text_}");
+    let proxy = EventProxy::start(&server.addr, false);
+    let driver = Driver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let c = driver.browser(profile.path(), 1000, 900).await;
+
+    c.goto(&format!("{}/", proxy.url)).await.unwrap();
+    until(&c, "the join button", &visible("view-join")).await;
+    c.find(Locator::Id("join"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        &c,
+        "place 2, polling",
+        "return document.getElementById('position').textContent === '2'
+            && document.getElementById('wait-note').textContent.startsWith('Next update')",
+    )
+    .await;
+    proxy.set_down(true);
+    until(
+        &c,
+        "the lost connection told",
+        "return document.getElementById('wait-note').textContent.startsWith('Connection lost')
+            && document.getElementById('position').textContent === '2'",
+    )
+    .await;
+    shot(&c, "lost-01-connection-lost").await;
+    let polls_while_down = proxy.shared.status_polls.load(Ordering::SeqCst);
+    proxy.set_down(false);
+    until(
+        &c,
+        "polling again",
+        "return document.getElementById('wait-note').textContent.startsWith('Next update')
+            && document.getElementById('position').textContent === '2'",
+    )
+    .await;
+    assert!(
+        proxy.shared.status_polls.load(Ordering::SeqCst) > polls_while_down,
+        "the page asked again once the network was back"
+    );
+    admin(&server, "POST", "/v1/admin/queue/resume", None);
+    until(&c, "the shop", &visible("view-shop")).await;
+    shot(&c, "lost-02-admitted").await;
     c.close().await.unwrap();
 }

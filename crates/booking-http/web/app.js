@@ -96,6 +96,7 @@
     timer: null,
     failures: 0,
     gotEvent: false,
+    pace: 0, // the last answer's poll_after_ms
 
     stop() {
       clearTimeout(this.timer);
@@ -139,6 +140,7 @@
         this.gotEvent = true;
         this.sse = "yes";
         this.failures = 0;
+        this.pace = dto.poll_after_ms || 0;
         setNote("Updates arrive as they happen.");
         if (FINAL.has(dto.status)) {
           // The stream ends after a final state: close it before the browser
@@ -189,8 +191,10 @@
       }
     },
 
+    // Tries again after a growing pause, and never sooner than the server's pace:
+    // a stream cut again and again must not cost more than polling would.
     lost() {
-      const ms = this.backoff();
+      const ms = Math.max(this.backoff(), this.pace);
       setNote(`Connection lost: trying again in ${Math.ceil(ms / 1000)} s. You keep your place.`);
       this.schedule(ms);
     },
@@ -202,6 +206,7 @@
       if (token !== S.token) return; // left or re-joined meanwhile
       if (r.ok && r.body) {
         this.failures = 0;
+        this.pace = r.body.poll_after_ms || 0;
         onStatus(r.body);
         if (r.body.status === "waiting" || r.body.status === "sold_out") {
           const ms = Math.max(250, r.body.poll_after_ms);
@@ -210,7 +215,6 @@
         }
         return;
       }
-      const c = code(r);
       if (r.status === 401) {
         saveToken(null);
         localStorage.removeItem(KEY_FIRST);
@@ -219,7 +223,6 @@
       } else if (r.status === 429) {
         this.schedule(retryAfterMs(r, 2000));
       } else {
-        void c;
         this.lost();
       }
     },
