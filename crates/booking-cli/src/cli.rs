@@ -76,7 +76,8 @@ pub struct Global {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the REST API, with the admission ticker and the hold sweeper.
+    /// Run the REST API, with the admission ticker and the hold sweeper, and the web
+    /// pages: the waiting room at / and the operator's view at /admin.
     Serve(ServeArgs),
     /// Apply the migrations to the database and report the schema version.
     Migrate(JsonFlag),

@@ -96,6 +96,9 @@ pub async fn run(global: &Global, args: &ServeArgs) -> CliResult<()> {
     let base = format!("http://{addr}");
     let mut lines = vec![format!("listening on {base}")];
     lines.push(format!(
+        "web page: {base}/ (the waiting room), {base}/admin (the operator's view)"
+    ));
+    lines.push(format!(
         "database: {} ({}schema version {})",
         db.url,
         if db.created { "created, " } else { "" },

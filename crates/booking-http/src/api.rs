@@ -108,7 +108,7 @@ pub async fn queue_status<S: Store + Clone, C: Clock>(
     Bearer(token): Bearer,
 ) -> ApiResult<Response> {
     let view = st.booking.queue_status(&token).await?;
-    let dto = QueueDto::new(&view.claims, view.status, None);
+    let dto = QueueDto::new(&view.claims, view.status, None).with_paused(view.paused);
     Ok(queue_answer(StatusCode::OK, view.status, dto))
 }
 

@@ -44,6 +44,10 @@ pub struct QueueDto {
     /// front often; a waiting answer also says it in `Retry-After`, in whole seconds
     /// rounded up). For every other status: 20,000 (nothing there needs a poll).
     pub poll_after_ms: u64,
+    /// In status answers: whether admission is paused (a waiting user is not
+    /// admitted until an operator resumes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<bool>,
 }
 
 impl QueueDto {
@@ -74,7 +78,14 @@ impl QueueDto {
             eta_secs,
             active_until,
             poll_after_ms: u64::try_from(poll_after.as_millis()).unwrap_or(u64::MAX),
+            paused: None,
         }
+    }
+
+    /// The same view, saying whether admission is paused.
+    pub fn with_paused(mut self, paused: bool) -> Self {
+        self.paused = Some(paused);
+        self
     }
 }
 

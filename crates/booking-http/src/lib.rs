@@ -32,6 +32,10 @@
 //! | `PUT /v1/admin/queue/policy` | admin key | change the admission policy |
 //! | `POST /v1/admin/queue/pause`, `.../resume` | admin key | pause or resume admission |
 //! | `POST /v1/admin/sweep` | admin key | record expired holds and sessions |
+//!
+//! Beside the API, [`web`] serves two pages (not part of the API or its OpenAPI
+//! document): the waiting room and shop at `GET /`, the operator's view at
+//! `GET /admin`.
 
 mod admin;
 mod api;
@@ -42,6 +46,7 @@ mod extract;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
+pub mod web;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -158,6 +163,7 @@ pub fn router<S: Store + Clone, C: Clock>(
         feed: Arc::default(),
     };
     add_routes::<S, C>(Router::new())
+        .merge(web::routes())
         .fallback(|| async { ApiError::not_found("no_such_endpoint", "no such endpoint") })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(

@@ -56,6 +56,9 @@ pub struct QueueView {
     pub claims: TokenClaims,
     /// Where it stands.
     pub status: QueueStatus,
+    /// Whether admission is paused (as of the counters this answer read): a waiting
+    /// user is not admitted until an operator resumes it.
+    pub paused: bool,
 }
 
 /// The line as one instance sees it: what every waiting user's status follows
@@ -200,11 +203,13 @@ impl<S: Store, C: Clock> Booking<S, C> {
                 return Ok(QueueView {
                     claims,
                     status: QueueStatus::SoldOut,
+                    paused: counters.paused,
                 });
             }
             return Ok(QueueView {
                 claims,
                 status: self.paced(waiting(seq, &counters)),
+                paused: counters.paused,
             });
         }
         let entry = self
@@ -214,6 +219,7 @@ impl<S: Store, C: Clock> Booking<S, C> {
         Ok(QueueView {
             claims,
             status: self.paced(status_of(&entry, &counters, now)),
+            paused: counters.paused,
         })
     }
 
