@@ -342,29 +342,38 @@ const RECORD_POLLS: &str = "
 
 // --- an event stream in front of the server ---------------------------------------
 
-/// A loopback proxy in front of `booking serve`. With `events`, it answers `GET
-/// /v1/queue/events` itself, by the route's contract (the token as `?token=`,
+/// A loopback proxy in front of `booking serve`. With [`Events::Cut`], it answers
+/// `GET /v1/queue/events` itself, by the route's contract (the token as `?token=`,
 /// `text/event-stream`, `event: status` with the JSON of `GET /v1/queue/status`,
 /// comment lines as keep-alive, the stream ends after a final state), and cuts its
-/// first stream after one event, as a lost connection; that lets the page's
-/// pushed-update path be tested whether or not the server under test has the
-/// route. Every other request is passed on, unless the proxy is `down`: then
-/// connections are dropped unanswered, as a network that went away.
+/// first stream after one event, as a lost connection. With [`Events::Refused`], it
+/// answers that route 404, as a server without it would, so the page polls. Every
+/// other request is passed on, unless the proxy is `down`: then connections are
+/// dropped unanswered, as a network that went away.
 struct EventProxy {
     url: String,
     shared: Arc<ProxyShared>,
 }
 
+/// What the proxy does with `GET /v1/queue/events`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Events {
+    /// Answers it itself, and cuts the first stream after one event.
+    Cut,
+    /// Answers 404: a server that pushes nothing.
+    Refused,
+}
+
 struct ProxyShared {
     backend: String,
-    events: bool,
+    events: Events,
     down: AtomicBool,
     streams: AtomicUsize,
     status_polls: AtomicUsize,
 }
 
 impl EventProxy {
-    fn start(backend: &str, events: bool) -> EventProxy {
+    fn start(backend: &str, events: Events) -> EventProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
         let url = format!("http://{}", listener.local_addr().expect("address"));
         let shared = Arc::new(ProxyShared {
@@ -433,7 +442,17 @@ fn proxy_one(mut client: TcpStream, shared: &ProxyShared) {
             Ok(n) => body.extend_from_slice(&chunk[..n]),
         }
     }
-    if shared.events
+    if shared.events == Events::Refused && target.starts_with("/v1/queue/events") {
+        let body = r#"{"error":{"code":"no_such_endpoint","message":"no such endpoint"}}"#;
+        let _ = write!(
+            client,
+            "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        return;
+    }
+    if shared.events == Events::Cut
         && let Some(query) = target.strip_prefix("/v1/queue/events?token=")
     {
         let token = percent_decode(query);
@@ -609,33 +628,27 @@ async fn a_person_joins_waits_holds_tops_up_pays_and_the_operator_sees_the_sale(
     assert_eq!(admin(&server, "GET", "/v1/admin/queue", None)["issued"], 3);
     shot(&c, "purchase-03-after-reload").await;
 
-    // The page asks again exactly when each answer says, never sooner. (Until the
-    // server pushes events, the page polls: this server has no event stream.)
+    // The server pushes updates (GET /v1/queue/events): the page waits on them
+    // and makes no status poll.
     js(&c, RECORD_POLLS).await;
     until(
         &c,
-        "four status polls",
-        "return window.__polls.filter(p => p.done).length >= 4",
+        "pushed updates",
+        "return document.getElementById('wait-note').textContent.includes('as they happen')",
     )
     .await;
-    let polls = js(&c, "return window.__polls.filter(p => p.done)").await;
-    let polls = polls.as_array().expect("polls");
-    for pair in polls.windows(2) {
-        let asked = pair[0]["after"].as_f64().expect("poll_after_ms");
-        assert!(
-            asked >= 250.0,
-            "the server asks for at least 250 ms: {pair:?}"
-        );
-        let waited = pair[1]["at"].as_f64().unwrap() - pair[0]["done"].as_f64().unwrap();
-        assert!(
-            waited >= asked - 1.0,
-            "the page asked again after {waited:.0} ms, the server asked for {asked} ms"
-        );
-    }
 
-    // The ticker admits: first the two ahead, then this person.
+    assert_eq!(
+        js(&c, "return window.__polls.length").await,
+        json!(0),
+        "no status poll while the server pushes updates"
+    );
+    // The ticker admits: first the two ahead, then this person, told by a push.
+    // In the shop, one status request learns when the session ends.
     admin(&server, "POST", "/v1/admin/queue/resume", None);
     until(&c, "the shop", &visible("view-shop")).await;
+    let polls = js(&c, "return window.__polls.length").await;
+    assert!(polls.as_u64().is_some_and(|n| n <= 1), "{polls}");
     until(
         &c,
         "the seat map",
@@ -1059,7 +1072,7 @@ async fn with_pushed_updates_the_page_does_not_poll_and_resumes_after_a_lost_con
     let body = format!(r#"{{"user_id":"{}"}}"#, user());
     let (status, text_) = http(&server.addr, "POST", "/v1/queue/tokens", &[], Some(&body));
     assert_eq!(status, 201, "{text_}");
-    let proxy = EventProxy::start(&server.addr, true);
+    let proxy = EventProxy::start(&server.addr, Events::Cut);
     let driver = Driver::start();
     let profile = tempfile::tempdir().unwrap();
     let c = driver.browser(profile.path(), 1000, 900).await;
@@ -1108,8 +1121,10 @@ async fn with_pushed_updates_the_page_does_not_poll_and_resumes_after_a_lost_con
     c.close().await.unwrap();
 }
 
-/// Polling (this server pushes nothing), a lost connection is retried with a
-/// growing pause and the wait resumes in the same place once the network is back.
+/// Polling (the proxy refuses the event stream, as a server without it would), the
+/// page asks again exactly at the pace each answer asks; a lost connection is
+/// retried with a growing pause and the wait resumes in the same place once the
+/// network is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn polling_resumes_after_a_lost_connection() {
     let sb = Sandbox::new();
@@ -1118,7 +1133,7 @@ async fn polling_resumes_after_a_lost_connection() {
     let body = format!(r#"{{"user_id":"{}"}}"#, user());
     let (status, text_) = http(&server.addr, "POST", "/v1/queue/tokens", &[], Some(&body));
     assert_eq!(status, 201, "{text_}");
-    let proxy = EventProxy::start(&server.addr, false);
+    let proxy = EventProxy::start(&server.addr, Events::Refused);
     let driver = Driver::start();
     let profile = tempfile::tempdir().unwrap();
     let c = driver.browser(profile.path(), 1000, 900).await;
@@ -1138,6 +1153,29 @@ async fn polling_resumes_after_a_lost_connection() {
             && document.getElementById('wait-note').textContent.startsWith('Next update')",
     )
     .await;
+
+    // The page asks again exactly when each answer says, never sooner.
+    js(&c, RECORD_POLLS).await;
+    until(
+        &c,
+        "four status polls",
+        "return window.__polls.filter(p => p.done).length >= 4",
+    )
+    .await;
+    let polls = js(&c, "return window.__polls.filter(p => p.done)").await;
+    let polls = polls.as_array().expect("polls");
+    for pair in polls.windows(2) {
+        let asked = pair[0]["after"].as_f64().expect("poll_after_ms");
+        assert!(
+            asked >= 250.0,
+            "the server asks for at least 250 ms: {pair:?}"
+        );
+        let waited = pair[1]["at"].as_f64().unwrap() - pair[0]["done"].as_f64().unwrap();
+        assert!(
+            waited >= asked - 1.0,
+            "the page asked again after {waited:.0} ms, the server asked for {asked} ms"
+        );
+    }
     proxy.set_down(true);
     until(
         &c,

@@ -221,7 +221,7 @@ pub async fn queue_events<S: Store + Clone, C: Clock>(
         claims: view.claims,
         token,
         listener,
-        first: Some(view.status),
+        first: Some((view.status, view.paused)),
         last: None,
         done: false,
     };
@@ -237,10 +237,10 @@ struct Watcher<S, C> {
     claims: TokenClaims,
     token: String,
     listener: Listener,
-    /// The status to send first.
-    first: Option<QueueStatus>,
-    /// The last waiting status sent, and when.
-    last: Option<(QueueStatus, Instant)>,
+    /// The status to send first, and whether admission was paused.
+    first: Option<(QueueStatus, bool)>,
+    /// The last waiting status sent, whether admission was paused then, and when.
+    last: Option<(QueueStatus, bool, Instant)>,
     done: bool,
 }
 
@@ -249,8 +249,8 @@ impl<S: Store, C: Clock> Watcher<S, C> {
         if self.done {
             return None;
         }
-        if let Some(status) = self.first.take() {
-            return Some((Ok(self.sent(status)), self));
+        if let Some((status, paused)) = self.first.take() {
+            return Some((Ok(self.sent(status, paused)), self));
         }
         loop {
             // Woken when the line passes this place or the sale's state changes;
@@ -261,37 +261,42 @@ impl<S: Store, C: Clock> Watcher<S, C> {
                 () = sleep_until(due) => {}
             }
             let line = self.listener.feed.line();
-            let status = match line.and_then(|l| self.booking.waiting_status(&self.claims, &l)) {
+            let known = line.and_then(|l| {
+                let s = self.booking.waiting_status(&self.claims, &l)?;
+                Some((s, l.counters.paused))
+            });
+            let (status, paused) = match known {
                 Some(s) => s,
                 None => match self.booking.queue_status(&self.token).await {
-                    Ok(view) => view.status,
+                    Ok(view) => (view.status, view.paused),
                     Err(e) => {
                         self.done = true;
                         return Some((Ok(error_event(e.into())), self));
                     }
                 },
             };
-            if self.worth_sending(status) {
-                return Some((Ok(self.sent(status)), self));
+            if self.worth_sending(status, paused) {
+                return Some((Ok(self.sent(status, paused)), self));
             }
             // Nothing new to tell: the pace starts again from now.
-            if let Some((sent, _)) = self.last {
-                self.last = Some((sent, Instant::now()));
+            if let Some((sent, was_paused, _)) = self.last {
+                self.last = Some((sent, was_paused, Instant::now()));
             }
         }
     }
 
     /// Records `status` as sent and makes its event.
-    fn sent(&mut self, status: QueueStatus) -> Event {
+    fn sent(&mut self, status: QueueStatus, paused: bool) -> Event {
         match status {
-            QueueStatus::Waiting { .. } => self.last = Some((status, Instant::now())),
+            QueueStatus::Waiting { .. } => self.last = Some((status, paused, Instant::now())),
             _ => self.done = true,
         }
-        status_event(&self.claims, status)
+        status_event(&self.claims, status, paused)
     }
 
-    /// A final status always; a waiting one when its position moved.
-    fn worth_sending(&self, status: QueueStatus) -> bool {
+    /// A final status always; a waiting one when its position moved or admission
+    /// paused or resumed.
+    fn worth_sending(&self, status: QueueStatus, paused: bool) -> bool {
         let QueueStatus::Waiting { position, .. } = status else {
             return true;
         };
@@ -300,8 +305,9 @@ impl<S: Store, C: Clock> Watcher<S, C> {
                 QueueStatus::Waiting {
                     position: before, ..
                 },
+                was_paused,
                 _,
-            )) => position != before,
+            )) => position != before || paused != was_paused,
             _ => true,
         }
     }
@@ -309,7 +315,7 @@ impl<S: Store, C: Clock> Watcher<S, C> {
     /// When the pace of the last waiting status sent allows the next.
     fn due(&self) -> Option<Instant> {
         match self.last {
-            Some((QueueStatus::Waiting { poll_after, .. }, at)) => Some(at + poll_after),
+            Some((QueueStatus::Waiting { poll_after, .. }, _, at)) => Some(at + poll_after),
             _ => None,
         }
     }
@@ -322,8 +328,8 @@ async fn sleep_until(due: Option<Instant>) {
     }
 }
 
-fn status_event(claims: &TokenClaims, status: QueueStatus) -> Event {
-    let dto = QueueDto::new(claims, status, None);
+fn status_event(claims: &TokenClaims, status: QueueStatus, paused: bool) -> Event {
+    let dto = QueueDto::new(claims, status, None).with_paused(paused);
     let retry = Duration::from_millis(dto.poll_after_ms);
     Event::default()
         .event("status")

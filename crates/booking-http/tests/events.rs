@@ -162,6 +162,7 @@ async fn a_waiting_user_is_told_its_place_then_admission_and_the_stream_ends() {
     assert_eq!(e.event, "status");
     assert_eq!(e.data["status"], "waiting", "{:?}", e.data);
     assert_eq!(e.data["position"], 3, "{:?}", e.data);
+    assert_eq!(e.data["paused"], true, "{:?}", e.data);
     assert_eq!(
         e.retry_ms,
         e.data["poll_after_ms"].as_u64(),
@@ -182,11 +183,19 @@ async fn a_waiting_user_is_told_its_place_then_admission_and_the_stream_ends() {
         "a final status ends the stream"
     );
 
-    // The third moved up to 2 (told at the pace of its last event), then is
-    // admitted by the next ticks.
-    let e = third.next().await.expect("a new place");
-    assert_eq!(e.data["status"], "waiting");
-    assert_eq!(e.data["position"], 2, "{:?}", e.data);
+    // The third is told admission resumed, and that it moved up to 2 (at the
+    // pace of its last event), then is admitted by the next ticks.
+    let mut resumed = false;
+    loop {
+        let e = third.next().await.expect("a new place");
+        assert_eq!(e.data["status"], "waiting", "{:?}", e.data);
+        resumed |= e.data["paused"] == false;
+        if e.data["position"] == 2 {
+            break;
+        }
+        assert_eq!(e.data["position"], 3, "{:?}", e.data);
+    }
+    assert!(resumed, "the resume was pushed");
     for _ in 0..2 {
         clock.advance(Duration::from_secs(1));
         n.booking.tick().await.expect("tick");
