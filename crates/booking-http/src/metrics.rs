@@ -160,7 +160,7 @@ fn counter(out: &mut String, name: &str, help: &str, value: u64) {
     tag = "operations",
     summary = "Prometheus metrics",
     responses(
-        (status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain; version=0.0.4"),
+        (status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain; version=0.0.4; charset=utf-8"),
         RateLimited
     )
 )]
@@ -221,5 +221,82 @@ pub async fn metrics<S: Store + Clone, C: Clock>(State(st): State<AppState<S, C>
         m.count("POST", "/v1/payments", 201),
     );
     m.render(&mut out);
-    ([("content-type", "text/plain; version=0.0.4")], out).into_response()
+    process_metrics(&mut out);
+    let _ = writeln!(
+        out,
+        "# HELP booking_build_info The running build: its version.\n\
+         # TYPE booking_build_info gauge\n\
+         booking_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    ([("content-type", CONTENT_TYPE)], out).into_response()
+}
+
+/// The Prometheus text format's media type.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Kernel clock ticks per second of `/proc/self/stat` (`USER_HZ`, 100 on Linux).
+const USER_HZ: f64 = 100.0;
+
+/// The standard process metrics, from `/proc/self` (Linux; absent elsewhere): CPU
+/// time, resident memory, open and most file descriptors.
+fn process_metrics(out: &mut String) {
+    if let Some(cpu_secs) = cpu_seconds() {
+        let _ = writeln!(
+            out,
+            "# HELP process_cpu_seconds_total User and system CPU time of the process.\n\
+             # TYPE process_cpu_seconds_total counter\n\
+             process_cpu_seconds_total {cpu_secs}"
+        );
+    }
+    if let Some(rss) = resident_bytes() {
+        gauge(
+            out,
+            "process_resident_memory_bytes",
+            "Resident memory of the process.",
+            rss,
+        );
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        gauge(
+            out,
+            "process_open_fds",
+            "Open file descriptors (sockets included).",
+            fds.count(),
+        );
+    }
+    if let Some(max) = max_fds() {
+        gauge(
+            out,
+            "process_max_fds",
+            "The soft limit of open file descriptors.",
+            max,
+        );
+    }
+}
+
+/// CPU seconds (user + system), from `/proc/self/stat`.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // After the command name (in parentheses, may hold spaces): utime and stime are
+    // the 14th and 15th fields of the line.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / USER_HZ)
+}
+
+/// Resident memory in bytes, from `VmRSS` of `/proc/self/status` (in kB).
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// The soft limit of open files, from `/proc/self/limits`.
+fn max_fds() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
 }

@@ -834,7 +834,31 @@ async fn metrics_count_requests_holds_and_conflicts_and_requests_get_ids() {
         resp.headers().contains_key("x-request-id"),
         "every answer carries a request id"
     );
+    assert_eq!(
+        resp.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
     let text = resp.text().await.expect("text");
+    let samples = parse_prometheus(&text);
+    let value = |name: &str| {
+        samples
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, _, v)| *v)
+            .unwrap_or_else(|| panic!("no sample {name} in\n{text}"))
+    };
+    assert!(value("process_open_fds") >= 3.0);
+    assert!(value("process_max_fds") >= value("process_open_fds"));
+    assert!(value("process_resident_memory_bytes") > 1e6);
+    assert!(value("process_cpu_seconds_total") >= 0.0);
+    assert!(
+        samples
+            .iter()
+            .any(|(n, labels, v)| n == "booking_build_info"
+                && labels.contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION")))
+                && *v == 1.0),
+        "{text}"
+    );
     for line in [
         "booking_holds_total 1",
         "booking_hold_conflicts_total 1",
@@ -849,6 +873,54 @@ async fn metrics_count_requests_holds_and_conflicts_and_requests_get_ids() {
             "missing {line:?} in\n{text}"
         );
     }
+}
+
+/// The samples of a Prometheus text exposition, as (name, labels, value); panics on
+/// a line that is not in the format, or on a sample whose family has no `# TYPE`
+/// line before it.
+fn parse_prometheus(text: &str) -> Vec<(String, String, f64)> {
+    let mut typed = std::collections::BTreeSet::new();
+    let mut samples = Vec::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut parts = rest.split(' ');
+            let name = parts.next().expect("a family name");
+            let kind = parts.next().expect("a type");
+            assert!(
+                ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                "{line}"
+            );
+            typed.insert(name.to_owned());
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            continue;
+        }
+        assert!(!line.starts_with('#'), "unknown comment line {line:?}");
+        let (series, value) = line.rsplit_once(' ').expect("name and value");
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("not a number in {line:?}"));
+        let (name, labels) = match series.split_once('{') {
+            Some((n, l)) => (n, l.strip_suffix('}').expect("closed labels")),
+            None => (series, ""),
+        };
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad metric name in {line:?}"
+        );
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s).filter(|f| typed.contains(*f)))
+            .unwrap_or(name);
+        assert!(
+            typed.contains(family),
+            "{name} has no # TYPE line before it"
+        );
+        samples.push((name.to_owned(), labels.to_owned(), value));
+    }
+    samples
 }
 
 /// Every `$ref` in `v`.

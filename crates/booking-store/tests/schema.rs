@@ -148,7 +148,10 @@ async fn the_postgres_schema_file_is_the_migrated_schema() {
         }
     }
     assert!(out.contains("CREATE TABLE"), "no table printed:\n{out}");
-    assert!(out.contains("CREATE OR REPLACE FUNCTION"), "no function:\n{out}");
+    assert!(
+        out.contains("CREATE OR REPLACE FUNCTION"),
+        "no function:\n{out}"
+    );
     store.close().await;
     check("current_postgres.sql", &out);
 }
