@@ -153,11 +153,13 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Unavailable(detail) => {
                 tracing::warn!(%detail, "storage unavailable");
-                Self::new(
+                let mut e = Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "unavailable",
                     "the service is busy or its database is unreachable; try again shortly",
-                )
+                );
+                e.retry_after = Some(1);
+                e
             }
             StoreError::Failed(detail) => {
                 tracing::error!(%detail, "storage failure");

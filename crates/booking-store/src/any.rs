@@ -102,6 +102,15 @@ impl AnyStore {
         }
     }
 
+    /// The most hot writes under way at once (see
+    /// [`SqliteStore::set_max_hot_writes`](crate::SqliteStore::set_max_hot_writes)).
+    pub fn set_max_hot_writes(&self, n: u64) {
+        match self {
+            AnyStore::Sqlite(s) => s.set_max_hot_writes(n),
+            AnyStore::Postgres(s) => s.set_max_hot_writes(n),
+        }
+    }
+
     /// Whether the database answers within `timeout`.
     ///
     /// # Errors

@@ -27,9 +27,18 @@ pub struct GroupCommitStats {
     /// Batched writes that found a row they need locked by another transaction and
     /// ran again alone, after the batch (PostgreSQL: a batch never waits for a lock).
     pub deferred: u64,
+    /// Hot writes refused at once because [`DEFAULT_MAX_UNDER_WAY`] (or the limit
+    /// set) were already under way: the instance is overloaded, and says so
+    /// (`StoreError::Unavailable`) instead of queueing without end.
+    pub overloaded: u64,
 }
 
-#[derive(Debug, Default)]
+/// Hot writes under way at once in one store value (one instance) at most, unless
+/// set otherwise: beyond it a hot write is refused at once as unavailable. Large
+/// enough for 10,000 users asking at the same instant.
+pub const DEFAULT_MAX_UNDER_WAY: u64 = 16_384;
+
+#[derive(Debug)]
 pub(crate) struct Counters {
     pub(crate) direct: AtomicU64,
     pub(crate) queued: AtomicU64,
@@ -38,8 +47,28 @@ pub(crate) struct Counters {
     pub(crate) retried: AtomicU64,
     pub(crate) refused: AtomicU64,
     pub(crate) deferred: AtomicU64,
+    pub(crate) overloaded: AtomicU64,
     /// Hot writes under way (running alone, queued, or in a batch).
     pub(crate) busy: AtomicU64,
+    /// The most hot writes under way at once.
+    pub(crate) limit: AtomicU64,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            direct: AtomicU64::new(0),
+            queued: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            batched: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            deferred: AtomicU64::new(0),
+            overloaded: AtomicU64::new(0),
+            busy: AtomicU64::new(0),
+            limit: AtomicU64::new(DEFAULT_MAX_UNDER_WAY),
+        }
+    }
 }
 
 impl Counters {
@@ -53,7 +82,13 @@ impl Counters {
             retried: get(&self.retried),
             refused: get(&self.refused),
             deferred: get(&self.deferred),
+            overloaded: get(&self.overloaded),
         }
+    }
+
+    /// Sets the most hot writes under way at once (at least 1).
+    pub(crate) fn set_limit(&self, n: u64) {
+        self.limit.store(n.max(1), Ordering::Relaxed);
     }
 }
 
@@ -61,10 +96,20 @@ impl Counters {
 pub(crate) struct Busy<'a>(&'a AtomicU64);
 
 impl<'a> Busy<'a> {
-    /// Enters; also says whether no other hot write was under way.
-    pub(crate) fn enter(busy: &'a AtomicU64) -> (Self, bool) {
-        let alone = busy.fetch_add(1, Ordering::AcqRel) == 0;
-        (Busy(busy), alone)
+    /// Enters; also says whether no other hot write was under way. Refused (an
+    /// error that storage maps to `Unavailable`) when the limit of writes under
+    /// way is reached.
+    pub(crate) fn enter(c: &'a Counters) -> Result<(Self, bool), sqlx::Error> {
+        let before = c.busy.fetch_add(1, Ordering::AcqRel);
+        let busy = Busy(&c.busy);
+        if before >= c.limit.load(Ordering::Relaxed) {
+            bump(&c.overloaded, 1);
+            return Err(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::WouldBlock,
+                "too many writes under way: this instance is overloaded",
+            )));
+        }
+        Ok((busy, before == 0))
     }
 }
 

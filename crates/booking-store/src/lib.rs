@@ -13,7 +13,7 @@ pub mod postgres;
 pub mod sqlite;
 
 pub use any::{AnyStore, Backend, SchemaVersion, StoreOptions, connect};
-pub use group_commit::GroupCommitStats;
+pub use group_commit::{DEFAULT_MAX_UNDER_WAY, GroupCommitStats};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 

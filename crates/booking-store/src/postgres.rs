@@ -158,6 +158,13 @@ impl PgStore {
         self.hot.stats()
     }
 
+    /// Sets the most hot writes (issues, holds, payments) under way at once in
+    /// this store value; beyond it one is refused at once as unavailable (HTTP
+    /// 503). [`crate::DEFAULT_MAX_UNDER_WAY`] unless set.
+    pub fn set_max_hot_writes(&self, n: u64) {
+        self.hot.set_limit(n);
+    }
+
     /// Closes the pool.
     pub async fn close(&self) {
         self.pool.close().await;
@@ -546,7 +553,11 @@ impl QueueRepo for PgStore {
     async fn issue(&self, req: IssueRequest) -> Result<QueueEntry, IssueRepoError> {
         // Under a burst, the common case shares one call and one commit with the
         // issues that arrive meanwhile (group commit, migration 0006).
-        let (batched, _busy) = self.hot.try_batch(&HotWrite::Issue(req)).await;
+        let (batched, _busy) = self
+            .hot
+            .try_batch(&HotWrite::Issue(req))
+            .await
+            .map_err(db)?;
         if let Some(row) = batched {
             return Ok(entry_of(&row.map_err(db)?)?);
         }

@@ -156,6 +156,13 @@ impl SqliteStore {
         self.hot.stats()
     }
 
+    /// Sets the most hot writes (issues, holds, charges, payments) under way at
+    /// once in this store value; beyond it one is refused at once as unavailable
+    /// (HTTP 503). [`crate::DEFAULT_MAX_UNDER_WAY`] unless set.
+    pub fn set_max_hot_writes(&self, n: u64) {
+        self.hot.set_limit(n);
+    }
+
     /// The pool of reader connections.
     pub fn read_pool(&self) -> &SqlitePool {
         &self.read

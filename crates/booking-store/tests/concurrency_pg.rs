@@ -172,6 +172,7 @@ mod group_commit {
             retried: now.retried - base.retried,
             refused: now.refused - base.refused,
             deferred: now.deferred - base.deferred,
+            overloaded: now.overloaded - base.overloaded,
         }
     }
 

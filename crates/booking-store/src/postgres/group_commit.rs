@@ -171,7 +171,7 @@ impl GroupCommit {
 
     /// Runs one hot write to its end (commit included) and returns its row.
     pub(super) async fn run(&self, write: HotWrite) -> Result<PgRow, sqlx::Error> {
-        let (batched, _busy) = self.try_batch(&write).await;
+        let (batched, _busy) = self.try_batch(&write).await?;
         match batched {
             Some(row) => row,
             None => write.statement().fetch_one(&self.pool).await,
@@ -180,12 +180,14 @@ impl GroupCommit {
 
     /// The write's row from a batch, or `None` when its caller must run it alone:
     /// no other hot write was under way, or the batch sent it back. The returned
-    /// guard counts the write as under way until the caller drops it.
+    /// guard counts the write as under way until the caller drops it. An error when
+    /// too many writes are under way (see [`crate::GroupCommitStats::overloaded`]).
+    #[allow(clippy::type_complexity)]
     pub(super) async fn try_batch(
         &self,
         write: &HotWrite,
-    ) -> (Option<Result<PgRow, sqlx::Error>>, Busy<'_>) {
-        let (busy, alone) = Busy::enter(&self.counters.busy);
+    ) -> Result<(Option<Result<PgRow, sqlx::Error>>, Busy<'_>), sqlx::Error> {
+        let (busy, alone) = Busy::enter(&self.counters)?;
         if !alone {
             let (reply, answer) = oneshot::channel();
             // A copy goes to the batch: the caller still has the write to run
@@ -193,19 +195,23 @@ impl GroupCommit {
             if self.queue.send((write.clone(), reply)).is_ok() {
                 bump(&self.counters.queued, 1);
                 match answer.await {
-                    Ok(Some(row)) => return (Some(row), busy),
+                    Ok(Some(row)) => return Ok((Some(row), busy)),
                     Ok(None) => {}
-                    Err(_) => return (Some(Err(sqlx::Error::WorkerCrashed)), busy),
+                    Err(_) => return Ok((Some(Err(sqlx::Error::WorkerCrashed)), busy)),
                 }
             }
             // Else no batcher (its runtime ended): the write runs alone.
         }
         bump(&self.counters.direct, 1);
-        (None, busy)
+        Ok((None, busy))
     }
 
     pub(super) fn stats(&self) -> GroupCommitStats {
         self.counters.stats()
+    }
+
+    pub(super) fn set_limit(&self, n: u64) {
+        self.counters.set_limit(n);
     }
 }
 

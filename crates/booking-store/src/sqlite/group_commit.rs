@@ -178,7 +178,7 @@ impl GroupCommit {
 
     /// Runs one hot write to its end (commit included) and returns its row.
     pub(super) async fn run(&self, write: HotWrite) -> Outcome {
-        let (_busy, alone) = Busy::enter(&self.counters.busy);
+        let (_busy, alone) = Busy::enter(&self.counters)?;
         if alone {
             // No other hot write to share a commit with: run it now (waiting for the
             // writer only if another kind of write has it).
@@ -197,6 +197,10 @@ impl GroupCommit {
 
     pub(super) fn stats(&self) -> GroupCommitStats {
         self.counters.stats()
+    }
+
+    pub(super) fn set_limit(&self, n: u64) {
+        self.counters.set_limit(n);
     }
 }
 
