@@ -46,7 +46,13 @@ impl<S: Store + Clone, C: Clock> FromRequestParts<AppState<S, C>> for AdminKey {
         };
         let Bearer(given) = Bearer::from_request_parts(parts, state)
             .await
-            .map_err(|_| refused())?;
+            .map_err(|e| {
+                if e.status == StatusCode::BAD_REQUEST {
+                    e
+                } else {
+                    refused()
+                }
+            })?;
         if constant_time_eq(given.as_bytes(), expected.as_bytes()) {
             Ok(AdminKey)
         } else {
@@ -174,6 +180,9 @@ pub async fn create_date<S: Store + Clone, C: Clock>(
             E::UnknownConcert => ApiError::not_found("unknown_concert", msg),
             E::DateTaken(_) => ApiError::new(StatusCode::CONFLICT, "date_taken", msg),
             E::InThePast => ApiError::unprocessable("date_in_the_past", msg),
+            E::TooFarAhead { .. } | E::PriceAboveMaxBalance { .. } => {
+                ApiError::unprocessable("invalid_input", msg)
+            }
             E::Store(s) => s.into(),
         }
     })?;

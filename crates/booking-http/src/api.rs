@@ -40,8 +40,7 @@ fn parse_user(s: &str) -> ApiResult<UserId> {
 }
 
 fn parse_date(s: &str) -> ApiResult<NaiveDate> {
-    s.parse()
-        .map_err(|_| ApiError::bad_request(format!("date {s:?} is not YYYY-MM-DD")))
+    booking_core::domain::parse_date(s).map_err(|e| ApiError::bad_request(format!("date: {e}")))
 }
 
 fn parse_concert(id: i64) -> ApiResult<ConcertId> {
