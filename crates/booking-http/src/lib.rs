@@ -35,11 +35,13 @@
 mod admin;
 mod api;
 pub mod dto;
+mod edges;
 pub mod error;
 mod extract;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
+mod server;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -54,6 +56,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
+pub use server::ServeOptions;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -158,7 +161,9 @@ pub fn router<S: Store + Clone, C: Clock>(
             REQUEST_TIMEOUT,
         ))
         .route_layer(axum::middleware::from_fn_with_state(metrics, metrics::track))
+        .layer(axum::middleware::from_fn(edges::declared_length))
         .layer(axum::middleware::from_fn_with_state(limiter, limits::limit))
+        .layer(axum::middleware::from_fn(edges::json_errors))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
             let id = req
                 .headers()
@@ -225,8 +230,29 @@ pub async fn run_background<S: Store, C: Clock>(
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` completes, then finishes the
-/// requests in flight.
+/// Serves `app` on `listener` with the default [`ServeOptions`] until `shutdown`
+/// completes, then finishes the requests in flight. See [`serve_with`].
+///
+/// # Errors
+/// IO errors of the listener.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_with(listener, app, ServeOptions::default(), shutdown).await
+}
+
+/// Serves `app` on `listener` (HTTP/1.1) until `shutdown` completes: then it
+/// stops accepting, lets each connection finish the request it is answering,
+/// and returns when the last one has closed. Each request carries the client's
+/// address (`ConnectInfo<SocketAddr>`, for the per-IP rate limit).
+///
+/// The limits of `options` keep slow and greedy clients from using up the
+/// server: a connection that does not send a request's headers in time is
+/// closed, a body that does not arrive in time gets 408, and connections are
+/// capped in total and per IP address. The answers hyper writes by itself (400
+/// for bytes that are not HTTP, 414, 431) carry the JSON error body too.
 ///
 /// A failed accept (the process is out of file descriptors, `EMFILE`) does not
 /// stop the server: it is logged at most once a second, with how many failed
@@ -236,21 +262,13 @@ pub async fn run_background<S: Store, C: Clock>(
 ///
 /// # Errors
 /// IO errors of the listener.
-pub async fn serve(
+pub async fn serve_with(
     listener: TcpListener,
     app: Router,
+    options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    let listener = LoggedListener::new(listener).tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    server::run(listener, app, options, shutdown).await
 }
 
 /// How long accepting pauses after a failure other than a reset connection.
