@@ -55,6 +55,23 @@ pub enum CommonErrors {
     Unavailable(ErrorBody),
 }
 
+/// The answers about a request body, for operations that take one.
+#[derive(utoipa::IntoResponses)]
+pub enum BodyErrors {
+    /// 408.
+    #[response(
+        status = 408,
+        description = "The body did not arrive within the server's body timeout (`request_timeout`)"
+    )]
+    Timeout(ErrorBody),
+    /// 413.
+    #[response(
+        status = 413,
+        description = "The body is larger than 16 KiB; a declared `Content-Length` over it is refused before anything is read (`payload_too_large`)"
+    )]
+    TooLarge(ErrorBody),
+}
+
 /// The answer of an operation behind a queue token when the token is not good.
 #[derive(utoipa::IntoResponses)]
 #[response(

@@ -67,6 +67,26 @@ impl Default for ServeOptions {
     }
 }
 
+impl ServeOptions {
+    /// Checks the bounds: each timeout 10 ms to 10 min, at least one connection.
+    ///
+    /// # Errors
+    /// A sentence naming the setting out of bounds.
+    pub fn validate(&self) -> Result<(), String> {
+        let bounds = Duration::from_millis(10)..=Duration::from_secs(600);
+        if !bounds.contains(&self.header_read_timeout) {
+            return Err("the header-read timeout is 10 ms to 10 min".into());
+        }
+        if !bounds.contains(&self.body_timeout) {
+            return Err("the body timeout is 10 ms to 10 min".into());
+        }
+        if self.max_connections == 0 {
+            return Err("at least one connection must be allowed".into());
+        }
+        Ok(())
+    }
+}
+
 /// Open files [`ServeOptions::max_connections`] leaves for the rest of the
 /// process (database files and connections, logs).
 const RESERVED_FILES: usize = 512;
@@ -517,6 +537,28 @@ mod tests {
             .map(|_| table.enter("127.0.0.1".parse().unwrap()).expect("exempt"))
             .collect();
         assert_eq!(loopback.len(), 10);
+    }
+
+    #[test]
+    fn options_are_checked() {
+        assert_eq!(ServeOptions::default().validate(), Ok(()));
+        let bad = [
+            ServeOptions {
+                header_read_timeout: Duration::ZERO,
+                ..ServeOptions::default()
+            },
+            ServeOptions {
+                body_timeout: Duration::from_secs(601),
+                ..ServeOptions::default()
+            },
+            ServeOptions {
+                max_connections: 0,
+                ..ServeOptions::default()
+            },
+        ];
+        for o in bad {
+            assert!(o.validate().is_err(), "{o:?}");
+        }
     }
 
     #[test]
