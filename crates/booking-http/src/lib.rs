@@ -2,7 +2,8 @@
 //!
 //! The REST API: a thin axum layer over `booking-core`. Handlers parse, call the
 //! core, and map results to HTTP; no rule lives here. [`router`] builds the
-//! application for any store and clock; [`serve`] runs it until shutdown.
+//! application for any store and clock; [`serve`] runs it until shutdown, and
+//! [`serve_with`] with other limits on slow and greedy clients ([`ServeOptions`]).
 //!
 //! Endpoints (all JSON; errors are `{"error": {"code", "message"}}`):
 //!
@@ -58,10 +59,11 @@ use tower_http::trace::TraceLayer;
 pub use error::ApiError;
 pub use server::ServeOptions;
 
-/// Largest request body accepted.
+/// Largest request body accepted; past it (declared or sent) the client gets 413
+/// `payload_too_large`.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
-/// Longest a request may take; past it the client gets 503.
+/// Longest a request may take; past it the client gets 503 `unavailable`.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What every handler shares.
