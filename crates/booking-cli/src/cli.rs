@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use booking_core::domain::AdmissionPolicy;
+use booking_http::ServeOptions;
 use booking_http::limits::RateLimits;
 use clap::{Args, Parser, Subcommand};
 
@@ -171,6 +172,30 @@ pub struct ServeArgs {
     /// Requests a client may send at once above its rate.
     #[arg(long, env = "BOOKING_RATE_LIMIT_BURST", default_value_t = RateLimits::default().burst)]
     pub rate_limit_burst: f64,
+
+    /// How long a client has to send a request's headers (also how long an idle
+    /// kept-alive connection stays open); a connection past it is closed.
+    #[arg(long, env = "BOOKING_HEADER_TIMEOUT", value_parser = parse_duration, default_value = "5s")]
+    pub header_timeout: Duration,
+
+    /// How long a request's body may take to arrive; past it the client gets 408.
+    #[arg(long, env = "BOOKING_BODY_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
+    pub body_timeout: Duration,
+
+    /// Client connections open at once, at most (lowered to fit the open-files
+    /// limit); past it new clients wait to be accepted.
+    #[arg(long, env = "BOOKING_MAX_CLIENTS", default_value_t = ServeOptions::default().max_connections)]
+    pub max_clients: usize,
+
+    /// Client connections open at once from one IP address, 0 for no cap.
+    /// Loopback addresses are exempt unless --cap-loopback is given.
+    #[arg(long, env = "BOOKING_MAX_CLIENTS_PER_IP", default_value_t = ServeOptions::default().max_connections_per_ip)]
+    pub max_clients_per_ip: usize,
+
+    /// Apply --max-clients-per-ip to loopback addresses too (by default a proxy
+    /// or a load test on this machine is not capped).
+    #[arg(long, env = "BOOKING_CAP_LOOPBACK")]
+    pub cap_loopback: bool,
 
     /// How often to try an admission tick (the policy decides when one is due).
     #[arg(long, env = "BOOKING_TICK_EVERY", value_parser = parse_duration, default_value = "100ms")]

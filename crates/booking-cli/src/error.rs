@@ -171,7 +171,9 @@ impl From<ScheduleError> for CliError {
         match e {
             ScheduleError::UnknownConcert => with(Exit::NotFound, e),
             ScheduleError::DateTaken(_) => with(Exit::Conflict, e),
-            ScheduleError::InThePast => with(Exit::BadInput, e),
+            ScheduleError::InThePast
+            | ScheduleError::TooFarAhead { .. }
+            | ScheduleError::PriceAboveMaxBalance { .. } => with(Exit::BadInput, e),
             ScheduleError::Store(s) => s.into(),
         }
     }

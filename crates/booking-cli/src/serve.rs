@@ -1,13 +1,14 @@
 //! `booking serve`: the REST API, the admission ticker and the sweeper, until
 //! Ctrl-C or SIGTERM. At start it raises its soft limit of open files to the hard
-//! limit; failed accepts are logged at most once a second (`booking_http::serve`).
+//! limit; failed accepts are logged at most once a second, and slow or greedy
+//! clients are bounded by `booking_http::ServeOptions` (`booking_http::serve_with`).
 
 use std::io::IsTerminal;
 use std::sync::Arc;
 
 use booking_core::domain::UserId;
 use booking_http::limits::RateLimits;
-use booking_http::{BackgroundOptions, RouterOptions};
+use booking_http::{BackgroundOptions, RouterOptions, ServeOptions};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
@@ -48,6 +49,15 @@ pub async fn run(global: &Global, args: &ServeArgs) -> CliResult<()> {
             return Err(CliError::bad_input(format!("{name} must be more than 0")));
         }
     }
+
+    let serve_options = ServeOptions {
+        header_read_timeout: args.header_timeout,
+        body_timeout: args.body_timeout,
+        max_connections: args.max_clients,
+        max_connections_per_ip: args.max_clients_per_ip,
+        per_ip_exempts_loopback: !args.cap_loopback,
+    };
+    serve_options.validate().map_err(CliError::bad_input)?;
 
     let mut config = db::config(global);
     config.counters_cache = args.counters_cache;
@@ -165,7 +175,7 @@ pub async fn run(global: &Global, args: &ServeArgs) -> CliResult<()> {
         },
         stopped(stop_rx.clone()),
     ));
-    let served = booking_http::serve(listener, app, stopped(stop_rx)).await;
+    let served = booking_http::serve_with(listener, app, serve_options, stopped(stop_rx)).await;
     let _ = background.await;
     engine.store().close().await;
     served.map_err(|e| CliError::failure(format!("the server failed: {e}")))?;

@@ -224,6 +224,20 @@ pub enum ScheduleError {
     /// The date is in the past.
     #[error("the date is in the past")]
     InThePast,
+    /// The date is further ahead than [`NewSchedule::HORIZON`](crate::domain::NewSchedule::HORIZON).
+    #[error("a date may be at most {} days ahead, until {latest}", crate::domain::NewSchedule::HORIZON.as_secs() / 86_400)]
+    TooFarAhead {
+        /// The last date that may be created now.
+        latest: NaiveDate,
+    },
+    /// A seat's price is above the largest balance, so nobody could ever pay it.
+    #[error("a seat's price is at most the largest balance a user may hold ({max}), got {price}")]
+    PriceAboveMaxBalance {
+        /// The price given.
+        price: crate::domain::Amount,
+        /// The largest balance ([`Config::max_balance`](crate::Config::max_balance)).
+        max: crate::domain::Money,
+    },
     /// Storage failure.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::AppState;
 use crate::dto::{ConcertDto, DateDto};
-use crate::error::{ApiError, BadAdminKey, CommonErrors, ErrorBody};
+use crate::error::{ApiError, BadAdminKey, BodyErrors, CommonErrors, ErrorBody};
 use crate::extract::{Bearer, Json, Path};
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -46,7 +46,13 @@ impl<S: Store + Clone, C: Clock> FromRequestParts<AppState<S, C>> for AdminKey {
         };
         let Bearer(given) = Bearer::from_request_parts(parts, state)
             .await
-            .map_err(|_| refused())?;
+            .map_err(|e| {
+                if e.status == StatusCode::BAD_REQUEST {
+                    e
+                } else {
+                    refused()
+                }
+            })?;
         if constant_time_eq(given.as_bytes(), expected.as_bytes()) {
             Ok(AdminKey)
         } else {
@@ -91,6 +97,7 @@ pub struct NewConcertDto {
         BadAdminKey,
         (status = 403, description = "The server has no admin key (`admin_disabled`)", body = ErrorBody),
         (status = 422, description = "Invalid value (`invalid_input`, `date_in_the_past`)", body = ErrorBody),
+        BodyErrors,
         CommonErrors
     )
 )]
@@ -108,13 +115,16 @@ pub async fn create_concert<S: Store + Clone, C: Clock>(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewDateDto {
-    /// When the show starts, RFC 3339 (`2026-12-24T19:00:00Z`).
+    /// When the show starts, RFC 3339 (`2026-12-24T19:00:00Z`): in the future and
+    /// at most 3,653 days (ten years) ahead.
     pub starts_at: String,
     /// Seats, 1..=1000; 50 when left out.
     pub seats: Option<i64>,
-    /// One price for every seat (minor units).
+    /// One price for every seat (minor units): at least 1 and at most the largest
+    /// balance a user may hold (100,000,000 by default), so that every seat can
+    /// be paid for.
     pub price: Option<i64>,
-    /// Or one price per seat, seat 1 first.
+    /// Or one price per seat, seat 1 first, each within the same bounds.
     pub prices: Option<Vec<i64>>,
 }
 
@@ -134,6 +144,7 @@ pub struct NewDateDto {
         (status = 404, description = "Unknown concert or date (`unknown_concert`, `unknown_date`)", body = ErrorBody),
         (status = 409, description = "The concert already has a show that day (`date_taken`)", body = ErrorBody),
         (status = 422, description = "Invalid value (`invalid_input`, `date_in_the_past`)", body = ErrorBody),
+        BodyErrors,
         CommonErrors
     )
 )]
@@ -174,6 +185,9 @@ pub async fn create_date<S: Store + Clone, C: Clock>(
             E::UnknownConcert => ApiError::not_found("unknown_concert", msg),
             E::DateTaken(_) => ApiError::new(StatusCode::CONFLICT, "date_taken", msg),
             E::InThePast => ApiError::unprocessable("date_in_the_past", msg),
+            E::TooFarAhead { .. } | E::PriceAboveMaxBalance { .. } => {
+                ApiError::unprocessable("invalid_input", msg)
+            }
             E::Store(s) => s.into(),
         }
     })?;
@@ -333,6 +347,7 @@ pub async fn queue<S: Store + Clone, C: Clock>(
         BadAdminKey,
         (status = 403, description = "The server has no admin key (`admin_disabled`)", body = ErrorBody),
         (status = 422, description = "Invalid value (`invalid_input`, `date_in_the_past`)", body = ErrorBody),
+        BodyErrors,
         CommonErrors
     )
 )]

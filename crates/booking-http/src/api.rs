@@ -16,7 +16,7 @@ use crate::dto::{
     BalanceDto, ChargeRequest, ConcertDto, DateDto, HoldRequest, LedgerEntryDto, PayRequest,
     PaymentDto, QueueDto, ReadyDto, ReservationDto, SeatDto, SeatMapDto, TokenRequest,
 };
-use crate::error::{ApiError, BadToken, CommonErrors, ErrorBody, RateLimited};
+use crate::error::{ApiError, BadToken, BodyErrors, CommonErrors, ErrorBody, RateLimited};
 use crate::extract::{Bearer, Gate, IdemKey, Json, Path, Signed, WriteGate};
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -40,8 +40,7 @@ fn parse_user(s: &str) -> ApiResult<UserId> {
 }
 
 fn parse_date(s: &str) -> ApiResult<NaiveDate> {
-    s.parse()
-        .map_err(|_| ApiError::bad_request(format!("date {s:?} is not YYYY-MM-DD")))
+    booking_core::domain::parse_date(s).map_err(|e| ApiError::bad_request(format!("date: {e}")))
 }
 
 fn parse_concert(id: i64) -> ApiResult<ConcertId> {
@@ -77,6 +76,7 @@ fn same_user(path_user: &str, token_user: UserId) -> ApiResult<UserId> {
         (status = 201, description = "The token and its place; `poll_after_ms` says when to ask for the status", body = QueueDto,
             headers(("Retry-After" = u64, description = "While waiting: when to ask again, in whole seconds (rounded up `poll_after_ms`)"))),
         (status = 400, description = "Malformed body, parameter or header (`bad_request`)", body = ErrorBody),
+        BodyErrors,
         CommonErrors
     )
 )]
@@ -180,7 +180,7 @@ pub async fn dates<S: Store + Clone, C: Clock>(
     path = "/v1/concerts/{id}/dates/{date}/seats",
     tag = "catalog",
     summary = "The seat map of a date: every seat with its state and price",
-    params(("id" = i64, Path, description = "The concert"), ("date" = String, Path, description = "`YYYY-MM-DD`")),
+    params(("id" = i64, Path, description = "The concert"), ("date" = String, Path, description = "Exactly `YYYY-MM-DD`")),
     security(("queue_token" = [])),
     responses(
         (status = 200, description = "Seat map", body = SeatMapDto),
@@ -274,6 +274,7 @@ impl SeatMapBodies {
         (status = 404, description = "Unknown concert or date (`unknown_concert`, `unknown_date`)", body = ErrorBody),
         (status = 409, description = "Seat taken, hold limit reached, date closed, or sold out: every seat of every bookable date is sold or held, answered without a write (`seat_taken`, `hold_limit`, `date_closed`, `sold_out`)", body = ErrorBody),
         (status = 422, description = "Seat number out of range (`invalid_seat`)", body = ErrorBody),
+        BodyErrors,
         CommonErrors
     )
 )]
@@ -394,6 +395,7 @@ pub async fn balance<S: Store + Clone, C: Clock>(
         BadToken,
         (status = 403, description = "The path's user is not the token's user (`wrong_user`)", body = ErrorBody),
         (status = 422, description = "Invalid amount, balance limit, or Idempotency-Key reused for another request (`invalid_amount`, `balance_limit`, `idempotency_key_reused`)", body = ErrorBody),
+        BodyErrors,
         CommonErrors
     )
 )]
@@ -466,6 +468,7 @@ pub async fn ledger<S: Store + Clone, C: Clock>(
         (status = 409, description = "Already paid or cancelled, or not admitted and sold out (`already_paid`, `reservation_cancelled`, `sold_out`)", body = ErrorBody),
         (status = 410, description = "The hold expired (`hold_expired`)", body = ErrorBody),
         (status = 422, description = "Insufficient balance, or Idempotency-Key reused (`insufficient_balance`, `idempotency_key_reused`)", body = ErrorBody),
+        BodyErrors,
         CommonErrors
     )
 )]

@@ -199,7 +199,8 @@ pub struct SeatMapDto {
 pub struct HoldRequest {
     /// The concert.
     pub concert_id: i64,
-    /// `YYYY-MM-DD`.
+    /// The show's date, exactly `YYYY-MM-DD` (UTC).
+    #[schema(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$", example = "2026-12-24")]
     pub date: String,
     /// 1..=seat count.
     pub seat: i64,

@@ -55,6 +55,23 @@ pub enum CommonErrors {
     Unavailable(ErrorBody),
 }
 
+/// The answers about a request body, for operations that take one.
+#[derive(utoipa::IntoResponses)]
+pub enum BodyErrors {
+    /// 408.
+    #[response(
+        status = 408,
+        description = "The body did not arrive within the server's body timeout (`request_timeout`)"
+    )]
+    Timeout(ErrorBody),
+    /// 413.
+    #[response(
+        status = 413,
+        description = "The body is larger than 16 KiB; a declared `Content-Length` over it is refused before anything is read (`payload_too_large`)"
+    )]
+    TooLarge(ErrorBody),
+}
+
 /// The answer of an operation behind a queue token when the token is not good.
 #[derive(utoipa::IntoResponses)]
 #[response(
@@ -123,6 +140,24 @@ impl ApiError {
     /// 404.
     pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, code, message)
+    }
+
+    /// 408 `request_timeout`: the body did not arrive in time.
+    pub fn request_timeout() -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request's body did not arrive in time",
+        )
+    }
+
+    /// 413 `payload_too_large`: the body is larger than [`crate::MAX_BODY_BYTES`].
+    pub fn payload_too_large() -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is larger than {} bytes", crate::MAX_BODY_BYTES),
+        )
     }
 
     /// 422: well-formed but invalid.

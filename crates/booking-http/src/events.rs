@@ -26,6 +26,7 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use axum::Extension;
 use axum::extract::{FromRequestParts, Query, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
@@ -33,7 +34,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use booking_core::{Booking, Clock, LineSnapshot, QueueStatus, Store, TokenClaims};
 use serde::Deserialize;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use crate::AppState;
@@ -160,6 +161,23 @@ async fn refresh<S: Store, C: Clock>(feed: Arc<LineFeed>, booking: Arc<Booking<S
     }
 }
 
+/// Set when the server begins to shut down ([`crate::serve_with`] adds it to the
+/// app): every open stream ends, so that graceful shutdown, which lets each
+/// connection finish its response, does not wait for streams without end.
+#[derive(Clone)]
+pub struct Closing(pub(crate) watch::Receiver<bool>);
+
+/// Waits until `closing` says the server is shutting down (or its server is gone);
+/// forever without one.
+async fn closed(closing: &mut Option<watch::Receiver<bool>>) {
+    match closing {
+        Some(rx) => {
+            let _ = rx.wait_for(|c| *c).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// `?token=`: EventSource cannot set headers.
 #[derive(Debug, Deserialize)]
 pub struct TokenQuery {
@@ -212,6 +230,7 @@ impl<St: Send + Sync> FromRequestParts<St> for StreamToken {
 )]
 pub async fn queue_events<S: Store + Clone, C: Clock>(
     State(st): State<AppState<S, C>>,
+    closing: Option<Extension<Closing>>,
     StreamToken(token): StreamToken,
 ) -> Result<Response, ApiError> {
     let view = st.booking.queue_status(&token).await?;
@@ -221,6 +240,7 @@ pub async fn queue_events<S: Store + Clone, C: Clock>(
         claims: view.claims,
         token,
         listener,
+        closing: closing.map(|Extension(Closing(rx))| rx),
         first: Some((view.status, view.paused)),
         last: None,
         done: false,
@@ -237,6 +257,8 @@ struct Watcher<S, C> {
     claims: TokenClaims,
     token: String,
     listener: Listener,
+    /// Says when the server shuts down.
+    closing: Option<watch::Receiver<bool>>,
     /// The status to send first, and whether admission was paused.
     first: Option<(QueueStatus, bool)>,
     /// The last waiting status sent, whether admission was paused then, and when.
@@ -259,6 +281,7 @@ impl<S: Store, C: Clock> Watcher<S, C> {
             tokio::select! {
                 () = self.listener.wake.notified() => {}
                 () = sleep_until(due) => {}
+                () = closed(&mut self.closing) => return None,
             }
             let line = self.listener.feed.line();
             let known = line.and_then(|l| {

@@ -2,7 +2,8 @@
 //!
 //! The REST API: a thin axum layer over `booking-core`. Handlers parse, call the
 //! core, and map results to HTTP; no rule lives here. [`router`] builds the
-//! application for any store and clock; [`serve`] runs it until shutdown.
+//! application for any store and clock; [`serve`] runs it until shutdown, and
+//! [`serve_with`] with other limits on slow and greedy clients ([`ServeOptions`]).
 //!
 //! Endpoints (all JSON; errors are `{"error": {"code", "message"}}`):
 //!
@@ -40,12 +41,14 @@
 mod admin;
 mod api;
 pub mod dto;
+mod edges;
 pub mod error;
 pub mod events;
 mod extract;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
+mod server;
 pub mod web;
 
 use std::future::Future;
@@ -61,11 +64,13 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
+pub use server::ServeOptions;
 
-/// Largest request body accepted.
+/// Largest request body accepted; past it (declared or sent) the client gets 413
+/// `payload_too_large`.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
-/// Longest a request may take; past it the client gets 503.
+/// Longest a request may take; past it the client gets 503 `unavailable`.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What every handler shares.
@@ -174,7 +179,9 @@ pub fn router<S: Store + Clone, C: Clock>(
             metrics,
             metrics::track,
         ))
+        .layer(axum::middleware::from_fn(edges::declared_length))
         .layer(axum::middleware::from_fn_with_state(limiter, limits::limit))
+        .layer(axum::middleware::from_fn(edges::json_errors))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
                 let id = req
@@ -260,8 +267,29 @@ pub async fn run_background<S: Store, C: Clock>(
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` completes, then finishes the
-/// requests in flight.
+/// Serves `app` on `listener` with the default [`ServeOptions`] until `shutdown`
+/// completes, then finishes the requests in flight. See [`serve_with`].
+///
+/// # Errors
+/// IO errors of the listener.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_with(listener, app, ServeOptions::default(), shutdown).await
+}
+
+/// Serves `app` on `listener` (HTTP/1.1) until `shutdown` completes: then it
+/// stops accepting, lets each connection finish the request it is answering,
+/// and returns when the last one has closed. Each request carries the client's
+/// address (`ConnectInfo<SocketAddr>`, for the per-IP rate limit).
+///
+/// The limits of `options` keep slow and greedy clients from using up the
+/// server: a connection that does not send a request's headers in time is
+/// closed, a body that does not arrive in time gets 408, and connections are
+/// capped in total and per IP address. The answers hyper writes by itself (400
+/// for bytes that are not HTTP, 414, 431) carry the JSON error body too.
 ///
 /// A failed accept (the process is out of file descriptors, `EMFILE`) does not
 /// stop the server: it is logged at most once a second, with how many failed
@@ -271,21 +299,21 @@ pub async fn run_background<S: Store, C: Clock>(
 ///
 /// # Errors
 /// IO errors of the listener.
-pub async fn serve(
+pub async fn serve_with(
     listener: TcpListener,
     app: Router,
+    options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    let listener = LoggedListener::new(listener).tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    // Open event streams end when shutdown begins: graceful shutdown waits for
+    // every response to finish, and a stream would not by itself.
+    let (closing, closing_rx) = tokio::sync::watch::channel(false);
+    let app = app.layer(axum::Extension(events::Closing(closing_rx)));
+    let shutdown = async move {
+        shutdown.await;
+        let _ = closing.send(true);
+    };
+    server::run(listener, app, options, shutdown).await
 }
 
 /// How long accepting pauses after a failure other than a reset connection.

@@ -16,7 +16,10 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         title = "booking",
         description = "A concert-booking engine with a virtual waiting room. Take a queue token, \
                        wait to be admitted in arrival order, hold a seat, top up, pay.\n\n\
-                       Every error is `{\"error\": {\"code\": \"...\", \"message\": \"...\"}}`."
+                       Every error is `{\"error\": {\"code\": \"...\", \"message\": \"...\"}}`, \
+                       also those the server answers before any operation: 405 \
+                       (`method_not_allowed`), 414 (`uri_too_long`), 431 (`headers_too_large`) \
+                       and 400 for bytes that are not HTTP."
     ),
     paths(
         crate::api::issue_token,

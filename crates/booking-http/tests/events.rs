@@ -336,3 +336,52 @@ fn a_token_in_the_query_is_never_logged() {
     let plain: axum::http::Uri = "/v1/concerts".parse().expect("uri");
     assert_eq!(booking_http::redacted_uri(&plain), "/v1/concerts");
 }
+
+/// Graceful shutdown lets every connection finish its response; an open stream
+/// ends when shutdown begins, so the server stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_streams_end_when_the_server_shuts_down() {
+    let dir = tempfile::tempdir().expect("dir");
+    let clock = ManualClock::new(booking_testkit::T0);
+    let store = SqliteStore::open_path(&dir.path().join("events.db"), 4)
+        .await
+        .expect("store");
+    let signer = TokenSigner::new(booking_testkit::SECRET).expect("signer");
+    let booking =
+        Arc::new(Booking::new(store, clock.clone(), signer, Config::default()).expect("booking"));
+    admit(&booking, &clock, 1).await;
+    booking.set_paused(true).await.expect("pause");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let app = booking_http::router(
+        Arc::clone(&booking),
+        booking_http::RouterOptions {
+            admin_key: None,
+            rate_limits: booking_http::limits::RateLimits::off(),
+        },
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(booking_http::serve(listener, app, async move {
+        let _ = stopped.await;
+    }));
+    let http = Client::new();
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        let t = token(&http, &base).await;
+        let mut s = Stream::open(&http, format!("{base}/v1/queue/events"), Some(&t)).await;
+        let e = s.next().await.expect("first event");
+        assert_eq!(e.data["status"], "waiting", "{:?}", e.data);
+        streams.push(s);
+    }
+    stop.send(()).expect("stop");
+    for s in &mut streams {
+        assert!(s.next().await.is_none(), "the stream ends at shutdown");
+    }
+    tokio::time::timeout(DEADLINE, server)
+        .await
+        .expect("the server stops with streams open")
+        .expect("task")
+        .expect("serve");
+}

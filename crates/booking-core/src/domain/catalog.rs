@@ -180,6 +180,10 @@ pub struct NewSchedule {
 }
 
 impl NewSchedule {
+    /// How far ahead of now a date may be created: ten years (3,653 days). A
+    /// date further out is a typing error, not a sale.
+    pub const HORIZON: std::time::Duration = std::time::Duration::from_secs(3_653 * 86_400);
+
     /// Validates a schedule: per-seat prices must list exactly one price per seat.
     pub fn new(
         concert: ConcertId,

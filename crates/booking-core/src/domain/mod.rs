@@ -26,7 +26,7 @@ pub use queue::{
     QueueEntry, poll_after,
 };
 pub use reservation::{Hold, HoldState};
-pub use time::Timestamp;
+pub use time::{Timestamp, parse_date};
 
 /// Why a value could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -72,6 +72,9 @@ pub enum ValueError {
     /// An idempotency key had a character that is not visible ASCII.
     #[error("an idempotency key may only hold visible ASCII characters")]
     IdempotencyKeyCharacters,
+    /// A date not written `YYYY-MM-DD`, or a day that does not exist.
+    #[error("a date is written YYYY-MM-DD and names a real day, got {0:?}")]
+    BadDate(String),
     /// A date after 9999-12-31.
     #[error("dates run to 9999-12-31")]
     DateOutOfRange,

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
+use super::ValueError;
+
 /// A point in time with millisecond precision (UTC).
 ///
 /// Milliseconds keep every backend exact: SQLite and PostgreSQL store the value as a
@@ -74,9 +76,65 @@ impl fmt::Display for Timestamp {
     }
 }
 
+/// Parses a calendar date written exactly `YYYY-MM-DD` (four-digit year, two-digit
+/// month and day, a day that exists), the one form the API and the CLI accept: no
+/// sign, no missing zero, no space around it.
+///
+/// # Errors
+/// [`ValueError::BadDate`] for anything else.
+pub fn parse_date(s: &str) -> Result<NaiveDate, ValueError> {
+    let bad = || ValueError::BadDate(s.chars().take(40).collect());
+    let b = s.as_bytes();
+    let shape_ok = b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+    if !shape_ok {
+        return Err(bad());
+    }
+    let num = |r: std::ops::Range<usize>| s[r].parse::<u32>().map_err(|_| bad());
+    let year = i32::try_from(num(0..4)?).map_err(|_| bad())?;
+    if year == 0 {
+        return Err(bad());
+    }
+    NaiveDate::from_ymd_opt(year, num(5..7)?, num(8..10)?).ok_or_else(bad)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates_are_exactly_yyyy_mm_dd() {
+        let d = |y, m, day| NaiveDate::from_ymd_opt(y, m, day).unwrap();
+        assert_eq!(parse_date("2026-12-12"), Ok(d(2026, 12, 12)));
+        assert_eq!(parse_date("0001-01-01"), Ok(d(1, 1, 1)));
+        assert_eq!(parse_date("2028-02-29"), Ok(d(2028, 2, 29)));
+        for bad in [
+            "+002026-12-12",
+            "2026-1-1",
+            "2026-12-12 ",
+            " 2026-12-12",
+            "2026-12-12T00:00:00Z",
+            "2026/12/12",
+            "20261212",
+            "2026-13-01",
+            "2026-02-30",
+            "2027-02-29",
+            "0000-01-01",
+            "-026-12-12",
+            "2026-+1-12",
+            "２０２６-12-12",
+            "",
+        ] {
+            assert!(
+                matches!(parse_date(bad), Err(ValueError::BadDate(_))),
+                "{bad:?}"
+            );
+        }
+    }
 
     #[test]
     fn plus_and_since_are_inverse() {

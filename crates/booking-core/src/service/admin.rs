@@ -4,7 +4,7 @@ use super::Booking;
 use crate::clock::Clock;
 use crate::domain::{
     AdmissionPolicy, Concert, ConcertId, ConcertName, Hold, NewConcert, NewSchedule, QueueCounters,
-    Schedule, ScheduleSummary,
+    Schedule, ScheduleSummary, SeatPrices,
 };
 use crate::error::{CatalogError, ScheduleError};
 use crate::ports::{Advance, CreateScheduleError, Store, StoreError};
@@ -68,11 +68,30 @@ impl<S: Store, C: Clock> Booking<S, C> {
     /// Creates a date of a concert with its seats.
     ///
     /// # Errors
-    /// [`ScheduleError::InThePast`], [`ScheduleError::UnknownConcert`],
+    /// [`ScheduleError::InThePast`], [`ScheduleError::TooFarAhead`] (more than
+    /// [`NewSchedule::HORIZON`] from now), [`ScheduleError::PriceAboveMaxBalance`]
+    /// (a seat nobody could pay for), [`ScheduleError::UnknownConcert`],
     /// [`ScheduleError::DateTaken`].
     pub async fn create_schedule(&self, new: NewSchedule) -> Result<Schedule, ScheduleError> {
-        if new.starts_at() <= self.now() {
+        let now = self.now();
+        if new.starts_at() <= now {
             return Err(ScheduleError::InThePast);
+        }
+        let latest = now.plus(NewSchedule::HORIZON);
+        if new.starts_at() > latest {
+            return Err(ScheduleError::TooFarAhead {
+                latest: latest.date(),
+            });
+        }
+        let max = self.config.max_balance;
+        let dearest = match new.prices() {
+            SeatPrices::Uniform(a) => Some(*a),
+            SeatPrices::PerSeat(list) => list.as_slice().iter().copied().max(),
+        };
+        if let Some(price) = dearest
+            && price.as_money() > max
+        {
+            return Err(ScheduleError::PriceAboveMaxBalance { price, max });
         }
         let created = self.store.create_schedule(new).await.map_err(|e| match e {
             CreateScheduleError::UnknownConcert => ScheduleError::UnknownConcert,
