@@ -24,8 +24,7 @@ pub fn concert_id(n: i64) -> CliResult<ConcertId> {
 
 /// A date from the command line.
 pub fn parse_date(s: &str) -> CliResult<NaiveDate> {
-    s.trim()
-        .parse()
+    booking_core::domain::parse_date(s.trim())
         .map_err(|_| CliError::bad_input(format!("date {s:?} is not YYYY-MM-DD")))
 }
 

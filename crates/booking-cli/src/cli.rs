@@ -236,7 +236,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "RUST_LOG",
-        default_value = "info,tower_http=debug,sqlx::postgres::notice=warn"
+        default_value = "info,sqlx::postgres::notice=warn"
     )]
     pub log: String,
 }

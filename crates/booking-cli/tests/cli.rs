@@ -822,6 +822,16 @@ fn bad_input_gets_one_line_and_its_exit_code() {
             BAD_INPUT,
             "YYYY-MM-DD",
         ),
+        (
+            vec!["sales", "1", "--date", "2026-1-1"],
+            BAD_INPUT,
+            "YYYY-MM-DD",
+        ),
+        (
+            vec!["sales", "1", "--date", "+002026-12-12"],
+            BAD_INPUT,
+            "YYYY-MM-DD",
+        ),
         (vec!["wallet", "nobody"], BAD_INPUT, "malformed"),
         (
             vec!["wallet", "00000000-0000-0000-0000-000000000000"],
@@ -967,6 +977,20 @@ fn serve_answers_healthz_in_a_fresh_empty_directory() {
     let log = std::fs::read_to_string(log_path).unwrap();
     assert!(log.contains("request_id="), "{log}");
     assert!(log.contains("stopped"), "{log}");
+    // By default one INFO line per answer, with its latency in microseconds, and
+    // nothing when a request starts.
+    assert!(!log.contains("DEBUG"), "no debug lines by default: {log}");
+    assert!(!log.contains("started processing request"), "{log}");
+    let answers: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("finished processing request"))
+        .collect();
+    assert!(answers.len() >= 3, "{log}");
+    for line in answers {
+        assert!(line.contains("INFO"), "{line}");
+        assert!(line.contains("latency=") && line.contains("μs"), "{line}");
+        assert!(line.contains("status="), "{line}");
+    }
 }
 
 #[test]

@@ -183,15 +183,24 @@ pub fn router<S: Store + Clone, C: Clock>(
         .layer(axum::middleware::from_fn_with_state(limiter, limits::limit))
         .layer(axum::middleware::from_fn(edges::json_errors))
         .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
-                let id = req
-                    .headers()
-                    .get("x-request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("-");
-                let uri = redacted_uri(req.uri());
-                tracing::info_span!("request", method = %req.method(), uri = %uri, request_id = %id)
-            }),
+            // One INFO line per answer (its status and latency in microseconds),
+            // in the span of its method, path and request id; none when it starts.
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &axum::http::Request<_>| {
+                    let id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-");
+                    let uri = redacted_uri(req.uri());
+                    tracing::info_span!("request", method = %req.method(), uri = %uri, request_id = %id)
+                })
+                .on_request(())
+                .on_response(
+                    tower_http::trace::DefaultOnResponse::new()
+                        .level(tracing::Level::INFO)
+                        .latency_unit(tower_http::LatencyUnit::Micros),
+                ),
         )
         .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
         .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(
