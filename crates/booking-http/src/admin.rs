@@ -56,7 +56,10 @@ impl<S: Store + Clone, C: Clock> FromRequestParts<AppState<S, C>> for AdminKey {
         if constant_time_eq(given.as_bytes(), expected.as_bytes()) {
             Ok(AdminKey)
         } else {
-            Err(refused())
+            Err(ApiError::unauthorized(
+                "invalid_admin_key",
+                "the admin key is not this server's",
+            ))
         }
     }
 }

@@ -84,7 +84,7 @@ pub struct BadToken(pub ErrorBody);
 #[derive(utoipa::IntoResponses)]
 #[response(
     status = 401,
-    description = "Missing or wrong admin key (`admin_key_required`)"
+    description = "No admin key (`admin_key_required`), or not this server's (`invalid_admin_key`)"
 )]
 pub struct BadAdminKey(pub ErrorBody);
 

@@ -590,7 +590,7 @@ async fn the_admin_api_needs_its_key_and_runs_the_show() {
         (s, code(&v)),
         (StatusCode::UNAUTHORIZED, "admin_key_required")
     );
-    let (s, _) = app
+    let (s, v) = app
         .call(
             "POST",
             "/v1/admin/concerts",
@@ -598,7 +598,11 @@ async fn the_admin_api_needs_its_key_and_runs_the_show() {
             Some(json!({"name": "Night"})),
         )
         .await;
-    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::UNAUTHORIZED, "invalid_admin_key"),
+        "a wrong key is told apart from a missing one"
+    );
     let (s, concert) = app
         .call(
             "POST",
