@@ -283,8 +283,15 @@ pub async fn queue(engine: &Engine, cmd: &QueueCmd) -> CliResult<()> {
 }
 
 async fn set_policy(engine: &Engine, a: &PolicyArgs) -> CliResult<()> {
-    let policy = AdmissionPolicy::new(a.every, a.batch, a.max_active)?;
-    engine.set_policy(policy).await?;
+    let now = engine.queue_stats().await?.counters.policy;
+    let policy = AdmissionPolicy::new(
+        a.every.unwrap_or(now.interval()),
+        a.batch.map_or(now.batch(), |l| l.0),
+        a.max_active.map_or(now.max_active(), |l| l.0),
+    )?;
+    if policy != now {
+        engine.set_policy(policy).await?;
+    }
     if a.json {
         return out::json(&PolicyView::from(policy));
     }

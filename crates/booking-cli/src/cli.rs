@@ -318,17 +318,20 @@ pub enum QueueCmd {
     Resume(JsonFlag),
 }
 
+/// Changes only the settings given; the others stay as they are. Prints the whole
+/// policy after.
 #[derive(Debug, Args)]
 pub struct PolicyArgs {
-    /// Users admitted per tick at most ("amusement park").
-    #[arg(long)]
-    pub batch: Option<u32>,
-    /// Active users at most ("bank teller").
-    #[arg(long)]
-    pub max_active: Option<u32>,
+    /// Users admitted per tick at most ("amusement park"), or "none" for no batch
+    /// limit.
+    #[arg(long, value_parser = parse_limit, value_name = "N|none")]
+    pub batch: Option<Limit>,
+    /// Active users at most ("bank teller"), or "none" for no cap.
+    #[arg(long, value_parser = parse_limit, value_name = "N|none")]
+    pub max_active: Option<Limit>,
     /// The tick interval (10ms to 1h).
-    #[arg(long, value_parser = parse_duration, default_value = "1s")]
-    pub every: Duration,
+    #[arg(long, value_parser = parse_duration)]
+    pub every: Option<Duration>,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -530,6 +533,21 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Parses an admission policy: `batch=N`, `max-active=N`, `every=DURATION`,
 /// comma-separated; at least one of batch and max-active; `every` defaults to 1s.
+/// A limit of the admission policy as given: a number, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit(pub Option<u32>);
+
+/// A limit of the admission policy: a number, or "none" (also "off") for none.
+pub fn parse_limit(s: &str) -> Result<Limit, String> {
+    match s.trim() {
+        "none" | "off" => Ok(Limit(None)),
+        n => n
+            .parse::<u32>()
+            .map(|n| Limit(Some(n)))
+            .map_err(|_| format!("{s:?} is neither a whole number nor \"none\"")),
+    }
+}
+
 pub fn parse_policy(s: &str) -> Result<AdmissionPolicy, String> {
     let mut batch = None;
     let mut max_active = None;

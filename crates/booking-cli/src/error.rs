@@ -72,6 +72,10 @@ impl CliError {
         Self::new(Exit::Refused, message)
     }
 
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(Exit::Conflict, message)
+    }
+
     /// The message on one line, whatever a lower layer put in it.
     pub fn one_line(&self) -> String {
         self.message

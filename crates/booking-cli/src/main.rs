@@ -149,6 +149,13 @@ async fn dispatch(db: &db::Db, command: &Command) -> CliResult<()> {
             ))
         }
         Command::Seed(f) => {
+            let n = engine.concerts().await?.len();
+            if n > 0 {
+                return Err(CliError::conflict(format!(
+                    "the database already has {n} concert(s): seed loads the demo concerts \
+                     into an empty database only, so that running it twice adds nothing"
+                )));
+            }
             let seeded = seed::seed(engine).await?;
             if f.json {
                 return out::json(&seeded);

@@ -187,10 +187,10 @@ fn seed_creates_future_dates_of_fifty_seats_with_prices() {
     let seats = map["seats"].as_array().unwrap();
     assert_eq!(seats.len(), 50);
     assert!(seats.iter().all(|s| s["price"].as_i64().unwrap() > 0));
-    // Seeding again adds another set.
-    sb.run(&["seed"]).ok();
+    // Seeding again is refused, and adds nothing.
+    sb.run(&["seed"]).fails(CONFLICT, "already has");
     let list = sb.run(&["concert", "list", "--json"]).json();
-    assert_eq!(list.as_array().unwrap().len(), 2 * concerts.len());
+    assert_eq!(list.as_array().unwrap().len(), concerts.len());
 }
 
 #[test]
@@ -384,6 +384,7 @@ fn admin_queue_policy_pause_and_resume() {
         (Some(0), Some(false))
     );
 
+    // Only the settings given change; the rest stay, and the whole policy is shown.
     let p = sb
         .run(&[
             "queue", "policy", "--batch", "2", "--every", "10ms", "--json",
@@ -391,28 +392,32 @@ fn admin_queue_policy_pause_and_resume() {
         .json();
     assert_eq!(
         p,
+        serde_json::json!({"interval_ms": 10, "batch": 2, "max_active": 500})
+    );
+    let p = sb
+        .run(&["queue", "policy", "--max-active", "none", "--json"])
+        .json();
+    assert_eq!(
+        p,
         serde_json::json!({"interval_ms": 10, "batch": 2, "max_active": null})
     );
-    let text = sb
-        .run(&[
-            "queue",
-            "policy",
-            "--max-active",
-            "3",
-            "--batch",
-            "2",
-            "--every",
-            "10ms",
-        ])
-        .ok();
+    let text = sb.run(&["queue", "policy", "--max-active", "3"]).ok();
     assert_eq!(
         text,
         "admission policy: admit 2 every 10 ms, at most 3 active"
     );
-    sb.run(&["queue", "policy", "--every", "1s"])
+    let q = sb.run(&["queue", "show", "--json"]).json();
+    assert_eq!(
+        q["policy"],
+        serde_json::json!({"interval_ms": 10, "batch": 2, "max_active": 3})
+    );
+    sb.run(&["queue", "policy", "--batch", "none", "--max-active", "off"])
         .fails(BAD_INPUT, "batch size, a capacity, or both");
     sb.run(&["queue", "policy", "--batch", "0"])
         .fails(BAD_INPUT, "batch is 1 to");
+    let r = sb.run(&["queue", "policy", "--batch", "many"]);
+    assert_eq!(r.code, BAD_INPUT, "{r:#?}");
+    assert!(r.stderr.contains("neither a whole number nor"), "{r:#?}");
 
     // Three users wait; the queue shows them, in order.
     let tokens: Vec<String> = (0..3)
