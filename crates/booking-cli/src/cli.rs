@@ -42,7 +42,8 @@ pub struct Cli {
 #[command(next_help_heading = "Database and rules (every command)")]
 pub struct Global {
     /// The database: sqlite://path/to/file.db (created on first use by serve,
-    /// migrate and seed) or postgres://user:password@host:port/database.
+    /// migrate and seed; a bare path such as booking.db means the same) or
+    /// postgres://user:password@host:port/database.
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, global = true)]
     pub database_url: String,
 
@@ -144,8 +145,9 @@ pub struct JsonFlag {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Where to listen (port 0 picks a free one).
-    #[arg(long, env = "BOOKING_BIND", default_value = "127.0.0.1:8080")]
+    /// Where to listen: HOST:PORT (a name such as localhost:8080 is resolved), or a
+    /// port alone for 127.0.0.1 (port 0 picks a free one).
+    #[arg(long, env = "BOOKING_BIND", default_value = "127.0.0.1:8080", value_parser = parse_bind)]
     pub bind: SocketAddr,
 
     /// The key of the admin API (Authorization: Bearer <key>); generated and
@@ -533,6 +535,32 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Parses an admission policy: `batch=N`, `max-active=N`, `every=DURATION`,
 /// comma-separated; at least one of batch and max-active; `every` defaults to 1s.
+/// Where to listen: `HOST:PORT`, a name that resolves (`localhost:8080`, IPv4
+/// first), or a port alone for `127.0.0.1`.
+pub fn parse_bind(s: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let s = s.trim();
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let bad = |why: String| {
+        format!("{s:?} is not an address to listen on ({why}): give HOST:PORT or a port")
+    };
+    let addrs: Vec<SocketAddr> = s
+        .to_socket_addrs()
+        .map_err(|e| bad(e.to_string()))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| bad("the name has no address".into()))
+}
+
 /// A limit of the admission policy as given: a number, or none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limit(pub Option<u32>);

@@ -62,6 +62,17 @@ impl Db {
 }
 
 /// The SQLite database file a URL names; `None` for an in-memory database.
+/// `--database-url` as a URL: a bare path (no scheme, such as `booking.db` or
+/// `data/b.sqlite`) means an SQLite file.
+pub fn database_url(given: &str) -> String {
+    let url = given.trim();
+    if url.contains("://") || url.starts_with("sqlite:") {
+        url.to_owned()
+    } else {
+        format!("sqlite://{url}")
+    }
+}
+
 fn sqlite_file(url: &str) -> CliResult<Option<PathBuf>> {
     let lower = url.to_ascii_lowercase();
     if lower.contains(":memory:") || lower.contains("mode=memory") {
@@ -98,7 +109,7 @@ pub async fn open(
     tokens: Tokens,
     max_connections: u32,
 ) -> CliResult<Db> {
-    let url = global.database_url.trim().to_owned();
+    let url = database_url(&global.database_url);
     let backend = Backend::of_url(&url)?;
     let file = match backend {
         Backend::Sqlite => sqlite_file(&url)?,
@@ -107,10 +118,11 @@ pub async fn open(
     let existed = file.as_deref().is_none_or(Path::exists);
     if !existed && create == Create::No {
         let path = file.as_deref().unwrap_or(Path::new("?"));
+        let full = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         return Err(CliError::failure(format!(
             "no database at {}: create it with `booking migrate` (or `booking serve`), \
              or point --database-url at it",
-            path.display()
+            full.display()
         )));
     }
     // The secret comes first: a refusal must not leave a new database behind.
@@ -247,6 +259,13 @@ mod tests {
             Some(PathBuf::from("data/b.db"))
         );
         assert_eq!(sqlite_file("sqlite::memory:").unwrap(), None);
+        assert_eq!(database_url(" booking.db "), "sqlite://booking.db");
+        assert_eq!(database_url("data/b.sqlite"), "sqlite://data/b.sqlite");
+        assert_eq!(database_url("sqlite::memory:"), "sqlite::memory:");
+        assert_eq!(
+            database_url("postgres://u@h:5432/d"),
+            "postgres://u@h:5432/d"
+        );
         assert_eq!(
             secret_path_of(Path::new("data/b.db")),
             PathBuf::from("data/b.db.secret")

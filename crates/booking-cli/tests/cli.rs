@@ -787,11 +787,6 @@ fn bad_input_gets_one_line_and_its_exit_code() {
             "bad database URL",
         ),
         (
-            vec!["migrate", "--database-url", "booking.db"],
-            BAD_INPUT,
-            "sqlite://",
-        ),
-        (
             vec!["migrate", "--database-url", "postgres://u@[::1"],
             BAD_INPUT,
             "bad database URL",
@@ -808,7 +803,7 @@ fn bad_input_gets_one_line_and_its_exit_code() {
         (
             vec!["concert", "list", "--database-url", "sqlite://missing.db"],
             FAILURE,
-            "no database at missing.db",
+            "no database at /",
         ),
         (
             vec!["migrate", "--database-url", "sqlite://no/such/dir/b.db"],
@@ -1249,4 +1244,60 @@ fn backup_writes_a_copy_that_opens_alone_and_never_overwrites() {
         .run(&["concert", "list", "--json", "--database-url", &url])
         .json();
     assert_eq!(again, concerts);
+}
+
+/// A bare path is an SQLite file; errors name the file in full.
+#[test]
+fn a_bare_database_path_means_sqlite() {
+    let sb = Sandbox::new();
+    sb.run(&["migrate", "--database-url", "plain.db"]).ok();
+    assert!(sb.path().join("plain.db").exists());
+    sb.run(&["seed", "--database-url", "plain.db"]).ok();
+    let list = sb
+        .run(&["concert", "list", "--database-url", "plain.db", "--json"])
+        .json();
+    assert!(!list.as_array().expect("concerts").is_empty());
+    let r = sb.run(&["concert", "list", "--database-url", "absent.db"]);
+    assert_eq!(r.code, FAILURE, "{r:#?}");
+    let full = sb.path().join("absent.db");
+    assert!(
+        r.stderr.contains(&full.display().to_string()),
+        "the error names {}: {r:#?}",
+        full.display()
+    );
+}
+
+/// `--bind` takes a port alone (127.0.0.1) or a name that resolves.
+#[test]
+fn serve_binds_a_port_alone_or_a_host_name() {
+    use std::io::BufRead;
+    let sb = Sandbox::new();
+    for bind in ["0", "localhost:0"] {
+        let mut child = sb
+            .command(&["serve", "--bind", bind])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut first = String::new();
+            let _ = std::io::BufReader::new(stdout).read_line(&mut first);
+            let _ = tx.send(first);
+        });
+        let first = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_default();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(
+            first.starts_with("listening on http://127.0.0.1:"),
+            "--bind {bind}: {first:?}"
+        );
+    }
+    let r = sb.run(&["serve", "--bind", "no such host:80"]);
+    assert_eq!(r.code, BAD_INPUT, "{r:#?}");
+    assert!(r.stderr.contains("not an address to listen on"), "{r:#?}");
 }
