@@ -88,6 +88,11 @@ pub enum Command {
     /// Write a consistent copy of an SQLite database to a new file, while servers
     /// keep using it (for PostgreSQL, use pg_dump).
     Backup(BackupArgs),
+    /// Print a completion script for a shell, e.g. `booking completions bash >
+    /// /etc/bash_completion.d/booking`.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), e.g. `booking man > booking.1; man ./booking.1`.
+    Man,
 
     /// Admin: add, list and show concerts.
     #[command(subcommand)]
@@ -127,6 +132,13 @@ pub enum Command {
     Balance(UserRead),
     /// User: pay a hold from your balance; the seat is yours and the token ends.
     Pay(PayArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]

@@ -34,6 +34,24 @@ use crate::error::{CliError, CliResult};
 fn main() -> ExitCode {
     // clap answers --help and --version (exit 0) and usage errors (exit 2) itself.
     let cli = Cli::parse();
+    match &cli.command {
+        Command::Completions(a) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut text = Vec::new();
+            clap_complete::generate(a.shell, &mut cmd, "booking", &mut text);
+            return print_bytes(&text);
+        }
+        Command::Man => {
+            let man = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
+            let mut text = Vec::new();
+            if let Err(e) = man.render(&mut text) {
+                out::note(&format!("error: cannot write the manual page: {e}"));
+                return ExitCode::from(error::Exit::Failure as u8);
+            }
+            return print_bytes(&text);
+        }
+        _ => {}
+    }
     let runtime = match &cli.command {
         Command::Serve(_) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -55,11 +73,27 @@ fn main() -> ExitCode {
     }
 }
 
+/// Writes `bytes` to standard output; a reader that went away (`| head`) is not
+/// an error.
+fn print_bytes(bytes: &[u8]) -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            out::note(&format!("error: cannot write to standard output: {e}"));
+            ExitCode::from(error::Exit::Failure as u8)
+        }
+    }
+}
+
 /// What each command needs of the database.
 fn needs(command: &Command) -> (Create, Tokens) {
     match command {
         Command::Serve(_) => (Create::Yes, Tokens::Needed),
         Command::Migrate(_) | Command::Seed(_) => (Create::Yes, Tokens::Unused),
+        Command::Completions(_) | Command::Man => (Create::No, Tokens::Unused),
         Command::Backup(_)
         | Command::Concert(_)
         | Command::Schedule(_)
@@ -125,7 +159,7 @@ async fn run(cli: Cli) -> CliResult<()> {
 async fn dispatch(db: &db::Db, command: &Command) -> CliResult<()> {
     let engine = &db.engine;
     match command {
-        Command::Serve(_) => Ok(()),
+        Command::Serve(_) | Command::Completions(_) | Command::Man => Ok(()),
         Command::Backup(a) => backup(engine, &a.file).await,
         Command::Migrate(f) => {
             let v = engine.store().schema_version().await?;

@@ -1301,3 +1301,26 @@ fn serve_binds_a_port_alone_or_a_host_name() {
     assert_eq!(r.code, BAD_INPUT, "{r:#?}");
     assert!(r.stderr.contains("not an address to listen on"), "{r:#?}");
 }
+
+/// Shell completions and the manual page, with no database.
+#[test]
+fn completions_and_the_manual_page_need_no_database() {
+    let sb = Sandbox::new();
+    let bash = sb.run(&["completions", "bash"]).ok();
+    assert!(bash.contains("_booking()"), "{bash}");
+    assert!(
+        bash.contains("serve") && bash.contains("reservations"),
+        "{bash}"
+    );
+    let zsh = sb.run(&["completions", "zsh"]).ok();
+    assert!(zsh.contains("#compdef booking"), "{zsh}");
+    let man = sb.run(&["man"]).ok();
+    assert!(man.contains(".TH booking 1"), "{man}");
+    assert!(man.contains("serve"), "{man}");
+    assert!(
+        !sb.path().join("booking.db").exists(),
+        "no database was made"
+    );
+    let r = sb.run(&["completions", "tcsh"]);
+    assert_eq!(r.code, BAD_INPUT, "{r:#?}");
+}
