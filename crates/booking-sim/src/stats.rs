@@ -57,6 +57,11 @@ pub struct OpFigures {
     pub rate_last_sec: f64,
     /// Latency of every call, whatever its outcome.
     pub latency: Latency,
+    /// Latency of the calls completed in the last full second (zero when none).
+    pub latency_last_sec: Latency,
+    /// Median, 90th and 99th percentile of each full second, in microseconds
+    /// (`[0, 0, 0]` for a second without a call), oldest first, from second 0.
+    pub per_sec_us: Vec<[u64; 3]>,
 }
 
 /// Counts of one second of the run.
@@ -176,6 +181,22 @@ struct OpStats {
     failed: BTreeMap<&'static str, u64>,
     hist: Histogram<u64>,
     per_sec: Vec<u64>,
+    /// The second `window` holds, and the calls of that second.
+    window_sec: usize,
+    window: Histogram<u64>,
+    /// Percentiles of every closed second before `window_sec`.
+    closed: Vec<[u64; 3]>,
+    /// The latency of the second before `window_sec`.
+    previous: Latency,
+}
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)
+        .unwrap_or_else(|_| unreachable!("valid bounds"))
+}
+
+fn percentiles(l: &Latency) -> [u64; 3] {
+    [l.p50_us, l.p90_us, l.p99_us]
 }
 
 impl OpStats {
@@ -185,10 +206,47 @@ impl OpStats {
             n_ok: 0,
             refused: BTreeMap::new(),
             failed: BTreeMap::new(),
-            hist: Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)
-                .unwrap_or_else(|_| unreachable!("valid bounds")),
+            hist: new_histogram(),
             per_sec: Vec::new(),
+            window_sec: 0,
+            window: new_histogram(),
+            closed: Vec::new(),
+            previous: Latency::default(),
         }
+    }
+
+    /// Moves the window to second `sec`, closing the seconds before it.
+    fn roll_to(&mut self, sec: usize) {
+        if sec <= self.window_sec {
+            return;
+        }
+        let last = latency_of(&self.window);
+        self.closed.push(percentiles(&last));
+        // Seconds without a call between the window and `sec`.
+        self.closed.resize(sec, [0; 3]);
+        self.previous = if sec == self.window_sec + 1 {
+            last
+        } else {
+            Latency::default()
+        };
+        self.window.reset();
+        self.window_sec = sec;
+    }
+
+    /// The latency of second `sec` and the percentiles of every second before it,
+    /// were the window moved to `sec`.
+    fn last_full_second(&self, cur: usize) -> (Latency, Vec<[u64; 3]>) {
+        let mut closed = self.closed.clone();
+        if cur > self.window_sec {
+            let last = latency_of(&self.window);
+            closed.push(percentiles(&last));
+            closed.resize(cur, [0; 3]);
+            if cur == self.window_sec + 1 {
+                return (last, closed);
+            }
+            return (Latency::default(), closed);
+        }
+        (self.previous, closed)
     }
 }
 
@@ -305,6 +363,8 @@ impl Aggregator {
                 let s = &mut self.ops[op.index()];
                 s.n_total += 1;
                 s.hist.saturating_record(latency_us.max(1));
+                s.roll_to(sec_i);
+                s.window.saturating_record(latency_us.max(1));
                 if s.per_sec.len() <= sec_i {
                     s.per_sec.resize(sec_i + 1, 0);
                 }
@@ -449,6 +509,7 @@ impl Aggregator {
             .zip(&self.ops)
             .map(|(op, s)| {
                 let latency = latency_of(&s.hist);
+                let (latency_last_sec, per_sec_us) = s.last_full_second(cur);
                 let rate_last_sec = if cur >= 1 {
                     s.per_sec.get(cur - 1).copied().unwrap_or(0) as f64
                 } else {
@@ -462,6 +523,8 @@ impl Aggregator {
                     failed: s.failed.clone(),
                     rate_last_sec,
                     latency,
+                    latency_last_sec,
+                    per_sec_us,
                 }
             })
             .collect();
@@ -614,6 +677,36 @@ mod tests {
             class,
             seat: Some((1, 2)),
         }
+    }
+
+    #[test]
+    fn the_last_second_latency_is_of_that_second_alone() {
+        let t0 = Instant::now();
+        let sec = |n: u64| t0 + Duration::from_secs(n) + Duration::from_millis(10);
+        let mut a = Aggregator::new(t0);
+        // Second 0: slow holds; second 1: fast ones; second 2: none; second 3: one.
+        for _ in 0..100 {
+            a.apply(op(Op::Hold, 80_000, OpClass::Ok), sec(0));
+        }
+        for _ in 0..100 {
+            a.apply(op(Op::Hold, 19, OpClass::Ok), sec(1));
+        }
+        let s = a.snapshot(sec(2));
+        let h = s.op(Op::Hold);
+        assert_eq!(h.latency_last_sec.p99_us, 19, "second 1 alone");
+        assert!(h.latency.p99_us >= 79_000, "cumulative: {:?}", h.latency);
+        assert_eq!(h.per_sec_us.len(), 2);
+        assert!(h.per_sec_us[0][2] >= 79_000 && h.per_sec_us[1][2] == 19);
+        a.apply(op(Op::Hold, 500, OpClass::Ok), sec(3));
+        let s = a.snapshot(sec(3));
+        let h = s.op(Op::Hold);
+        assert_eq!(h.latency_last_sec, Latency::default(), "second 2 had none");
+        assert_eq!(h.per_sec_us[2], [0; 3]);
+        let s = a.snapshot(sec(4));
+        assert_eq!(s.op(Op::Hold).latency_last_sec.p99_us, 500);
+        assert_eq!(s.op(Op::Hold).per_sec_us.len(), 4);
+        // An operation never called has no window.
+        assert_eq!(s.op(Op::Pay).latency_last_sec.p99_us, 0);
     }
 
     #[test]
