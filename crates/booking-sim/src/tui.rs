@@ -335,6 +335,20 @@ mod tests {
     }
 
     #[test]
+    fn the_operations_view_fits_at_80x24() {
+        let live = live(Duration::from_secs(100));
+        let text = render(&live, &busy(), 80, 24, View::Operations);
+        for (i, op) in Op::ALL.iter().enumerate() {
+            let count = thousands(12_345_678 + i as u64);
+            let row = format!(
+                "{:<9} 9876   {count} 4,321      19 us      12.5 ms    1.25 s",
+                op.name()
+            );
+            assert!(text.contains(&row), "{row:?} missing:\n{text}");
+        }
+    }
+
+    #[test]
     fn a_header_too_long_for_the_terminal_is_marked_cut() {
         let live = live(Duration::from_secs(100));
         let text = render(&live, &busy(), 80, 24, View::Overview);
@@ -828,7 +842,13 @@ fn draw_totals(f: &mut Frame, area: Rect, s: &Snapshot, block: Block<'static>) {
 fn draw_operations(f: &mut Frame, area: Rect, s: &Snapshot) {
     let [table, outcomes] =
         Layout::vertical([Constraint::Length(14), Constraint::Min(3)]).areas(area);
-    draw_op_table(f, table, s, Columns::All);
+    // On a small terminal, the columns that fit; the outcomes below say the rest.
+    let cols = if area.width < 120 {
+        Columns::Few
+    } else {
+        Columns::All
+    };
+    draw_op_table(f, table, s, cols);
     let mut lines = Vec::new();
     for o in &s.ops {
         let parts: Vec<String> = o
