@@ -208,6 +208,29 @@ impl HttpTarget {
         Err(error_of(status, &body))
     }
 
+    /// An operator request: like [`Self::send`], but tried again (up to ten
+    /// times, 100 ms more each time) when a server that rate-limits per address
+    /// answers 429, since the operator side shares the address of the users.
+    async fn send_admin<T: DeserializeOwned>(
+        &self,
+        req: RequestBuilder,
+        ok: &[StatusCode],
+    ) -> OpResult<T> {
+        let mut attempt = 1;
+        loop {
+            let Some(again) = req.try_clone() else {
+                return self.send(None, req, ok).await;
+            };
+            match self.send(None, again, ok).await {
+                Err(OpError::Failed(f)) if f.kind == FailureKind::RateLimited && attempt < 10 => {
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                    attempt += 1;
+                }
+                r => return r,
+            }
+        }
+    }
+
     /// A queue answer and its `Retry-After`.
     async fn send_paced(
         &self,
@@ -610,7 +633,7 @@ impl Target for HttpTarget {
         let req = self
             .admin_req(reqwest::Method::POST, "/v1/admin/concerts")
             .json(&json!({ "name": name }));
-        let c: IdBody = self.send(None, req, CREATED).await?;
+        let c: IdBody = self.send_admin(req, CREATED).await?;
         Ok(c.id)
     }
 
@@ -625,7 +648,7 @@ impl Target for HttpTarget {
         let req = self.admin_req(reqwest::Method::POST, &path).json(&json!({
             "starts_at": starts_at.to_string(), "seats": seats, "price": price,
         }));
-        let d: DateBody = self.send(None, req, CREATED).await?;
+        let d: DateBody = self.send_admin(req, CREATED).await?;
         Ok(DateCreated {
             date: date(&d.date)?,
             schedule: d.schedule_id,
@@ -640,7 +663,7 @@ impl Target for HttpTarget {
                 "batch": policy.batch(),
                 "max_active": policy.max_active(),
             }));
-        let _: Value = self.send(None, req, OK).await?;
+        let _: Value = self.send_admin(req, OK).await?;
         Ok(())
     }
 
@@ -657,7 +680,7 @@ impl HttpTarget {
     /// A failed request, or an answer without a valid policy.
     pub async fn current_policy(&self) -> OpResult<AdmissionPolicy> {
         let req = self.admin_req(reqwest::Method::GET, "/v1/admin/queue");
-        let q: QueueStatsBody = self.send(None, req, OK).await?;
+        let q: QueueStatsBody = self.send_admin(req, OK).await?;
         let p = q.policy;
         let interval = p.interval_ms.ok_or_else(|| {
             OpError::failed(

@@ -1027,6 +1027,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn latencies_carry_their_unit() {
+        assert_eq!(fmt_us(0), "0 us");
+        assert_eq!(fmt_us(19), "19 us");
+        assert_eq!(fmt_us(999), "999 us");
+        assert_eq!(fmt_us(1_000), "1.00 ms");
+        assert_eq!(fmt_us(4_250), "4.25 ms");
+        assert_eq!(fmt_us(12_500), "12.5 ms");
+        assert_eq!(fmt_us(250_000), "250 ms");
+        assert_eq!(fmt_us(1_250_000), "1.25 s");
+        assert_eq!(fmt_us(120_000_000), "120.00 s");
+    }
+
+    #[test]
     fn server_histograms_are_summed_by_route() {
         let one = "# TYPE booking_http_request_duration_seconds histogram
 booking_http_request_duration_seconds_bucket{method=\"GET\",route=\"/v1/queue/status\",le=\"0.001\"} 90
