@@ -548,20 +548,61 @@ fn main() -> ExitCode {
             c.threshold, c.actual
         );
     }
-    if !outcome.audit().clean {
+    let clean = outcome.audit().clean;
+    if !clean {
         eprintln!(
             "booking-sim: the audit FAILED: {}. Reproduce with --seed {}",
             outcome.audit().failed().join(", "),
             cfg.seed
         );
-        return ExitCode::from(exit::AUDIT);
     }
-    if let Some(why) = outcome.report.run_failure() {
+    let run_failure = outcome.report.run_failure();
+    if let Some(why) = &run_failure {
         eprintln!("booking-sim: the run FAILED: {why}");
-        return ExitCode::from(exit::RUN_FAILED);
     }
-    if !crossed.is_empty() {
-        return ExitCode::from(exit::THRESHOLD);
+    ExitCode::from(verdict(clean, run_failure.is_some(), !crossed.is_empty()))
+}
+
+/// The exit status of a run that was done: an audit violation first, then a
+/// failed run, then a crossed threshold.
+fn verdict(audit_clean: bool, run_failed: bool, threshold_crossed: bool) -> u8 {
+    if !audit_clean {
+        exit::AUDIT
+    } else if run_failed {
+        exit::RUN_FAILED
+    } else if threshold_crossed {
+        exit::THRESHOLD
+    } else {
+        exit::CLEAN
     }
-    ExitCode::from(exit::CLEAN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_verdict_has_its_status_in_the_documented_order() {
+        assert_eq!(verdict(true, false, false), 0);
+        assert_eq!(verdict(false, false, false), 4);
+        assert_eq!(verdict(false, true, true), 4, "the audit first");
+        assert_eq!(verdict(true, true, false), 3);
+        assert_eq!(verdict(true, true, true), 3, "then a failed run");
+        assert_eq!(verdict(true, false, true), 5);
+        let codes = [
+            exit::CLEAN,
+            exit::SETUP,
+            exit::USAGE,
+            exit::RUN_FAILED,
+            exit::AUDIT,
+            exit::THRESHOLD,
+        ];
+        for (i, c) in codes.iter().enumerate() {
+            assert!(
+                EXIT_CODES.contains(&format!("  {c}  ")),
+                "--help documents {c}"
+            );
+            assert!(!codes[..i].contains(c), "{c} is distinct");
+        }
+    }
 }

@@ -60,7 +60,8 @@ pub struct OpFigures {
     /// Latency of the calls completed in the last full second (zero when none).
     pub latency_last_sec: Latency,
     /// Median, 90th and 99th percentile of each full second, in microseconds
-    /// (`[0, 0, 0]` for a second without a call), oldest first, from second 0.
+    /// (`[0, 0, 0]` for a second without a call), oldest first: the last
+    /// [`CHART_SECONDS`] in a live snapshot, from second 0 in the final one.
     pub per_sec_us: Vec<[u64; 3]>,
 }
 
@@ -235,18 +236,24 @@ impl OpStats {
 
     /// The latency of second `sec` and the percentiles of every second before it,
     /// were the window moved to `sec`.
-    fn last_full_second(&self, cur: usize) -> (Latency, Vec<[u64; 3]>) {
-        let mut closed = self.closed.clone();
+    fn last_full_second(&self, cur: usize, keep: usize) -> (Latency, Vec<[u64; 3]>) {
+        // The seconds [from, cur): the last `keep` full ones.
+        let from = cur.saturating_sub(keep);
+        let mut out: Vec<[u64; 3]> = self.closed.get(from..).map_or_else(Vec::new, <[_]>::to_vec);
         if cur > self.window_sec {
             let last = latency_of(&self.window);
-            closed.push(percentiles(&last));
-            closed.resize(cur, [0; 3]);
-            if cur == self.window_sec + 1 {
-                return (last, closed);
+            if self.window_sec >= from {
+                out.push(percentiles(&last));
             }
-            return (Latency::default(), closed);
+            out.resize(cur - from, [0; 3]);
+            let latest = if cur == self.window_sec + 1 {
+                last
+            } else {
+                Latency::default()
+            };
+            return (latest, out);
         }
-        (self.previous, closed)
+        (self.previous, out)
     }
 }
 
@@ -502,6 +509,17 @@ impl Aggregator {
 
     /// The figures now.
     pub fn snapshot(&self, now: Instant) -> Snapshot {
+        self.snapshot_keeping(now, CHART_SECONDS)
+    }
+
+    /// The figures at the end: every second of the run in the series
+    /// (`recent`, `per_sec_us`), for the report and its plots.
+    pub fn final_snapshot(&self, now: Instant) -> Snapshot {
+        self.snapshot_keeping(now, usize::MAX)
+    }
+
+    /// The figures now, with the last `keep` seconds of the series.
+    fn snapshot_keeping(&self, now: Instant, keep: usize) -> Snapshot {
         let elapsed = now.saturating_duration_since(self.start);
         let cur = elapsed.as_secs() as usize;
         let ops = Op::ALL
@@ -509,7 +527,7 @@ impl Aggregator {
             .zip(&self.ops)
             .map(|(op, s)| {
                 let latency = latency_of(&s.hist);
-                let (latency_last_sec, per_sec_us) = s.last_full_second(cur);
+                let (latency_last_sec, per_sec_us) = s.last_full_second(cur, keep);
                 let rate_last_sec = if cur >= 1 {
                     s.per_sec.get(cur - 1).copied().unwrap_or(0) as f64
                 } else {
@@ -528,7 +546,7 @@ impl Aggregator {
                 }
             })
             .collect();
-        let first = self.seconds.len().saturating_sub(CHART_SECONDS);
+        let first = self.seconds.len().saturating_sub(keep);
         let mut totals = Second::default();
         for s in &self.seconds {
             totals.n_holds += s.n_holds;
@@ -659,7 +677,7 @@ pub fn run_aggregator(
             last = Instant::now();
         }
     }
-    let snap = agg.snapshot(Instant::now());
+    let snap = agg.final_snapshot(Instant::now());
     *published.lock().unwrap_or_else(|p| p.into_inner()) = snap.clone();
     (snap, agg.into_record())
 }
@@ -702,9 +720,24 @@ mod tests {
         let h = s.op(Op::Hold);
         assert_eq!(h.latency_last_sec, Latency::default(), "second 2 had none");
         assert_eq!(h.per_sec_us[2], [0; 3]);
-        let s = a.snapshot(sec(4));
+        let s = a.final_snapshot(sec(4));
         assert_eq!(s.op(Op::Hold).latency_last_sec.p99_us, 500);
         assert_eq!(s.op(Op::Hold).per_sec_us.len(), 4);
+        // Live snapshots keep the last CHART_SECONDS; the final one every second.
+        let late = sec(CHART_SECONDS as u64 + 10);
+        a.apply(
+            op(Op::Hold, 700, OpClass::Ok),
+            late - Duration::from_secs(1),
+        );
+        let live = a.snapshot(late);
+        let h = live.op(Op::Hold);
+        assert_eq!(h.per_sec_us.len(), CHART_SECONDS);
+        assert_eq!(h.per_sec_us.last().map(|p| p[2]), Some(700));
+        assert_eq!(h.latency_last_sec.p99_us, 700);
+        let all = a.final_snapshot(late);
+        assert_eq!(all.op(Op::Hold).per_sec_us.len(), CHART_SECONDS + 10);
+        assert!(all.op(Op::Hold).per_sec_us[0][2] >= 79_000, "second 0 kept");
+        assert!(all.recent.len() > CHART_SECONDS && live.recent.len() <= CHART_SECONDS);
         // An operation never called has no window.
         assert_eq!(s.op(Op::Pay).latency_last_sec.p99_us, 0);
     }
