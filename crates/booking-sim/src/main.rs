@@ -256,8 +256,9 @@ struct Args {
     fail_if: Vec<booking_sim::thresholds::Threshold>,
 
     /// Run on a database (--database, --spawn) that holds concerts or queue
-    /// tokens of earlier runs. Without it such a database is refused: new users
-    /// would queue behind the leftovers and the figures would mix both runs.
+    /// tokens of earlier runs, or on --url servers whose waiting room has users
+    /// waiting. Without it these are refused: new users would queue behind the
+    /// leftovers and the figures would mix both runs.
     /// Even with it, a run of the same --seed is refused (the same users and
     /// idempotency keys).
     #[arg(long, help_heading = "Target")]

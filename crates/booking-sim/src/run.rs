@@ -571,6 +571,18 @@ async fn run_target(cfg: &SimConfig, spec: &TargetSpec, ui: Ui) -> Result<Outcom
                     "reading the admission policy (GET /v1/admin/queue): {e}"
                 ))
             })?;
+            if !cfg.reuse
+                && let Ok(q) = target.queue_sample().await
+                && q.waiting > 0
+            {
+                return Err(SimError::Reused(format!(
+                    "the waiting room of {} has {} user(s) waiting already: new users would \
+                     queue behind them and the figures would mix both. Let them lapse, or give \
+                     --reuse to run anyway",
+                    admin_url.as_deref().unwrap_or(&bases[0]),
+                    q.waiting
+                )));
+            }
             let d = drive(Arc::clone(&target), cfg, ui, &control, label).await;
             let restored = target.set_policy(before).await;
             if ui != Ui::Quiet {

@@ -14,8 +14,9 @@ use booking_sim::http::{HttpOptions, HttpTarget, RATE_LIMIT_HINT};
 use booking_sim::run::{TargetSpec, Ui, run};
 use booking_sim::target::Target;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rate_limited_run_says_why_and_the_policy_is_put_back() {
+/// A memory-store booking-http on 127.0.0.1 with the server's default rate
+/// limits; returns its base URL, admin key and a stop switch.
+async fn serve_default() -> (String, String, tokio::sync::watch::Sender<bool>) {
     let booking = Arc::new(
         Booking::new(
             MemoryStore::new(),
@@ -49,6 +50,12 @@ async fn a_rate_limited_run_says_why_and_the_policy_is_put_back() {
         booking_sim::http::background_options(booking.config()),
         booking_sim::http::stopped(stop_rx),
     ));
+    (base, admin_key, stop_tx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_run_says_why_and_the_policy_is_put_back() {
+    let (base, admin_key, stop_tx) = serve_default().await;
 
     // The operator's policy before the run.
     let operator = HttpTarget::with_options(
@@ -111,4 +118,58 @@ async fn a_rate_limited_run_says_why_and_the_policy_is_put_back() {
     let after = operator.current_policy().await.expect("read policy");
     let _ = stop_tx.send(true);
     assert_eq!(after, theirs, "the operator's policy is back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_room_with_users_waiting_is_refused_without_reuse() {
+    let (base, admin_key, stop_tx) = serve_default().await;
+    let operator = HttpTarget::with_options(
+        vec![base.clone()],
+        admin_key.clone(),
+        HttpOptions::default(),
+    )
+    .expect("client");
+    // Nobody admitted: a cap of one, taken by the first.
+    let policy = AdmissionPolicy::new(Duration::from_secs(3_600), Some(1), Some(1)).expect("p");
+    operator.set_policy(policy).await.expect("set");
+    let http = reqwest::Client::new();
+    for _ in 0..5 {
+        let r = http
+            .post(format!("{base}/v1/queue/tokens"))
+            .json(&serde_json::json!({ "user_id": uuid::Uuid::new_v4().to_string() }))
+            .send()
+            .await
+            .expect("issue");
+        assert!(r.status().is_success(), "{}", r.status());
+    }
+    let waiting = operator.queue_sample().await.expect("sample").waiting;
+    assert!(waiting >= 3, "{waiting} waiting");
+
+    let spec = TargetSpec::Http {
+        bases: vec![base.clone()],
+        admin_key,
+        admin_url: None,
+        database: None,
+    };
+    let mut cfg = common::small(20, 1, 43);
+    let err = run(&cfg, &spec, Ui::Quiet).await.expect_err("refused");
+    let said = err.to_string();
+    assert!(
+        said.contains("user(s) waiting already") && said.contains("--reuse"),
+        "{said}"
+    );
+    assert_eq!(
+        operator.current_policy().await.expect("policy"),
+        policy,
+        "nothing changed"
+    );
+    assert_eq!(
+        operator.queue_sample().await.expect("sample").waiting,
+        waiting
+    );
+
+    cfg.reuse = true;
+    let o = run(&cfg, &spec, Ui::Quiet).await.expect("run with --reuse");
+    assert!(o.report.users.started > 0);
+    let _ = stop_tx.send(true);
 }
