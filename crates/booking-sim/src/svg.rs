@@ -18,7 +18,7 @@ const W: f64 = 800.0;
 const H: f64 = 320.0;
 const LEFT: f64 = 70.0;
 const RIGHT: f64 = 20.0;
-const TOP: f64 = 40.0;
+const TOP: f64 = 55.0;
 const BOTTOM: f64 = 45.0;
 
 /// Escapes text for SVG.
@@ -151,12 +151,12 @@ pub fn line_chart(
             esc(s.name)
         );
     }
-    // Legend, top right.
+    // Legend, under the title, right-aligned.
     let mut lx = W - RIGHT - 150.0 * series.len() as f64;
     for s in series {
         let _ = writeln!(
             o,
-            r#"<rect x="{lx:.1}" y="12" width="14" height="4" fill="{}"/><text x="{:.1}" y="18">{}</text>"#,
+            r#"<rect x="{lx:.1}" y="34" width="14" height="4" fill="{}"/><text x="{:.1}" y="40">{}</text>"#,
             esc(s.color),
             lx + 18.0,
             esc(s.name)

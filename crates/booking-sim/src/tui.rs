@@ -349,6 +349,29 @@ mod tests {
     }
 
     #[test]
+    fn the_seat_map_uses_the_cli_legend_at_80x24() {
+        let live = live(Duration::from_secs(100));
+        let mut s = busy();
+        s.heat = Some(crate::stats::HeatMap {
+            schedule: 7,
+            n_attempts: 1_234,
+            seats: (0..50)
+                .map(|i| match i % 3 {
+                    0 => SeatView::Free,
+                    1 => SeatView::Held,
+                    _ => SeatView::Sold,
+                })
+                .collect(),
+        });
+        let text = render(&live, &s, 80, 24, View::Seats);
+        for legend in [". free 17", "h held 17", "X sold 16"] {
+            assert!(text.contains(legend), "{legend:?}:\n{text}");
+        }
+        assert!(text.contains("1 . h X . h X"), "{text}");
+        assert!(!text.contains("[H]") && !text.contains("[S]"), "{text}");
+    }
+
+    #[test]
     fn a_header_too_long_for_the_terminal_is_marked_cut() {
         let live = live(Duration::from_secs(100));
         let text = render(&live, &busy(), 80, 24, View::Overview);
