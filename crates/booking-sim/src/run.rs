@@ -404,6 +404,8 @@ pub struct RunInfo {
     pub plan_total: Duration,
     /// The on-sale scenario's users (`None` for the browse scenario).
     pub onsale_users: Option<u32>,
+    /// When the load started (the aggregator's clock).
+    pub start: Instant,
 }
 
 /// The live state the dashboard and progress lines read.
@@ -837,6 +839,7 @@ async fn drive<T: Target>(
         control: Arc::clone(control),
         finished: AtomicBool::new(false),
         info: RunInfo {
+            start,
             target: label,
             seed: cfg.seed,
             plan: match &cfg.scenario {

@@ -73,12 +73,12 @@ fn thousands_i(n: i64) -> String {
     }
 }
 
-/// The run's clock as people see it: elapsed and remaining time, without the
-/// time spent paused.
-pub fn run_clock(live: &Live, s: &Snapshot, now: Instant) -> (Duration, Duration) {
+/// The run's clock as people see it at `now`: elapsed and remaining time,
+/// without the time spent paused.
+pub fn run_clock(live: &Live, now: Instant) -> (Duration, Duration) {
     let total = live.info.plan_total;
-    let elapsed = s
-        .elapsed
+    let elapsed = now
+        .saturating_duration_since(live.info.start)
         .saturating_sub(live.control.paused_for(now))
         .min(total);
     (elapsed, total.saturating_sub(elapsed))
@@ -92,7 +92,7 @@ pub fn progress_line(live: &Live, s: &Snapshot) -> String {
         .max_active
         .map_or_else(|| "-".to_owned(), |c| c.to_string());
     let errors: u64 = s.errors.values().sum();
-    let (elapsed, _) = run_clock(live, s, Instant::now());
+    let (elapsed, _) = run_clock(live, Instant::now());
     format!(
         "[{:>6}/{}] users {} (waiting {}, active {}/{}) | holds {}/s conflicts {}/s pay {}/s | p99 last second: hold {} pay {} | paid {} walked away {} errors {}{}{}{}",
         format_duration(Duration::from_secs(elapsed.as_secs())),
@@ -200,6 +200,11 @@ mod tests {
     use std::sync::atomic::AtomicBool;
 
     fn live(plan_total: Duration) -> Live {
+        // 75.5 s ago: the header shows 75 s whatever the test's own pace.
+        live_from(plan_total, Instant::now() - Duration::from_millis(75_500))
+    }
+
+    fn live_from(plan_total: Duration, start: Instant) -> Live {
         Live {
             snapshot: Arc::new(Mutex::new(Snapshot::default())),
             control: Arc::new(crate::user::Control::default()),
@@ -210,6 +215,7 @@ mod tests {
                 plan: "500 users over 30s, 2000 users over 1m, 0 users over 10s".into(),
                 plan_total,
                 onsale_users: None,
+                start,
             },
         }
     }
@@ -381,22 +387,28 @@ mod tests {
 
     #[test]
     fn the_clock_stops_while_paused() {
-        let live = live(Duration::from_secs(100));
-        let t0 = Instant::now();
-        let mut s = Snapshot {
-            elapsed: Duration::from_secs(10),
-            ..Snapshot::default()
-        };
-        live.control.set_paused_at(true, t0);
-        // The aggregator's clock goes on for 30 s while paused.
-        s.elapsed = Duration::from_secs(40);
-        let (elapsed, remaining) = run_clock(&live, &s, t0 + Duration::from_secs(30));
-        assert_eq!((elapsed.as_secs(), remaining.as_secs()), (10, 90));
-        live.control
-            .set_paused_at(false, t0 + Duration::from_secs(30));
-        s.elapsed = Duration::from_secs(45);
-        let (elapsed, remaining) = run_clock(&live, &s, t0 + Duration::from_secs(35));
+        let start = Instant::now();
+        let at = |secs: u64| start + Duration::from_secs(secs);
+        let live = live_from(Duration::from_secs(100), start);
+        assert_eq!(run_clock(&live, at(10)).0.as_secs(), 10);
+        live.control.set_paused_at(true, at(10));
+        // Thirty seconds paused: the clock shows 10 s all along.
+        for t in [10, 25, 40] {
+            let (elapsed, remaining) = run_clock(&live, at(t));
+            assert_eq!(
+                (elapsed.as_secs(), remaining.as_secs()),
+                (10, 90),
+                "at {t} s"
+            );
+        }
+        live.control.set_paused_at(false, at(40));
+        let (elapsed, remaining) = run_clock(&live, at(45));
         assert_eq!((elapsed.as_secs(), remaining.as_secs()), (15, 85));
+        assert_eq!(
+            run_clock(&live, at(500)).1,
+            Duration::ZERO,
+            "never below zero"
+        );
     }
 
     #[test]
@@ -573,7 +585,7 @@ fn fit(text: &str, width: usize) -> String {
 
 fn draw_header(f: &mut Frame, area: Rect, live: &Live, s: &Snapshot) {
     let total = live.info.plan_total;
-    let (elapsed, remaining) = run_clock(live, s, Instant::now());
+    let (elapsed, remaining) = run_clock(live, Instant::now());
     let state = if live.control.is_stopping() {
         Span::styled(" STOPPING ", Style::new().black().on_red())
     } else if live.control.is_paused() {
@@ -605,7 +617,12 @@ fn draw_header(f: &mut Frame, area: Rect, live: &Live, s: &Snapshot) {
         let label = format!(
             "elapsed {} · remaining {}",
             format_duration(Duration::from_secs(elapsed.as_secs())),
-            format_duration(Duration::from_secs(remaining.as_secs()))
+            // Whole seconds that add up to the plan.
+            format_duration(Duration::from_secs(
+                (elapsed + remaining)
+                    .as_secs()
+                    .saturating_sub(elapsed.as_secs())
+            ))
         );
         (ratio, label)
     };
