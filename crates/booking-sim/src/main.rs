@@ -510,7 +510,7 @@ fn main() -> ExitCode {
         eprintln!("booking-sim: {changes}");
     }
     let outcome = runtime.block_on(run(&cfg, &spec, ui));
-    let outcome = match outcome {
+    let mut outcome = match outcome {
         Ok(o) => o,
         Err(e) => {
             eprintln!("booking-sim: {e}");
@@ -520,6 +520,7 @@ fn main() -> ExitCode {
             });
         }
     };
+    outcome.report.thresholds = booking_sim::thresholds::evaluate(&args.fail_if, &outcome.report);
     println!("{}", outcome.report.to_markdown());
     if let Some(path) = &args.report {
         match outcome.report.write(path) {

@@ -272,6 +272,17 @@ pub struct OnsaleReport {
     pub polls_per_second: Vec<PollSecond>,
 }
 
+/// One `--fail-if` threshold and the run's value.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ThresholdReport {
+    /// The expression, as given (without blanks), e.g. `hold.p99>50ms`.
+    pub expression: String,
+    /// The run's value, for people (`61.2 ms`, `0.42%`, `118`).
+    pub value: String,
+    /// Whether the run crossed it (the run then fails).
+    pub crossed: bool,
+}
+
 /// One route's latency on the servers, from their Prometheus histograms: the
 /// upper bounds of the buckets that hold the median and the 99th percentile.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -398,6 +409,9 @@ pub struct Report {
     /// (their `/metrics` histograms, summed), without the time a request waited
     /// for one of the simulator's connections.
     pub server_latency: Vec<RouteLatency>,
+    /// The `--fail-if` thresholds and whether the run crossed each (empty
+    /// without any).
+    pub thresholds: Vec<ThresholdReport>,
     /// The auditor's verdicts.
     pub audit: Audit,
 }
@@ -735,6 +749,20 @@ impl Report {
                     bound(r.p50_at_most_secs),
                     bound(r.p99_at_most_secs),
                     100.0 * r.within_100ms
+                );
+            }
+            let _ = writeln!(m);
+        }
+        if !self.thresholds.is_empty() {
+            let _ = writeln!(m, "## Thresholds (--fail-if)\n");
+            let _ = writeln!(m, "| fails if | the run | verdict |\n|---|---:|---|");
+            for t in &self.thresholds {
+                let _ = writeln!(
+                    m,
+                    "| `{}` | {} | {} |",
+                    t.expression,
+                    t.value,
+                    if t.crossed { "**CROSSED**" } else { "passed" }
                 );
             }
             let _ = writeln!(m);

@@ -1260,6 +1260,7 @@ fn finish(
         cpu: d.cpu,
         baseline: None,
         server_latency: Vec::new(),
+        thresholds: Vec::new(),
         onsale: match &cfg.scenario {
             Scenario::Onsale(o) => Some(onsale_report(o, &d, state, spawned)),
             Scenario::Browse => None,

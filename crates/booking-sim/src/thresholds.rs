@@ -301,6 +301,19 @@ impl Threshold {
     }
 }
 
+/// Every threshold with the run's value and whether it was crossed, for the
+/// report.
+pub fn evaluate(thresholds: &[Threshold], report: &Report) -> Vec<crate::report::ThresholdReport> {
+    thresholds
+        .iter()
+        .map(|t| crate::report::ThresholdReport {
+            expression: t.text.clone(),
+            value: t.actual(report),
+            crossed: t.crossed(report),
+        })
+        .collect()
+}
+
 /// The thresholds `report` crossed.
 pub fn check(thresholds: &[Threshold], report: &Report) -> Vec<Crossed> {
     thresholds

@@ -139,6 +139,11 @@ fn a_redirected_stdout_gets_the_summary_alone_with_plots_and_thresholds() {
         .as_array()
         .and_then(|ops| ops.iter().find(|o| o["name"] == "hold"))
         .expect("hold");
+    let thresholds = json["thresholds"].as_array().expect("thresholds");
+    assert_eq!(thresholds.len(), 2, "{thresholds:?}");
+    assert_eq!(thresholds[0]["expression"], "hold.p99>100s");
+    assert_eq!(thresholds[0]["crossed"], false);
+    assert!(md.contains("| `payments<0` |"), "{md}");
     assert!(
         hold["latency_per_second_us"]
             .as_array()
