@@ -38,7 +38,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Without a terminal on standard output (`booking-sim > summary.md`) there is
 /// no dashboard: progress lines go to standard error and the summary alone to
 /// standard output.
-#[derive(Debug, Parser)]
+//
+// No `Debug`: the arguments hold the admin key and database URLs, which are
+// never printed (see `TargetSpec`'s redacting `Debug`).
+#[derive(Parser)]
 #[command(name = "booking-sim", version, about, long_about, after_help = EXIT_CODES)]
 struct Args {
     /// Database: sqlite://path/to/file.db or postgres://user@host:port/db. In
