@@ -352,6 +352,24 @@ mod tests {
             );
             assert!(text.contains(&row), "{row:?} missing:\n{text}");
         }
+        // Wide enough for every column.
+        let text = render(&live, &busy(), 130, 36, View::Operations);
+        for (i, op) in Op::ALL.iter().enumerate() {
+            let count = thousands(12_345_678 + i as u64);
+            let row = format!(
+                "{:<9} {:<6} {count:<10} {:<10} {:<10} {:<10} {:<10} {:<10} {:<10} {:<10} 1.25 s",
+                op.name(),
+                "9876",
+                "12,000,000",
+                "0",
+                "4,321",
+                "19 us",
+                "420 us",
+                "12.5 ms",
+                "250 ms"
+            );
+            assert!(text.contains(&row), "{row:?} missing:\n{text}");
+        }
     }
 
     #[test]
@@ -885,7 +903,7 @@ fn draw_operations(f: &mut Frame, area: Rect, s: &Snapshot) {
     let [table, outcomes] =
         Layout::vertical([Constraint::Length(14), Constraint::Min(3)]).areas(area);
     // On a small terminal, the columns that fit; the outcomes below say the rest.
-    let cols = if area.width < 120 {
+    let cols = if area.width < 130 {
         Columns::Few
     } else {
         Columns::All
