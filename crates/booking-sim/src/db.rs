@@ -382,3 +382,66 @@ async fn read_postgres(url: &str) -> Result<DbState, ReadError> {
     let _ = conn.close().await;
     Ok(st)
 }
+
+/// What an earlier run (or any earlier use) left in a database: concerts and
+/// queue tokens ever issued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Leftovers {
+    /// Concerts.
+    pub concerts: i64,
+    /// Queue tokens issued (rows of the waiting room, whatever their state).
+    pub tokens: i64,
+    /// Concerts with the name asked about (the name of a run's concert).
+    pub same_name: i64,
+}
+
+impl Leftovers {
+    /// Whether the database holds nothing of an earlier run.
+    pub fn is_empty(&self) -> bool {
+        self.concerts == 0 && self.tokens == 0
+    }
+}
+
+/// Counts what earlier runs left in the (migrated) database at `url`, and the
+/// concerts named `name`.
+///
+/// # Errors
+/// The database cannot be reached or read.
+pub async fn leftovers(url: &str, name: &str) -> Result<Leftovers, ReadError> {
+    const Q: &str = "SELECT (SELECT COUNT(*) FROM concerts), (SELECT COUNT(*) FROM queue_entries), \
+         (SELECT COUNT(*) FROM concerts WHERE name = $1)";
+    const Q_SQLITE: &str = "SELECT (SELECT COUNT(*) FROM concerts), \
+         (SELECT COUNT(*) FROM queue_entries), (SELECT COUNT(*) FROM concerts WHERE name = ?)";
+    let (concerts, tokens, same_name): (i64, i64, i64) = match Backend::of_url(url).map_err(e)? {
+        Backend::Sqlite => {
+            let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+                .map_err(e)?
+                .read_only(true);
+            let mut conn = sqlx::SqliteConnection::connect_with(&opts)
+                .await
+                .map_err(e)?;
+            let r = sqlx::query_as(Q_SQLITE)
+                .bind(name)
+                .fetch_one(&mut conn)
+                .await
+                .map_err(e)?;
+            let _ = conn.close().await;
+            r
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(url).await.map_err(e)?;
+            let r = sqlx::query_as(Q)
+                .bind(name)
+                .fetch_one(&mut conn)
+                .await
+                .map_err(e)?;
+            let _ = conn.close().await;
+            r
+        }
+    };
+    Ok(Leftovers {
+        concerts,
+        tokens,
+        same_name,
+    })
+}

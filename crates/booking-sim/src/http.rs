@@ -32,6 +32,10 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connections per instance unless told otherwise.
 pub const DEFAULT_CONNECTIONS: usize = 128;
 
+/// What a run is told when a server answers 429 Too Many Requests.
+pub const RATE_LIMIT_HINT: &str = "the server is rate limiting this client; start it with \
+     --rate-limit-ip 0 (and --rate-limit-token 0), or give the simulator fewer --users";
+
 /// How the HTTP target connects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpOptions {
@@ -204,6 +208,29 @@ impl HttpTarget {
         Err(error_of(status, &body))
     }
 
+    /// An operator request: like [`Self::send`], but tried again (up to ten
+    /// times, 100 ms more each time) when a server that rate-limits per address
+    /// answers 429, since the operator side shares the address of the users.
+    async fn send_admin<T: DeserializeOwned>(
+        &self,
+        req: RequestBuilder,
+        ok: &[StatusCode],
+    ) -> OpResult<T> {
+        let mut attempt = 1;
+        loop {
+            let Some(again) = req.try_clone() else {
+                return self.send(None, req, ok).await;
+            };
+            match self.send(None, again, ok).await {
+                Err(OpError::Failed(f)) if f.kind == FailureKind::RateLimited && attempt < 10 => {
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                    attempt += 1;
+                }
+                r => return r,
+            }
+        }
+    }
+
     /// A queue answer and its `Retry-After`.
     async fn send_paced(
         &self,
@@ -309,6 +336,9 @@ fn error_of(status: StatusCode, body: &[u8]) -> OpError {
         s if s.is_server_error() => FailureKind::Internal,
         _ => FailureKind::Unexpected,
     };
+    if kind == FailureKind::RateLimited {
+        return OpError::failed(kind, format!("{status}: {RATE_LIMIT_HINT}"));
+    }
     let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
     OpError::failed(kind, format!("{status}: {text}"))
 }
@@ -388,6 +418,10 @@ struct IdBody {
 
 #[derive(Deserialize)]
 struct PolicyBody {
+    #[serde(default)]
+    interval_ms: Option<u64>,
+    #[serde(default)]
+    batch: Option<u32>,
     max_active: Option<u32>,
 }
 
@@ -599,7 +633,7 @@ impl Target for HttpTarget {
         let req = self
             .admin_req(reqwest::Method::POST, "/v1/admin/concerts")
             .json(&json!({ "name": name }));
-        let c: IdBody = self.send(None, req, CREATED).await?;
+        let c: IdBody = self.send_admin(req, CREATED).await?;
         Ok(c.id)
     }
 
@@ -614,7 +648,7 @@ impl Target for HttpTarget {
         let req = self.admin_req(reqwest::Method::POST, &path).json(&json!({
             "starts_at": starts_at.to_string(), "seats": seats, "price": price,
         }));
-        let d: DateBody = self.send(None, req, CREATED).await?;
+        let d: DateBody = self.send_admin(req, CREATED).await?;
         Ok(DateCreated {
             date: date(&d.date)?,
             schedule: d.schedule_id,
@@ -629,11 +663,37 @@ impl Target for HttpTarget {
                 "batch": policy.batch(),
                 "max_active": policy.max_active(),
             }));
-        let _: Value = self.send(None, req, OK).await?;
+        let _: Value = self.send_admin(req, OK).await?;
         Ok(())
     }
 
     async fn queue_sample(&self) -> OpResult<QueueSample> {
+        self.queue_sample_now().await
+    }
+}
+
+impl HttpTarget {
+    /// The admission policy the operator side has now (`GET /v1/admin/queue`),
+    /// to put it back after a run.
+    ///
+    /// # Errors
+    /// A failed request, or an answer without a valid policy.
+    pub async fn current_policy(&self) -> OpResult<AdmissionPolicy> {
+        let req = self.admin_req(reqwest::Method::GET, "/v1/admin/queue");
+        let q: QueueStatsBody = self.send_admin(req, OK).await?;
+        let p = q.policy;
+        let interval = p.interval_ms.ok_or_else(|| {
+            OpError::failed(
+                FailureKind::Protocol,
+                "the queue answer has no policy interval",
+            )
+        })?;
+        AdmissionPolicy::new(Duration::from_millis(interval), p.batch, p.max_active).map_err(|e| {
+            OpError::failed(FailureKind::Protocol, format!("the server's policy: {e}"))
+        })
+    }
+
+    async fn queue_sample_now(&self) -> OpResult<QueueSample> {
         let req = self.admin_req(reqwest::Method::GET, "/v1/admin/queue");
         let q: QueueStatsBody = self.send(None, req, OK).await?;
         Ok(QueueSample {

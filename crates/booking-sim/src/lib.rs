@@ -25,7 +25,7 @@
 //! Layout: [`target`] is the flow's operations as a trait, implemented by
 //! [`inproc`] and [`http`]; [`user`] is one virtual user; [`events`] what users
 //! report; [`stats`] the aggregator; [`record`] what users were told; [`db`] and
-//! [`audit`] the auditor; [`report`] the reports; [`tui`] the dashboard; [`run`]
+//! [`audit`] the auditor; [`report`] the reports; [`tui`] the dashboard; [`svg`] the report's plots; [`thresholds`] `--fail-if`; [`run`]
 //! puts them together.
 
 #![warn(missing_docs)]
@@ -42,7 +42,9 @@ pub mod record;
 pub mod report;
 pub mod run;
 pub mod stats;
+pub mod svg;
 pub mod target;
+pub mod thresholds;
 pub mod tui;
 pub mod user;
 

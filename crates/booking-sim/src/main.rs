@@ -1,6 +1,7 @@
 //! `booking-sim`: fires virtual users at booking and audits the result. See
 //! `booking-sim --help`.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use booking_core::Config;
 use booking_core::domain::AdmissionPolicy;
 use booking_sim::plan::{Plan, parse_duration};
-use booking_sim::run::{Onsale, Scenario, SimConfig, TargetSpec, Ui, run};
+use booking_sim::run::{Onsale, Scenario, SimConfig, SimError, TargetSpec, Ui, run};
 use booking_sim::user::Behaviour;
 use clap::Parser;
 
@@ -34,12 +35,14 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// fails or is told "sold out" is followed by a pause that doubles with each
 /// such visit in a row (with jitter, up to 8 s).
 ///
-/// Exit status: 0 when the audit is clean, 2 when it found a violation (the seed
-/// that reproduces the run is printed), 3 when more than half of the requests
-/// failed (the most frequent failure is named), 1 when the run could not be
-/// done.
-#[derive(Debug, Parser)]
-#[command(name = "booking-sim", version, about, long_about)]
+/// Without a terminal on standard output (`booking-sim > summary.md`) there is
+/// no dashboard: progress lines go to standard error and the summary alone to
+/// standard output.
+//
+// No `Debug`: the arguments hold the admin key and database URLs, which are
+// never printed (see `TargetSpec`'s redacting `Debug`).
+#[derive(Parser)]
+#[command(name = "booking-sim", version, about, long_about, after_help = EXIT_CODES)]
 struct Args {
     /// Database: sqlite://path/to/file.db or postgres://user@host:port/db. In
     /// process without --url/--spawn; the servers' database with --spawn; the
@@ -236,9 +239,33 @@ struct Args {
     #[arg(long, help_heading = "Output")]
     no_tui: bool,
 
-    /// Write the report as JSON to FILE, and as Markdown beside it (FILE with .md).
+    /// Write the report as JSON to FILE, as Markdown beside it (FILE with .md),
+    /// and its plots as SVG files beside them (FILE-holds.svg, FILE-latency.svg),
+    /// linked from the Markdown. The files are checked to be writable before
+    /// the run.
     #[arg(long, value_name = "FILE", help_heading = "Output")]
     report: Option<PathBuf>,
+
+    /// Fail the run (exit status 5) when the expression holds at the end, as
+    /// k6's thresholds do: METRIC OP VALUE with OP one of > >= < <=, e.g.
+    /// 'hold.p99>50ms', 'pay.p99.9>=1s', 'error_rate>1%', 'payments<100'.
+    /// METRIC is OPERATION.STAT (operations: issue, poll, watch, dates, seats,
+    /// hold, charge, pay, pay_retry, cancel, probe; stats: p50, p90, p99,
+    /// p99.9, max, mean with a unit us, ms or s; count, ok, errors, rate;
+    /// error_rate as 0.01 or 1%), or one of errors, error_rate, holds,
+    /// conflicts, conflict_rate, payments, payments_per_sec. Repeat for
+    /// several.
+    #[arg(long = "fail-if", value_name = "EXPR", help_heading = "Output")]
+    fail_if: Vec<booking_sim::thresholds::Threshold>,
+
+    /// Run on a database (--database, --spawn) that holds concerts or queue
+    /// tokens of earlier runs, or on --url servers whose waiting room has users
+    /// waiting. Without it these are refused: new users would queue behind the
+    /// leftovers and the figures would mix both runs.
+    /// Even with it, a run of the same --seed is refused (the same users and
+    /// idempotency keys).
+    #[arg(long, help_heading = "Target")]
+    reuse: bool,
 
     /// How long operations in flight may take to finish at the end.
     #[arg(long, default_value = "30s", value_parser = parse_duration, help_heading = "Output")]
@@ -255,6 +282,36 @@ struct Args {
     #[arg(long, default_value = "400ms", value_parser = parse_duration, help_heading = "Output")]
     status_staleness: Duration,
 }
+
+/// The exit statuses, stable for scripts and CI.
+mod exit {
+    /// The run was done, the audit is clean and every threshold passed.
+    pub const CLEAN: u8 = 0;
+    /// The run could not be done: the target cannot be reached or set up, the
+    /// database holds an earlier run, the report cannot be written.
+    pub const SETUP: u8 = 1;
+    /// A usage error: an unknown flag, a malformed or out-of-range value.
+    pub const USAGE: u8 = 2;
+    /// The run failed: most requests failed, or the on-sale figures are wrong.
+    pub const RUN_FAILED: u8 = 3;
+    /// The auditor found a violation of an invariant.
+    pub const AUDIT: u8 = 4;
+    /// A `--fail-if` threshold was crossed.
+    pub const THRESHOLD: u8 = 5;
+}
+
+const EXIT_CODES: &str = "\
+Exit status (stable, for scripts and CI):
+  0  the run was done, the audit is clean and every --fail-if threshold passed
+  1  the run could not be done: the target cannot be reached or set up, the
+     database holds an earlier run (see --reuse), the report cannot be written
+  2  usage error: an unknown flag, a malformed or out-of-range value
+  3  the run failed: more than half of the requests failed (the most frequent
+     failure is named), or the on-sale figures are wrong
+  4  the audit found a violation (the seed that reproduces the run is printed)
+  5  a --fail-if threshold was crossed (each one is named)
+When several apply, an audit violation (4) comes first, then a failed run (3),
+then a crossed threshold (5).";
 
 fn parse_think(s: &str) -> Result<(Duration, Duration), String> {
     let (a, b) = s
@@ -359,6 +416,7 @@ fn config(a: &Args) -> Result<(SimConfig, TargetSpec), String> {
             status_staleness_ms: a.status_staleness.as_millis() as i64,
             ..Default::default()
         },
+        reuse: a.reuse,
         ..SimConfig::default()
     };
     let spec = match (a.spawn, a.urls.is_empty(), &a.database) {
@@ -388,15 +446,39 @@ fn config(a: &Args) -> Result<(SimConfig, TargetSpec), String> {
     Ok((cfg, spec))
 }
 
+/// Creates (or truncates) every file the report will write, so that a path
+/// that cannot be written is found before the run, not after it.
+fn check_report_paths(path: &std::path::Path) -> Result<(), String> {
+    for p in booking_sim::report::report_paths(path) {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&p)
+            .map_err(|e| format!("cannot write the report {}: {e}", p.display()))?;
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let (cfg, spec) = match config(&args) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("booking-sim: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(exit::USAGE);
         }
     };
+    if let Err(e) = cfg.validate() {
+        eprintln!("booking-sim: {e}");
+        return ExitCode::from(exit::USAGE);
+    }
+    if let Some(path) = &args.report
+        && let Err(e) = check_report_paths(path)
+    {
+        eprintln!("booking-sim: {e}");
+        return ExitCode::from(exit::SETUP);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .thread_name("sim-worker")
         .enable_all()
@@ -405,15 +487,14 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("booking-sim: cannot start the runtime: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(exit::SETUP);
         }
     };
-    let ui = if args.no_tui {
-        Ui::Progress
-    } else {
-        Ui::Dashboard
-    };
-    if args.no_tui {
+    // The dashboard needs a terminal on standard output; without one (output
+    // redirected to a file) progress lines go to standard error instead.
+    let tui = !args.no_tui && std::io::stdout().is_terminal();
+    let ui = if tui { Ui::Dashboard } else { Ui::Progress };
+    if !tui {
         let what = match &cfg.scenario {
             Scenario::Onsale(o) => format!(
                 "on sale, {} users within {}",
@@ -428,39 +509,105 @@ fn main() -> ExitCode {
             spec.describe()
         );
     }
+    if let Some(changes) = spec.changes(&cfg) {
+        eprintln!("booking-sim: {changes}");
+    }
     let outcome = runtime.block_on(run(&cfg, &spec, ui));
-    let outcome = match outcome {
+    let mut outcome = match outcome {
         Ok(o) => o,
         Err(e) => {
             eprintln!("booking-sim: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(match e {
+                SimError::Config(_) => exit::USAGE,
+                _ => exit::SETUP,
+            });
         }
     };
+    outcome.report.thresholds = booking_sim::thresholds::evaluate(&args.fail_if, &outcome.report);
     println!("{}", outcome.report.to_markdown());
     if let Some(path) = &args.report {
         match outcome.report.write(path) {
             Ok(md) => eprintln!(
-                "booking-sim: report written to {} and {}",
+                "booking-sim: report written to {} and {} (plots beside them)",
                 path.display(),
                 md.display()
             ),
             Err(e) => {
                 eprintln!("booking-sim: cannot write {}: {e}", path.display());
-                return ExitCode::from(1);
+                return ExitCode::from(exit::SETUP);
             }
         }
     }
-    if !outcome.audit().clean {
+    if outcome
+        .report
+        .errors
+        .iter()
+        .any(|(k, n)| k.ends_with("/rate_limited") && *n > 0)
+    {
+        eprintln!("booking-sim: {}", booking_sim::http::RATE_LIMIT_HINT);
+    }
+    let crossed = booking_sim::thresholds::check(&args.fail_if, &outcome.report);
+    for c in &crossed {
+        eprintln!(
+            "booking-sim: threshold crossed: {} ({})",
+            c.threshold, c.actual
+        );
+    }
+    let clean = outcome.audit().clean;
+    if !clean {
         eprintln!(
             "booking-sim: the audit FAILED: {}. Reproduce with --seed {}",
             outcome.audit().failed().join(", "),
             cfg.seed
         );
-        return ExitCode::from(2);
     }
-    if let Some(why) = outcome.report.run_failure() {
+    let run_failure = outcome.report.run_failure();
+    if let Some(why) = &run_failure {
         eprintln!("booking-sim: the run FAILED: {why}");
-        return ExitCode::from(3);
     }
-    ExitCode::SUCCESS
+    ExitCode::from(verdict(clean, run_failure.is_some(), !crossed.is_empty()))
+}
+
+/// The exit status of a run that was done: an audit violation first, then a
+/// failed run, then a crossed threshold.
+fn verdict(audit_clean: bool, run_failed: bool, threshold_crossed: bool) -> u8 {
+    if !audit_clean {
+        exit::AUDIT
+    } else if run_failed {
+        exit::RUN_FAILED
+    } else if threshold_crossed {
+        exit::THRESHOLD
+    } else {
+        exit::CLEAN
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_verdict_has_its_status_in_the_documented_order() {
+        assert_eq!(verdict(true, false, false), 0);
+        assert_eq!(verdict(false, false, false), 4);
+        assert_eq!(verdict(false, true, true), 4, "the audit first");
+        assert_eq!(verdict(true, true, false), 3);
+        assert_eq!(verdict(true, true, true), 3, "then a failed run");
+        assert_eq!(verdict(true, false, true), 5);
+        let codes = [
+            exit::CLEAN,
+            exit::SETUP,
+            exit::USAGE,
+            exit::RUN_FAILED,
+            exit::AUDIT,
+            exit::THRESHOLD,
+        ];
+        for (i, c) in codes.iter().enumerate() {
+            assert!(
+                EXIT_CODES.contains(&format!("  {c}  ")),
+                "--help documents {c}"
+            );
+            assert!(!codes[..i].contains(c), "{c} is distinct");
+        }
+    }
 }

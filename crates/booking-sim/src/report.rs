@@ -125,6 +125,9 @@ pub struct OperationReport {
     pub ok_per_sec: f64,
     /// Latency of every call, whatever its outcome.
     pub latency_us: LatencyReport,
+    /// Median, 90th and 99th percentile of the calls of each second of the
+    /// run (from second 0; `[0, 0, 0]` for a second without a call).
+    pub latency_per_second_us: Vec<[u64; 3]>,
 }
 
 /// One second of holds, conflicts and payments.
@@ -269,6 +272,17 @@ pub struct OnsaleReport {
     pub polls_per_second: Vec<PollSecond>,
 }
 
+/// One `--fail-if` threshold and the run's value.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ThresholdReport {
+    /// The expression, as given (without blanks), e.g. `hold.p99>50ms`.
+    pub expression: String,
+    /// The run's value, for people (`61.2 ms`, `0.42%`, `118`).
+    pub value: String,
+    /// Whether the run crossed it (the run then fails).
+    pub crossed: bool,
+}
+
 /// One route's latency on the servers, from their Prometheus histograms: the
 /// upper bounds of the buckets that hold the median and the 99th percentile.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -395,6 +409,9 @@ pub struct Report {
     /// (their `/metrics` histograms, summed), without the time a request waited
     /// for one of the simulator's connections.
     pub server_latency: Vec<RouteLatency>,
+    /// The `--fail-if` thresholds and whether the run crossed each (empty
+    /// without any).
+    pub thresholds: Vec<ThresholdReport>,
     /// The auditor's verdicts.
     pub audit: Audit,
 }
@@ -450,6 +467,7 @@ pub(crate) fn figures(
                 rate_per_sec: per_sec(o.n_total, secs),
                 ok_per_sec: per_sec(o.n_ok, secs),
                 latency_us: latency_report(&o.latency),
+                latency_per_second_us: o.per_sec_us.clone(),
             }
         })
         .collect();
@@ -541,16 +559,16 @@ impl Report {
     /// The baselines beside this run's rates.
     fn baseline_markdown(&self, m: &mut String, b: &crate::baseline::BaselineReport) {
         let _ = writeln!(m, "## Baselines (same run, just before the load)\n");
-        let _ = writeln!(m, "| what | per second | p50 ms | p99 ms |");
+        let _ = writeln!(m, "| what | per second | p50 | p99 |");
         let _ = writeln!(m, "|---|---:|---:|---:|");
         let h = &b.hello_world;
         let _ = writeln!(
             m,
-            "| axum hello world over HTTP, {} connections | {:.0} | {:.2} | {:.2} |",
+            "| axum hello world over HTTP, {} connections | {:.0} | {} | {} |",
             h.connections,
             h.requests_per_sec,
-            h.p50_us as f64 / 1e3,
-            h.p99_us as f64 / 1e3
+            ms(h.p50_us),
+            ms(h.p99_us)
         );
         if let Some(r) = &b.raw_sql {
             let _ = writeln!(
@@ -593,9 +611,13 @@ impl Report {
         let _ = writeln!(m, "# booking-sim report\n");
         let _ = writeln!(
             m,
-            "Target **{}** ({} instance(s){}), database audited: {}. Seed `{}`.\n",
+            "Target **{}** ({}{}), database audited: {}. Seed `{}`.\n",
             self.target.kind,
-            self.target.instances,
+            if self.target.instances == 0 {
+                "in process".to_owned()
+            } else {
+                crate::run::instances(self.target.instances)
+            },
             if self.target.spawned { ", spawned" } else { "" },
             self.target.database,
             self.seed
@@ -654,7 +676,7 @@ impl Report {
                 (
                     "purchase (admission to receipt) p50 / p99 / p99.9 / max",
                     format!(
-                        "{} / {} / {} / {} ms",
+                        "{} / {} / {} / {}",
                         ms(p.p50),
                         ms(p.p99),
                         ms(p.p999),
@@ -666,7 +688,7 @@ impl Report {
                     if a.max == 0 {
                         "never said".into()
                     } else {
-                        format!("{} / {} / {} ms", ms(a.p50), ms(a.p99), ms(a.max))
+                        format!("{} / {} / {}", ms(a.p50), ms(a.p99), ms(a.max))
                     }
                 }),
                 (
@@ -716,7 +738,7 @@ impl Report {
             );
             let _ = writeln!(m, "|---|---:|---:|---:|---:|");
             let bound = |v: Option<f64>| {
-                v.map_or_else(|| "above 5 s".into(), |s| format!("{:.1} ms", s * 1e3))
+                v.map_or_else(|| "above 5 s".into(), |s| ms((s * 1e6).round() as u64))
             };
             for r in &self.server_latency {
                 let _ = writeln!(
@@ -731,10 +753,24 @@ impl Report {
             }
             let _ = writeln!(m);
         }
+        if !self.thresholds.is_empty() {
+            let _ = writeln!(m, "## Thresholds (--fail-if)\n");
+            let _ = writeln!(m, "| fails if | the run | verdict |\n|---|---:|---|");
+            for t in &self.thresholds {
+                let _ = writeln!(
+                    m,
+                    "| `{}` | {} | {} |",
+                    t.expression,
+                    t.value,
+                    if t.crossed { "**CROSSED**" } else { "passed" }
+                );
+            }
+            let _ = writeln!(m);
+        }
         let _ = writeln!(m, "## Operations\n");
         let _ = writeln!(
             m,
-            "| operation | count | ok | outcomes | errors | ops/s | ok/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |"
+            "| operation | count | ok | outcomes | errors | ops/s | ok/s | p50 | p90 | p99 | p99.9 | max |"
         );
         let _ = writeln!(
             m,
@@ -770,7 +806,11 @@ impl Report {
             h.conflicts_per_sec,
             h.conflict_ratio * 100.0
         );
-        let _ = writeln!(m, "- holds left to expire: {}", h.left_to_expire);
+        let _ = writeln!(
+            m,
+            "- holds users walked away from (left to expire): {}",
+            h.left_to_expire
+        );
         let _ = writeln!(
             m,
             "- payments: {} ({:.1}/s), {} in minor units",
@@ -856,10 +896,109 @@ impl Report {
     /// IO errors.
     pub fn write(&self, path: &Path) -> std::io::Result<PathBuf> {
         std::fs::write(path, self.to_json())?;
-        let md = markdown_path(path);
-        std::fs::write(&md, self.to_markdown())?;
+        let [_, md, holds, latency] = report_paths(path);
+        std::fs::write(&holds, self.holds_svg())?;
+        std::fs::write(&latency, self.latency_svg())?;
+        let name = |p: &Path| {
+            p.file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+        };
+        let mut text = self.to_markdown();
+        let _ = writeln!(
+            text,
+            "\n## Plots\n\n![Holds, conflicts and payments per second]({})\n\n\
+             ![Latency per second of holds and payments]({})",
+            name(&holds),
+            name(&latency)
+        );
+        std::fs::write(&md, text)?;
         Ok(md)
     }
+
+    /// Holds, conflicts and payments per second, as an SVG line chart.
+    pub fn holds_svg(&self) -> String {
+        let per = &self.holds.per_second;
+        let line = |g: fn(&SecondReport) -> u64| -> Vec<(f64, f64)> {
+            per.iter().map(|s| (s.second as f64, g(s) as f64)).collect()
+        };
+        crate::svg::line_chart(
+            "Holds, conflicts (seat taken) and payments per second",
+            "second of the run",
+            &[
+                crate::svg::Series {
+                    name: "holds",
+                    color: "#2a9d3f",
+                    points: line(|s| s.holds),
+                },
+                crate::svg::Series {
+                    name: "conflicts",
+                    color: "#d62728",
+                    points: line(|s| s.conflicts),
+                },
+                crate::svg::Series {
+                    name: "payments",
+                    color: "#1f77b4",
+                    points: line(|s| s.payments),
+                },
+            ],
+            &|y| format!("{y:.0}/s"),
+        )
+    }
+
+    /// The median and 99th percentile of holds and payments, second by second,
+    /// as an SVG line chart.
+    pub fn latency_svg(&self) -> String {
+        let line = |op: Op, i: usize| -> Vec<(f64, f64)> {
+            self.op(op)
+                .latency_per_second_us
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v[i] > 0)
+                .map(|(sec, v)| (sec as f64, v[i] as f64))
+                .collect()
+        };
+        crate::svg::line_chart(
+            "Latency per second: hold and pay, p50 and p99",
+            "second of the run",
+            &[
+                crate::svg::Series {
+                    name: "hold p50",
+                    color: "#8fd19e",
+                    points: line(Op::Hold, 0),
+                },
+                crate::svg::Series {
+                    name: "hold p99",
+                    color: "#2a9d3f",
+                    points: line(Op::Hold, 2),
+                },
+                crate::svg::Series {
+                    name: "pay p50",
+                    color: "#9ecae1",
+                    points: line(Op::Pay, 0),
+                },
+                crate::svg::Series {
+                    name: "pay p99",
+                    color: "#1f77b4",
+                    points: line(Op::Pay, 2),
+                },
+            ],
+            &|y| fmt_us(y.round() as u64),
+        )
+    }
+}
+
+/// Every file [`Report::write`] writes for a JSON report at `path`: the JSON,
+/// the Markdown, and the two plots (`NAME-holds.svg`, `NAME-latency.svg`).
+pub fn report_paths(path: &Path) -> [PathBuf; 4] {
+    let stem = path
+        .file_stem()
+        .map_or_else(|| "report".into(), |s| s.to_string_lossy().into_owned());
+    [
+        path.to_path_buf(),
+        markdown_path(path),
+        path.with_file_name(format!("{stem}-holds.svg")),
+        path.with_file_name(format!("{stem}-latency.svg")),
+    ]
 }
 
 /// Where the Markdown report of a JSON report at `path` goes.
@@ -875,8 +1014,27 @@ fn opt(v: Option<u32>) -> String {
     v.map_or_else(|| "none".into(), |v| v.to_string())
 }
 
+/// A latency for people, with its unit: `19 us` below a millisecond, `4.25 ms`,
+/// `12.5 ms`, `250 ms`, `1.25 s`.
+///
+/// Seven characters at most below 1,000 s.
+pub fn fmt_us(us: u64) -> String {
+    let ms = us as f64 / 1000.0;
+    if us < 1_000 {
+        format!("{us} us")
+    } else if us < 10_000 {
+        format!("{ms:.2} ms")
+    } else if us < 100_000 {
+        format!("{ms:.1} ms")
+    } else if us < 1_000_000 {
+        format!("{ms:.0} ms")
+    } else {
+        format!("{:.2} s", ms / 1000.0)
+    }
+}
+
 fn ms(us: u64) -> String {
-    format!("{:.1}", us as f64 / 1000.0)
+    fmt_us(us)
 }
 
 fn counts(m: &BTreeMap<String, u64>) -> String {
@@ -895,6 +1053,19 @@ fn counts(m: &BTreeMap<String, u64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn latencies_carry_their_unit() {
+        assert_eq!(fmt_us(0), "0 us");
+        assert_eq!(fmt_us(19), "19 us");
+        assert_eq!(fmt_us(999), "999 us");
+        assert_eq!(fmt_us(1_000), "1.00 ms");
+        assert_eq!(fmt_us(4_250), "4.25 ms");
+        assert_eq!(fmt_us(12_500), "12.5 ms");
+        assert_eq!(fmt_us(250_000), "250 ms");
+        assert_eq!(fmt_us(1_250_000), "1.25 s");
+        assert_eq!(fmt_us(120_000_000), "120.00 s");
+    }
 
     #[test]
     fn server_histograms_are_summed_by_route() {

@@ -108,6 +108,9 @@ pub struct SimConfig {
     pub baseline: bool,
     /// What the auditor tolerates.
     pub audit: AuditOptions,
+    /// Run on a database that holds concerts or queue tokens of earlier runs
+    /// (refused otherwise: new users would queue behind the leftovers).
+    pub reuse: bool,
 }
 
 impl Default for SimConfig {
@@ -144,6 +147,7 @@ impl Default for SimConfig {
             push: false,
             baseline: false,
             audit: AuditOptions::default(),
+            reuse: false,
         }
     }
 }
@@ -195,8 +199,9 @@ impl SimConfig {
     }
 }
 
-/// What to simulate against.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What to simulate against. Its `Debug` shows no admin key and no password of
+/// a database URL.
+#[derive(Clone, PartialEq, Eq)]
 pub enum TargetSpec {
     /// booking-core over the memory store, in this process.
     Memory,
@@ -224,11 +229,66 @@ pub enum TargetSpec {
     },
 }
 
+impl std::fmt::Debug for TargetSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TargetSpec::Memory => f.write_str("Memory"),
+            TargetSpec::Database(url) => f.debug_tuple("Database").field(&redact_url(url)).finish(),
+            TargetSpec::Http {
+                bases,
+                admin_url,
+                database,
+                ..
+            } => f
+                .debug_struct("Http")
+                .field("bases", bases)
+                .field("admin_key", &"***")
+                .field("admin_url", admin_url)
+                .field("database", &database.as_deref().map(redact_url))
+                .finish(),
+            TargetSpec::Spawn { n, database } => f
+                .debug_struct("Spawn")
+                .field("n", n)
+                .field("database", &redact_url(database))
+                .finish(),
+        }
+    }
+}
+
 impl TargetSpec {
+    /// What a run changes on a server it does not own (`--url`), for people,
+    /// said before it runs; `None` for targets the run owns.
+    pub fn changes(&self, cfg: &SimConfig) -> Option<String> {
+        let TargetSpec::Http {
+            admin_url, bases, ..
+        } = self
+        else {
+            return None;
+        };
+        let at = admin_url
+            .as_deref()
+            .or(bases.first().map(String::as_str))
+            .unwrap_or("the server");
+        Some(format!(
+            "this run changes {at}: it adds a concert \"booking-sim run, seed {}\" with {} \
+             date(s) of {} seats{}, issues queue tokens, charges and pays as its users, and \
+             sets the admission policy to {}; the policy it finds is put back at the end",
+            cfg.seed,
+            cfg.initial_dates,
+            cfg.seats_per_date,
+            if cfg.restock {
+                " (more as seats sell out)"
+            } else {
+                ""
+            },
+            describe_policy(&cfg.policy)
+        ))
+    }
+
     /// The target for people: no admin key, and no password of a database URL.
     pub fn describe(&self) -> String {
         match self {
-            TargetSpec::Memory => "in process, memory store".into(),
+            TargetSpec::Memory => "in process, memory".into(),
             TargetSpec::Database(url) => format!("in process, {}", redact_url(url)),
             TargetSpec::Http {
                 bases,
@@ -246,9 +306,22 @@ impl TargetSpec {
                     .map_or_else(String::new, |d| format!(", audit {}", redact_url(d)))
             ),
             TargetSpec::Spawn { n, database } => {
-                format!("{n} spawned instance(s) on {}", redact_url(database))
+                format!("{} spawned on {}", instances(*n), redact_url(database))
             }
         }
+    }
+}
+
+/// An admission policy for people: `batch 100 every 100 ms, at most 1000 active`.
+pub fn describe_policy(p: &AdmissionPolicy) -> String {
+    let every = crate::plan::format_duration(p.interval());
+    let rate = match p.batch() {
+        Some(b) => format!("batch {b} every {every}"),
+        None => format!("no batch limit (ticks every {every})"),
+    };
+    match p.max_active() {
+        Some(c) => format!("{rate}, at most {c} active"),
+        None => format!("{rate}, no cap on active users"),
     }
 }
 
@@ -287,6 +360,9 @@ pub enum SimError {
     /// The target could not be set up.
     #[error("cannot set up the target: {0}")]
     Setup(String),
+    /// The database holds earlier runs and `reuse` was not given.
+    #[error("{0}")]
+    Reused(String),
     /// The database could not be read for the audit.
     #[error(transparent)]
     Audit(#[from] db::ReadError),
@@ -328,6 +404,8 @@ pub struct RunInfo {
     pub plan_total: Duration,
     /// The on-sale scenario's users (`None` for the browse scenario).
     pub onsale_users: Option<u32>,
+    /// When the load started (the aggregator's clock).
+    pub start: Instant,
 }
 
 /// The live state the dashboard and progress lines read.
@@ -424,7 +502,7 @@ async fn run_target(cfg: &SimConfig, spec: &TargetSpec, ui: Ui) -> Result<Outcom
                     cfg,
                     ui,
                     &control,
-                    "in process, memory store".into(),
+                    "in process, memory".into(),
                 )
             })
             .await?;
@@ -442,6 +520,10 @@ async fn run_target(cfg: &SimConfig, spec: &TargetSpec, ui: Ui) -> Result<Outcom
             )
             .await
             .map_err(|e| SimError::Setup(e.to_string()))?;
+            if let Err(e) = refuse_leftovers(cfg, url).await {
+                store.close().await;
+                return Err(e);
+            }
             let booking = in_process(store.clone(), &cfg.engine)?;
             let d = with_background(&booking, || {
                 drive(
@@ -483,9 +565,41 @@ async fn run_target(cfg: &SimConfig, spec: &TargetSpec, ui: Ui) -> Result<Outcom
                 },
             )
             .map_err(SimError::Setup)?;
-            let label = format!("HTTP, {} instance(s)", bases.len());
+            let label = format!("HTTP, {}", instances(bases.len()));
             let target = Arc::new(target);
-            let d = drive(Arc::clone(&target), cfg, ui, &control, label).await?;
+            // The server is not the run's: its policy is put back at the end.
+            let before = target.current_policy().await.map_err(|e| {
+                SimError::Setup(format!(
+                    "reading the admission policy (GET /v1/admin/queue): {e}"
+                ))
+            })?;
+            if !cfg.reuse
+                && let Ok(q) = target.queue_sample().await
+                && q.waiting > 0
+            {
+                return Err(SimError::Reused(format!(
+                    "the waiting room of {} has {} user(s) waiting already: new users would \
+                     queue behind them and the figures would mix both. Let them lapse, or give \
+                     --reuse to run anyway",
+                    admin_url.as_deref().unwrap_or(&bases[0]),
+                    q.waiting
+                )));
+            }
+            let d = drive(Arc::clone(&target), cfg, ui, &control, label).await;
+            let restored = target.set_policy(before).await;
+            if ui != Ui::Quiet {
+                match &restored {
+                    Ok(()) => eprintln!(
+                        "booking-sim: the admission policy is back to {}",
+                        describe_policy(&before)
+                    ),
+                    Err(e) => eprintln!(
+                        "booking-sim: could not put the admission policy back to {}: {e}",
+                        describe_policy(&before)
+                    ),
+                }
+            }
+            let d = d?;
             let server_latency = target.server_latency().await;
             let db_name = database
                 .as_deref()
@@ -532,6 +646,10 @@ async fn run_target(cfg: &SimConfig, spec: &TargetSpec, ui: Ui) -> Result<Outcom
             )
             .await
             .map_err(SimError::Setup)?;
+            if let Err(e) = refuse_leftovers(cfg, database).await {
+                servers.shutdown();
+                return Err(e);
+            }
             let target = HttpTarget::with_options(
                 servers.bases.clone(),
                 servers.admin_key.clone(),
@@ -542,7 +660,11 @@ async fn run_target(cfg: &SimConfig, spec: &TargetSpec, ui: Ui) -> Result<Outcom
                 },
             )
             .map_err(SimError::Setup)?;
-            let label = format!("HTTP, {n} spawned instance(s) on {}", backend_name(backend));
+            let label = format!(
+                "HTTP, {} spawned on {}",
+                instances(*n),
+                backend_name(backend)
+            );
             let target = Arc::new(target);
             let d = drive(Arc::clone(&target), cfg, ui, &control, label).await;
             let server_latency = target.server_latency().await;
@@ -560,6 +682,47 @@ async fn run_target(cfg: &SimConfig, spec: &TargetSpec, ui: Ui) -> Result<Outcom
             Ok(o)
         }
     }
+}
+
+/// The name of the concert a run with `seed` creates.
+pub fn concert_name(seed: u64) -> String {
+    format!("booking-sim run, seed {seed}")
+}
+
+/// `1 instance`, `3 instances`.
+pub fn instances(n: usize) -> String {
+    if n == 1 {
+        "1 instance".into()
+    } else {
+        format!("{n} instances")
+    }
+}
+
+/// Refuses a database with concerts or queue tokens of earlier runs, unless
+/// `cfg.reuse`.
+async fn refuse_leftovers(cfg: &SimConfig, url: &str) -> Result<(), SimError> {
+    let left = db::leftovers(url, &concert_name(cfg.seed))
+        .await
+        .map_err(|e| SimError::Setup(format!("reading {}: {e}", redact_url(url))))?;
+    if cfg.reuse && left.same_name > 0 {
+        return Err(SimError::Reused(format!(
+            "{} holds an earlier run with seed {}: the same seed makes the same users, \
+             wallets and idempotency keys, which would mix with theirs. Give another --seed",
+            redact_url(url),
+            cfg.seed
+        )));
+    }
+    if cfg.reuse || left.is_empty() {
+        return Ok(());
+    }
+    Err(SimError::Reused(format!(
+        "{} holds an earlier run ({} concert(s), {} queue token(s) issued): new users would \
+         queue behind the leftovers and the figures would mix both runs. Give a new \
+         database, or --reuse to run on it anyway",
+        redact_url(url),
+        left.concerts,
+        left.tokens
+    )))
 }
 
 fn backend_name(b: Backend) -> &'static str {
@@ -645,7 +808,7 @@ async fn drive<T: Target>(
     let shared = Arc::new(Mutex::new(Snapshot::default()));
 
     // The catalog and the policy.
-    let name = format!("booking-sim run, seed {}", cfg.seed);
+    let name = concert_name(cfg.seed);
     let concert = target
         .create_concert(&name)
         .await
@@ -676,6 +839,7 @@ async fn drive<T: Target>(
         control: Arc::clone(control),
         finished: AtomicBool::new(false),
         info: RunInfo {
+            start,
             target: label,
             seed: cfg.seed,
             plan: match &cfg.scenario {
@@ -734,8 +898,6 @@ async fn drive<T: Target>(
     let mut tasks = tokio::task::JoinSet::new();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut paused_for = Duration::ZERO;
-    let mut paused_since: Option<Instant> = None;
     let mut stopped_early = false;
     if let Scenario::Onsale(o) = &cfg.scenario {
         for slot in 0..o.users as usize {
@@ -760,18 +922,12 @@ async fn drive<T: Target>(
                 stopped_early = true;
                 break;
             }
-            match (control.is_paused(), paused_since) {
-                (true, None) => paused_since = Some(Instant::now()),
-                (false, Some(t)) => {
-                    paused_for += t.elapsed();
-                    paused_since = None;
-                }
-                _ => {}
-            }
-            if paused_since.is_some() {
+            if control.is_paused() {
                 continue;
             }
-            let t = start.elapsed().saturating_sub(paused_for);
+            let t = start
+                .elapsed()
+                .saturating_sub(control.paused_for(Instant::now()));
             if t >= cfg.plan.total() {
                 break;
             }
@@ -806,7 +962,9 @@ async fn drive<T: Target>(
             }
         }
     }
-    let elapsed = start.elapsed().saturating_sub(paused_for);
+    let elapsed = start
+        .elapsed()
+        .saturating_sub(control.paused_for(Instant::now()));
     control.stop();
     let drained = tokio::time::timeout(cfg.drain, async {
         while tasks.join_next().await.is_some() {}
@@ -902,7 +1060,10 @@ async fn onsale_loop(
             *stopped_early = true;
             return;
         }
-        if tasks.is_empty() || start.elapsed() >= max_duration {
+        let t = start
+            .elapsed()
+            .saturating_sub(control.paused_for(Instant::now()));
+        if tasks.is_empty() || t >= max_duration {
             return;
         }
     }
@@ -1099,6 +1260,7 @@ fn finish(
         cpu: d.cpu,
         baseline: None,
         server_latency: Vec::new(),
+        thresholds: Vec::new(),
         onsale: match &cfg.scenario {
             Scenario::Onsale(o) => Some(onsale_report(o, &d, state, spawned)),
             Scenario::Browse => None,
@@ -1136,6 +1298,18 @@ mod tests {
         };
         let d = spec.describe();
         assert!(!d.contains("the-admin-key") && !d.contains("pw@"), "{d}");
+        let debug = format!(
+            "{spec:?} {:?}",
+            TargetSpec::Spawn {
+                n: 2,
+                database: "postgres://u:pw@h/db".into()
+            }
+        );
+        assert!(
+            !debug.contains("the-admin-key") && !debug.contains("pw@"),
+            "{debug}"
+        );
+        assert!(debug.contains("u:***@h/db"), "{debug}");
         assert!(
             d.contains("http://127.0.0.1:1") && d.contains("u:***@h/db"),
             "{d}"

@@ -57,6 +57,12 @@ pub struct OpFigures {
     pub rate_last_sec: f64,
     /// Latency of every call, whatever its outcome.
     pub latency: Latency,
+    /// Latency of the calls completed in the last full second (zero when none).
+    pub latency_last_sec: Latency,
+    /// Median, 90th and 99th percentile of each full second, in microseconds
+    /// (`[0, 0, 0]` for a second without a call), oldest first: the last
+    /// [`CHART_SECONDS`] in a live snapshot, from second 0 in the final one.
+    pub per_sec_us: Vec<[u64; 3]>,
 }
 
 /// Counts of one second of the run.
@@ -176,6 +182,22 @@ struct OpStats {
     failed: BTreeMap<&'static str, u64>,
     hist: Histogram<u64>,
     per_sec: Vec<u64>,
+    /// The second `window` holds, and the calls of that second.
+    window_sec: usize,
+    window: Histogram<u64>,
+    /// Percentiles of every closed second before `window_sec`.
+    closed: Vec<[u64; 3]>,
+    /// The latency of the second before `window_sec`.
+    previous: Latency,
+}
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)
+        .unwrap_or_else(|_| unreachable!("valid bounds"))
+}
+
+fn percentiles(l: &Latency) -> [u64; 3] {
+    [l.p50_us, l.p90_us, l.p99_us]
 }
 
 impl OpStats {
@@ -185,10 +207,53 @@ impl OpStats {
             n_ok: 0,
             refused: BTreeMap::new(),
             failed: BTreeMap::new(),
-            hist: Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)
-                .unwrap_or_else(|_| unreachable!("valid bounds")),
+            hist: new_histogram(),
             per_sec: Vec::new(),
+            window_sec: 0,
+            window: new_histogram(),
+            closed: Vec::new(),
+            previous: Latency::default(),
         }
+    }
+
+    /// Moves the window to second `sec`, closing the seconds before it.
+    fn roll_to(&mut self, sec: usize) {
+        if sec <= self.window_sec {
+            return;
+        }
+        let last = latency_of(&self.window);
+        self.closed.push(percentiles(&last));
+        // Seconds without a call between the window and `sec`.
+        self.closed.resize(sec, [0; 3]);
+        self.previous = if sec == self.window_sec + 1 {
+            last
+        } else {
+            Latency::default()
+        };
+        self.window.reset();
+        self.window_sec = sec;
+    }
+
+    /// The latency of second `sec` and the percentiles of every second before it,
+    /// were the window moved to `sec`.
+    fn last_full_second(&self, cur: usize, keep: usize) -> (Latency, Vec<[u64; 3]>) {
+        // The seconds [from, cur): the last `keep` full ones.
+        let from = cur.saturating_sub(keep);
+        let mut out: Vec<[u64; 3]> = self.closed.get(from..).map_or_else(Vec::new, <[_]>::to_vec);
+        if cur > self.window_sec {
+            let last = latency_of(&self.window);
+            if self.window_sec >= from {
+                out.push(percentiles(&last));
+            }
+            out.resize(cur - from, [0; 3]);
+            let latest = if cur == self.window_sec + 1 {
+                last
+            } else {
+                Latency::default()
+            };
+            return (latest, out);
+        }
+        (self.previous, out)
     }
 }
 
@@ -305,6 +370,8 @@ impl Aggregator {
                 let s = &mut self.ops[op.index()];
                 s.n_total += 1;
                 s.hist.saturating_record(latency_us.max(1));
+                s.roll_to(sec_i);
+                s.window.saturating_record(latency_us.max(1));
                 if s.per_sec.len() <= sec_i {
                     s.per_sec.resize(sec_i + 1, 0);
                 }
@@ -442,6 +509,17 @@ impl Aggregator {
 
     /// The figures now.
     pub fn snapshot(&self, now: Instant) -> Snapshot {
+        self.snapshot_keeping(now, CHART_SECONDS)
+    }
+
+    /// The figures at the end: every second of the run in the series
+    /// (`recent`, `per_sec_us`), for the report and its plots.
+    pub fn final_snapshot(&self, now: Instant) -> Snapshot {
+        self.snapshot_keeping(now, usize::MAX)
+    }
+
+    /// The figures now, with the last `keep` seconds of the series.
+    fn snapshot_keeping(&self, now: Instant, keep: usize) -> Snapshot {
         let elapsed = now.saturating_duration_since(self.start);
         let cur = elapsed.as_secs() as usize;
         let ops = Op::ALL
@@ -449,6 +527,7 @@ impl Aggregator {
             .zip(&self.ops)
             .map(|(op, s)| {
                 let latency = latency_of(&s.hist);
+                let (latency_last_sec, per_sec_us) = s.last_full_second(cur, keep);
                 let rate_last_sec = if cur >= 1 {
                     s.per_sec.get(cur - 1).copied().unwrap_or(0) as f64
                 } else {
@@ -462,10 +541,12 @@ impl Aggregator {
                     failed: s.failed.clone(),
                     rate_last_sec,
                     latency,
+                    latency_last_sec,
+                    per_sec_us,
                 }
             })
             .collect();
-        let first = self.seconds.len().saturating_sub(CHART_SECONDS);
+        let first = self.seconds.len().saturating_sub(keep);
         let mut totals = Second::default();
         for s in &self.seconds {
             totals.n_holds += s.n_holds;
@@ -596,7 +677,7 @@ pub fn run_aggregator(
             last = Instant::now();
         }
     }
-    let snap = agg.snapshot(Instant::now());
+    let snap = agg.final_snapshot(Instant::now());
     *published.lock().unwrap_or_else(|p| p.into_inner()) = snap.clone();
     (snap, agg.into_record())
 }
@@ -614,6 +695,51 @@ mod tests {
             class,
             seat: Some((1, 2)),
         }
+    }
+
+    #[test]
+    fn the_last_second_latency_is_of_that_second_alone() {
+        let t0 = Instant::now();
+        let sec = |n: u64| t0 + Duration::from_secs(n) + Duration::from_millis(10);
+        let mut a = Aggregator::new(t0);
+        // Second 0: slow holds; second 1: fast ones; second 2: none; second 3: one.
+        for _ in 0..100 {
+            a.apply(op(Op::Hold, 80_000, OpClass::Ok), sec(0));
+        }
+        for _ in 0..100 {
+            a.apply(op(Op::Hold, 19, OpClass::Ok), sec(1));
+        }
+        let s = a.snapshot(sec(2));
+        let h = s.op(Op::Hold);
+        assert_eq!(h.latency_last_sec.p99_us, 19, "second 1 alone");
+        assert!(h.latency.p99_us >= 79_000, "cumulative: {:?}", h.latency);
+        assert_eq!(h.per_sec_us.len(), 2);
+        assert!(h.per_sec_us[0][2] >= 79_000 && h.per_sec_us[1][2] == 19);
+        a.apply(op(Op::Hold, 500, OpClass::Ok), sec(3));
+        let s = a.snapshot(sec(3));
+        let h = s.op(Op::Hold);
+        assert_eq!(h.latency_last_sec, Latency::default(), "second 2 had none");
+        assert_eq!(h.per_sec_us[2], [0; 3]);
+        let s = a.final_snapshot(sec(4));
+        assert_eq!(s.op(Op::Hold).latency_last_sec.p99_us, 500);
+        assert_eq!(s.op(Op::Hold).per_sec_us.len(), 4);
+        // Live snapshots keep the last CHART_SECONDS; the final one every second.
+        let late = sec(CHART_SECONDS as u64 + 10);
+        a.apply(
+            op(Op::Hold, 700, OpClass::Ok),
+            late - Duration::from_secs(1),
+        );
+        let live = a.snapshot(late);
+        let h = live.op(Op::Hold);
+        assert_eq!(h.per_sec_us.len(), CHART_SECONDS);
+        assert_eq!(h.per_sec_us.last().map(|p| p[2]), Some(700));
+        assert_eq!(h.latency_last_sec.p99_us, 700);
+        let all = a.final_snapshot(late);
+        assert_eq!(all.op(Op::Hold).per_sec_us.len(), CHART_SECONDS + 10);
+        assert!(all.op(Op::Hold).per_sec_us[0][2] >= 79_000, "second 0 kept");
+        assert!(all.recent.len() > CHART_SECONDS && live.recent.len() <= CHART_SECONDS);
+        // An operation never called has no window.
+        assert_eq!(s.op(Op::Pay).latency_last_sec.p99_us, 0);
     }
 
     #[test]

@@ -108,10 +108,42 @@ impl Behaviour {
     }
 }
 
+/// How long a run has been paused: the time the clock of the run (elapsed,
+/// remaining, the plan) does not count. Told the moments by its caller, so that
+/// it is tested without waiting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PauseClock {
+    total: Duration,
+    since: Option<Instant>,
+}
+
+impl PauseClock {
+    /// Pauses (`true`) or resumes at `now`; a repeated call changes nothing.
+    pub fn set(&mut self, paused: bool, now: Instant) {
+        match (paused, self.since) {
+            (true, None) => self.since = Some(now),
+            (false, Some(t)) => {
+                self.total += now.saturating_duration_since(t);
+                self.since = None;
+            }
+            _ => {}
+        }
+    }
+
+    /// Time spent paused up to `now`, the current pause included.
+    pub fn paused_for(&self, now: Instant) -> Duration {
+        self.total
+            + self
+                .since
+                .map_or(Duration::ZERO, |t| now.saturating_duration_since(t))
+    }
+}
+
 /// The run's switches that every user watches.
 pub struct Control {
     stop: watch::Sender<bool>,
     pause: watch::Sender<bool>,
+    pause_clock: std::sync::Mutex<PauseClock>,
     next_attempt: AtomicU64,
 }
 
@@ -120,6 +152,7 @@ impl Default for Control {
         Control {
             stop: watch::channel(false).0,
             pause: watch::channel(false).0,
+            pause_clock: std::sync::Mutex::new(PauseClock::default()),
             next_attempt: AtomicU64::new(1),
         }
     }
@@ -136,9 +169,26 @@ impl Control {
         *self.stop.borrow()
     }
 
-    /// Pauses or resumes every user (at their next step).
+    /// Pauses or resumes every user (at their next step), and the run's clock.
     pub fn set_paused(&self, paused: bool) {
+        self.set_paused_at(paused, Instant::now());
+    }
+
+    /// [`Control::set_paused`] at the moment `now`.
+    pub fn set_paused_at(&self, paused: bool, now: Instant) {
+        self.pause_clock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .set(paused, now);
         self.pause.send_replace(paused);
+    }
+
+    /// Time the run has spent paused up to `now`.
+    pub fn paused_for(&self, now: Instant) -> Duration {
+        self.pause_clock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .paused_for(now)
     }
 
     /// Whether users are paused.
@@ -956,6 +1006,23 @@ fn ending_of(e: &OpError) -> Ending {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_pause_clock_counts_only_paused_time() {
+        let t0 = std::time::Instant::now();
+        let at = |ms: u64| t0 + std::time::Duration::from_millis(ms);
+        let c = super::Control::default();
+        assert_eq!(c.paused_for(at(5_000)), std::time::Duration::ZERO);
+        c.set_paused_at(true, at(1_000));
+        c.set_paused_at(true, at(1_500));
+        assert_eq!(c.paused_for(at(3_000)).as_millis(), 2_000, "still paused");
+        c.set_paused_at(false, at(4_000));
+        assert_eq!(c.paused_for(at(9_000)).as_millis(), 3_000, "resumed at 4 s");
+        c.set_paused_at(true, at(10_000));
+        c.set_paused_at(false, at(10_250));
+        assert_eq!(c.paused_for(at(20_000)).as_millis(), 3_250);
+        assert!(!c.is_paused());
+    }
+
     use super::*;
 
     #[test]
