@@ -932,8 +932,15 @@ async fn hold(
     prop_assert_eq!(h.seat, seat_no(seat));
     prop_assert_eq!(h.price, amount(PRICES[usize::from(seat) - 1]));
     prop_assert_eq!(h.created_at, ts(m.now));
-    // A hold never outlives its show: it lapses at the start at the latest.
-    let until = (m.now + HOLD_TTL_MS).min(T0 + STARTS_MS[sched]);
+    // A hold never outlives its show nor its session: it lapses at the start, or
+    // when the session ends, at the latest.
+    let session_end = m
+        .entry(adm.seq().get())
+        .expires_at
+        .ok_or_else(|| fail("a hold was taken in a session never admitted"))?;
+    let until = (m.now + HOLD_TTL_MS)
+        .min(T0 + STARTS_MS[sched])
+        .min(session_end);
     prop_assert_eq!(h.expires_at, ts(until));
     prop_assert_eq!(h.state, HoldState::Held);
     prop_assert!(m.reservations.iter().all(|r| r.id != h.id));
@@ -1098,6 +1105,10 @@ async fn pay(
         HoldState::Held => {}
         HoldState::Paid => why.push(PayError::AlreadyPaid),
         HoldState::Cancelled => why.push(PayError::Cancelled),
+        // Late, and the seat has been sold since: that is what the refusal says.
+        HoldState::Expired if m.sold.contains_key(&(res.sched, res.seat)) => {
+            why.push(PayError::SeatSold)
+        }
         HoldState::Expired => why.push(PayError::HoldExpired),
     }
     if m.balance[user] < res.price {
@@ -1143,6 +1154,16 @@ async fn pay(
     m.reservations[r].state = HoldState::Paid;
     m.sold.insert((res.sched, res.seat), r);
     m.entry_mut(seq).state = EntryState::Done;
+    // The session ended, and with it the user's other holds: they lapse now.
+    for other in 0..m.reservations.len() {
+        if m.reservations[other].user == user && m.res_live(other) {
+            m.reservations[other].expires_at = m.now;
+            m.note("pay released another hold");
+        }
+    }
+    prop_assert_eq!(p.seats.len(), 1, "a payment of one hold has one seat");
+    prop_assert_eq!(p.seats[0].reservation, res_id);
+    prop_assert_eq!(p.seats[0].price, amount(res.price));
     if let Some(k) = k {
         m.pay_keys.insert((user, k), p.clone());
     }
@@ -1668,6 +1689,7 @@ fn generated_sequences_reach_every_outcome() {
         "pay KeyReused",
         "pay InsufficientBalance",
         "pay HoldExpired",
+        "pay released another hold",
         "pay AlreadyPaid",
         "pay Cancelled",
         "pay NotYours",
