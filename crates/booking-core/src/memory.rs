@@ -259,15 +259,19 @@ impl State {
     /// ended.
     fn settle(
         &mut self,
-        id: crate::domain::PaymentId,
-        user: UserId,
-        session: QueueSeq,
-        key: Option<IdempotencyKey>,
-        now: Timestamp,
+        req: PayManyRequest,
         seats: Vec<PaidSeat>,
         total: Amount,
         after: Money,
     ) -> Payment {
+        let PayManyRequest {
+            id,
+            user,
+            session,
+            key,
+            now,
+            ..
+        } = req;
         self.balances.insert(user, after);
         for s in &seats {
             if let Some(row) = self.seats.get_mut(&(s.schedule, s.seat)) {
@@ -785,16 +789,15 @@ impl PaymentRepo for MemoryStore {
             seat: hold.seat,
             price: hold.price,
         };
-        Ok(st.settle(
-            req.id,
-            req.user,
-            req.session,
-            req.key,
+        let req = PayManyRequest {
+            id: req.id,
+            reservations: vec![req.reservation],
+            user: req.user,
+            session: req.session,
+            key: req.key,
             now,
-            vec![seat],
-            hold.price,
-            after,
-        ))
+        };
+        Ok(st.settle(req, vec![seat], hold.price, after))
     }
 
     async fn pay_many(&self, req: PayManyRequest) -> Result<Payment, PayManyRepoError> {
@@ -836,16 +839,7 @@ impl PaymentRepo for MemoryStore {
                 balance,
                 price: total,
             })?;
-        Ok(st.settle(
-            req.id,
-            req.user,
-            req.session,
-            req.key,
-            now,
-            seats,
-            total,
-            after,
-        ))
+        Ok(st.settle(req, seats, total, after))
     }
 
     async fn payment_by_key(

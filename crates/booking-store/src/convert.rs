@@ -163,39 +163,6 @@ pub(crate) fn i64_of(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn busy_codes_are_unavailable() {
-        assert!(sqlite_busy("5"));
-        assert!(sqlite_busy("517"));
-        assert!(sqlite_busy("6"));
-        assert!(sqlite_busy("13"));
-        assert!(sqlite_busy("266"));
-        assert!(!sqlite_busy("19"));
-        assert!(!sqlite_busy("2067"));
-        assert!(pg_unavailable("08006"));
-        assert!(pg_unavailable("57P01"));
-        assert!(!pg_unavailable("23505"));
-        assert!(!pg_unavailable("40001"));
-    }
-
-    #[test]
-    fn invalid_stored_values_fail_without_panicking() {
-        assert!(hold_state("gone").is_err());
-        assert!(seat_no(0).is_err());
-        assert!(seq(-1).is_err());
-        assert!(money(-5).is_err());
-        assert!(policy(5, Some(1), None).is_err());
-        assert_eq!(
-            policy_parts(&policy(1000, Some(50), Some(500)).unwrap()),
-            (1000, Some(50), Some(500))
-        );
-    }
-}
-
 /// A stored row of `payment_seats`: one of the other seats of a payment of several
 /// holds, in the order asked.
 pub(crate) struct OtherSeat {
@@ -260,4 +227,37 @@ pub(crate) fn with_seats(
         p.seats[0].price = amount(first)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_codes_are_unavailable() {
+        assert!(sqlite_busy("5"));
+        assert!(sqlite_busy("517"));
+        assert!(sqlite_busy("6"));
+        assert!(sqlite_busy("13"));
+        assert!(sqlite_busy("266"));
+        assert!(!sqlite_busy("19"));
+        assert!(!sqlite_busy("2067"));
+        assert!(pg_unavailable("08006"));
+        assert!(pg_unavailable("57P01"));
+        assert!(!pg_unavailable("23505"));
+        assert!(!pg_unavailable("40001"));
+    }
+
+    #[test]
+    fn invalid_stored_values_fail_without_panicking() {
+        assert!(hold_state("gone").is_err());
+        assert!(seat_no(0).is_err());
+        assert!(seq(-1).is_err());
+        assert!(money(-5).is_err());
+        assert!(policy(5, Some(1), None).is_err());
+        assert_eq!(
+            policy_parts(&policy(1000, Some(50), Some(500)).unwrap()),
+            (1000, Some(50), Some(500))
+        );
+    }
 }
