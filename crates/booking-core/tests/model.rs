@@ -336,6 +336,9 @@ fn ops() -> impl Strategy<Value = Vec<Op>> {
 // ---------------------------------------------------------------------------------
 // The reference model
 
+/// A user's last payment request: the session, the reservations, the key.
+type LastPay = (u64, Vec<usize>, Option<u8>);
+
 /// One issued place, as the rules of the waiting room describe it.
 #[derive(Debug, Clone)]
 struct EntryM {
@@ -416,7 +419,7 @@ struct Model {
     payments: Vec<Payment>,
     last_charge: Vec<Option<(i64, Option<u8>)>>,
     /// The last payment request: token sequence, reservation index, key.
-    last_pay: Vec<Option<(u64, Vec<usize>, Option<u8>)>>,
+    last_pay: Vec<Option<LastPay>>,
     /// How often each outcome happened (for the coverage test).
     seen: BTreeMap<String, u32>,
 }
