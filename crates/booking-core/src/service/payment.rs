@@ -128,8 +128,10 @@ impl<S: Store, C: Clock> Booking<S, C> {
             return Ok(first);
         }
         // A remembered session skipped the gate, whose refusal comes before these
-        // (the store checks the session after the reservations).
-        if who.remembered()
+        // (the store checks the session after the reservations). And a hold found
+        // lapsed may have been released by a payment that ended the session since
+        // the gate let this request in: then the ended session is the answer.
+        if (who.remembered() || e == PayRepoError::NotHeld(HoldState::Expired))
             && !matches!(
                 e,
                 PayRepoError::InsufficientBalance { .. } | PayRepoError::Store(_)
