@@ -271,8 +271,11 @@ BEGIN
                 RETURNING 1
             )
             , r AS (
+                -- (v_n_others > 0 is a one-time filter: with no other hold, the
+                -- usual case, the seats are not scanned again.)
                 UPDATE seats h SET hold_until = p_now[i]
-                WHERE h.hold_user = p_user[i] AND NOT h.sold AND h.hold_until > p_now[i]
+                WHERE v_n_others > 0
+                  AND h.hold_user = p_user[i] AND NOT h.sold AND h.hold_until > p_now[i]
                   AND h.hold_id <> p_reservation[i]
                 RETURNING 1
             )
