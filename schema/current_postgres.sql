@@ -32,6 +32,17 @@ CREATE TABLE ledger (
     idem_key text
 );
 
+-- table payment_seats
+CREATE TABLE payment_seats (
+    reservation_id uuid NOT NULL,
+    payment_id uuid NOT NULL,
+    user_id uuid NOT NULL,
+    "position" integer NOT NULL,
+    schedule_id bigint NOT NULL,
+    seat_no bigint NOT NULL,
+    price bigint NOT NULL
+);
+
 -- table payments
 CREATE TABLE payments (
     id uuid NOT NULL,
@@ -131,6 +142,24 @@ ALTER TABLE ledger ADD CONSTRAINT ledger_kind_check CHECK ((kind = ANY (ARRAY['c
 
 -- constraint ledger.ledger_pkey
 ALTER TABLE ledger ADD CONSTRAINT ledger_pkey PRIMARY KEY (id);
+
+-- constraint payment_seats.payment_seats_payment_id_fkey
+ALTER TABLE payment_seats ADD CONSTRAINT payment_seats_payment_id_fkey FOREIGN KEY (payment_id) REFERENCES payments(id);
+
+-- constraint payment_seats.payment_seats_payment_id_position_key
+ALTER TABLE payment_seats ADD CONSTRAINT payment_seats_payment_id_position_key UNIQUE (payment_id, "position");
+
+-- constraint payment_seats.payment_seats_pkey
+ALTER TABLE payment_seats ADD CONSTRAINT payment_seats_pkey PRIMARY KEY (reservation_id);
+
+-- constraint payment_seats.payment_seats_position_check
+ALTER TABLE payment_seats ADD CONSTRAINT payment_seats_position_check CHECK (("position" >= 2));
+
+-- constraint payment_seats.payment_seats_price_check
+ALTER TABLE payment_seats ADD CONSTRAINT payment_seats_price_check CHECK ((price > 0));
+
+-- constraint payment_seats.payment_seats_schedule_id_seat_no_key
+ALTER TABLE payment_seats ADD CONSTRAINT payment_seats_schedule_id_seat_no_key UNIQUE (schedule_id, seat_no);
 
 -- constraint payments.payments_amount_check
 ALTER TABLE payments ADD CONSTRAINT payments_amount_check CHECK ((amount > 0));
@@ -240,6 +269,18 @@ CREATE UNIQUE INDEX ledger_charge_key ON public.ledger USING btree (user_id, ide
 -- index ledger_pkey
 CREATE UNIQUE INDEX ledger_pkey ON public.ledger USING btree (id);
 
+-- index payment_seats_by_user
+CREATE INDEX payment_seats_by_user ON public.payment_seats USING btree (user_id);
+
+-- index payment_seats_payment_id_position_key
+CREATE UNIQUE INDEX payment_seats_payment_id_position_key ON public.payment_seats USING btree (payment_id, "position");
+
+-- index payment_seats_pkey
+CREATE UNIQUE INDEX payment_seats_pkey ON public.payment_seats USING btree (reservation_id);
+
+-- index payment_seats_schedule_id_seat_no_key
+CREATE UNIQUE INDEX payment_seats_schedule_id_seat_no_key ON public.payment_seats USING btree (schedule_id, seat_no);
+
 -- index payments_by_user
 CREATE INDEX payments_by_user ON public.payments USING btree (user_id, paid_at);
 
@@ -311,6 +352,17 @@ UNION ALL
     'paid'::text AS state
    FROM payments p
      JOIN seats s ON s.schedule_id = p.schedule_id AND s.seat_no = p.seat_no
+UNION ALL
+ SELECT ps.reservation_id AS id,
+    ps.user_id,
+    s.schedule_id,
+    s.seat_no,
+    s.price,
+    s.held_at AS created_at,
+    s.hold_until AS expires_at,
+    'paid'::text AS state
+   FROM payment_seats ps
+     JOIN seats s ON s.schedule_id = ps.schedule_id AND s.seat_no = ps.seat_no
 UNION ALL
  SELECT ended_reservations.id,
     ended_reservations.user_id,
@@ -598,6 +650,12 @@ BEGIN
             USING ERRCODE = 'BK001';
     END IF;
 
+    -- 2b. The session ends, and with it the payer's other holds: they lapse now
+    -- (their seats are free to everyone at once; the sweeper records them). Seats
+    -- after the session, as in the lock order; usually there are none.
+    UPDATE seats h SET hold_until = p_now
+    WHERE h.hold_user = p_user AND NOT h.sold AND h.hold_until > p_now;
+
     -- 3. The debit, re-checked on the newest balance.
     UPDATE wallets w SET balance = w.balance - o_price
     WHERE w.user_id = p_user AND w.balance >= o_price
@@ -637,9 +695,12 @@ DECLARE
     v_n_seat BIGINT;
     v_n_payment BIGINT;
     v_n_ledger BIGINT;
+    v_n_others BIGINT;
+    v_n_locked BIGINT;
 BEGIN
     FOR i IN 1 .. coalesce(array_length(p_payment, 1), 0) LOOP
         o_i := i;
+        o_outcome := NULL;
         o_balance := NULL;
         -- The payer's held seat (live or lapsed), session and wallet, locked: the
         -- session for update (the payment may end it), the others as their updates
@@ -677,6 +738,33 @@ BEGIN
         ELSIF o_balance < o_price THEN
             o_outcome := 'insufficient_balance';
         ELSE
+            -- The payer's other live holds, which the payment releases, locked too
+            -- (usually there are none): when one is locked elsewhere, the payment
+            -- runs alone.
+            SELECT count(*) INTO v_n_others FROM seats h
+            WHERE h.hold_user = p_user[i] AND NOT h.sold AND h.hold_until > p_now[i]
+              AND h.hold_id <> p_reservation[i];
+            v_n_locked := 0;
+            IF v_n_others > 0 THEN
+                SELECT count(*) INTO v_n_locked FROM (
+                    SELECT 1 FROM seats h
+                    WHERE h.hold_user = p_user[i] AND NOT h.sold
+                      AND h.hold_until > p_now[i] AND h.hold_id <> p_reservation[i]
+                    FOR NO KEY UPDATE SKIP LOCKED) x;
+            END IF;
+        END IF;
+        IF o_outcome IS NULL AND v_n_locked <> v_n_others THEN
+            o_outcome := 'busy';
+            o_id := NULL;
+            o_user_id := NULL;
+            o_schedule_id := NULL;
+            o_seat_no := NULL;
+            o_price := NULL;
+            o_created_at := NULL;
+            o_expires_at := NULL;
+            o_state := NULL;
+            o_balance := NULL;
+        ELSIF o_outcome IS NULL THEN
             -- The session ends, the seat is sold (it keeps naming the reservation, now
             -- paid), the wallet is debited, and the payment and its ledger row are
             -- written: every row locked above, every count checked.
@@ -706,12 +794,21 @@ BEGIN
                 FROM w
                 RETURNING 1
             )
+            , r AS (
+                -- (v_n_others > 0 is a one-time filter: with no other hold, the
+                -- usual case, the seats are not scanned again.)
+                UPDATE seats h SET hold_until = p_now[i]
+                WHERE v_n_others > 0
+                  AND h.hold_user = p_user[i] AND NOT h.sold AND h.hold_until > p_now[i]
+                  AND h.hold_id <> p_reservation[i]
+                RETURNING 1
+            )
             SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM t),
                    (SELECT balance FROM w), (SELECT count(*) FROM p),
-                   (SELECT count(*) FROM l)
-            INTO v_n_session, v_n_seat, o_balance, v_n_payment, v_n_ledger;
+                   (SELECT count(*) FROM l), (SELECT count(*) FROM r)
+            INTO v_n_session, v_n_seat, o_balance, v_n_payment, v_n_ledger, v_n_locked;
             IF v_n_session <> 1 OR v_n_seat <> 1 OR o_balance IS NULL OR v_n_payment <> 1
-               OR v_n_ledger <> 1 THEN
+               OR v_n_ledger <> 1 OR v_n_locked <> v_n_others THEN
                 RAISE EXCEPTION 'locked rows of payment % changed', p_payment[i]
                     USING ERRCODE = 'BK002';
             END IF;

@@ -34,6 +34,19 @@ CREATE TABLE "ledger" (
     CHECK ((kind = 'payment') = (payment_id IS NOT NULL))
 );
 
+-- table payment_seats
+CREATE TABLE payment_seats (
+    reservation_id BLOB PRIMARY KEY,
+    payment_id     BLOB NOT NULL REFERENCES payments (id),
+    user_id        BLOB NOT NULL,
+    position       INTEGER NOT NULL CHECK (position >= 2),
+    schedule_id    INTEGER NOT NULL,
+    seat_no        INTEGER NOT NULL,
+    price          INTEGER NOT NULL CHECK (price > 0),
+    UNIQUE (schedule_id, seat_no),
+    UNIQUE (payment_id, position)
+);
+
 -- table payments
 CREATE TABLE "payments" (
     id             BLOB PRIMARY KEY,
@@ -125,6 +138,10 @@ SELECT p.reservation_id AS id, p.user_id, s.schedule_id, s.seat_no, s.price,
        s.held_at AS created_at, s.hold_until AS expires_at, 'paid' AS state
 FROM payments p JOIN seats s ON s.schedule_id = p.schedule_id AND s.seat_no = p.seat_no
 UNION ALL
+SELECT ps.reservation_id AS id, ps.user_id, s.schedule_id, s.seat_no, s.price,
+       s.held_at AS created_at, s.hold_until AS expires_at, 'paid' AS state
+FROM payment_seats ps JOIN seats s ON s.schedule_id = ps.schedule_id AND s.seat_no = ps.seat_no
+UNION ALL
 SELECT id, user_id, schedule_id, seat_no, price, created_at, expires_at, state
 FROM ended_reservations;
 
@@ -136,6 +153,9 @@ CREATE INDEX ledger_by_user ON ledger (user_id, id);
 
 -- index ledger_charge_key
 CREATE UNIQUE INDEX ledger_charge_key ON ledger (user_id, idem_key) WHERE idem_key IS NOT NULL;
+
+-- index payment_seats_by_user
+CREATE INDEX payment_seats_by_user ON payment_seats (user_id);
 
 -- index payments_by_user
 CREATE INDEX payments_by_user ON payments (user_id, paid_at);
@@ -178,6 +198,8 @@ BEGIN
             (SELECT balance FROM wallets WHERE user_id = NEW.user_id), NEW.paid_at);
     UPDATE queue_entries SET state = 'done' WHERE seq = NEW.session_seq AND state = 'live';
     SELECT RAISE(ABORT, 'payment: the session is not live') WHERE changes() != 1;
+    UPDATE seats SET hold_until = NEW.paid_at
+    WHERE hold_user = NEW.user_id AND sold = 0 AND hold_until > NEW.paid_at;
 END;
 
 -- trigger queue_entry_moves_last_seq

@@ -124,14 +124,18 @@ pub enum Command {
     Hold(HoldArgs),
     /// User: cancel one of your holds.
     Cancel(ReservationArgs),
-    /// User: your reservations (held, paid, cancelled, expired).
+    /// User: your reservations (held, paid, cancelled, expired); any token of yours,
+    /// ended or not.
     Reservations(UserRead),
     /// User: top up your balance.
     Charge(ChargeArgs),
     /// User: your balance.
     Balance(UserRead),
-    /// User: pay a hold from your balance; the seat is yours and the token ends.
+    /// User: pay one or several of your holds in one payment (all or nothing); the
+    /// seats are yours, the token ends and your other holds are released.
     Pay(PayArgs),
+    /// User: your payments, each with its seats; any token of yours, ended or not.
+    Payments(UserRead),
 }
 
 #[derive(Debug, Args)]
@@ -512,8 +516,10 @@ pub struct ChargeArgs {
 
 #[derive(Debug, Args)]
 pub struct PayArgs {
-    /// The held reservation's id.
-    pub reservation: String,
+    /// The held reservations' ids: one, or several paid at once (all or nothing, at
+    /// most 50).
+    #[arg(required = true, num_args = 1..)]
+    pub reservations: Vec<String>,
     /// An idempotency key: a retry with the same key returns the first payment.
     #[arg(long)]
     pub key: Option<String>,

@@ -216,6 +216,7 @@ impl From<ChargeError> for CliError {
                 with(Exit::Refused, e)
             }
             ChargeError::KeyReused => with(Exit::Conflict, e),
+            ChargeError::Gate(g) => g.into(),
             ChargeError::Store(s) => s.into(),
         }
     }
@@ -226,13 +227,21 @@ impl From<PayError> for CliError {
         match e {
             PayError::Gate(g) => g.into(),
             PayError::NotFound => with(Exit::NotFound, e),
-            PayError::AlreadyPaid | PayError::Cancelled | PayError::KeyReused => {
-                with(Exit::Conflict, e)
-            }
+            PayError::AlreadyPaid
+            | PayError::Cancelled
+            | PayError::KeyReused
+            | PayError::SeatSold => with(Exit::Conflict, e),
             PayError::NotYours
             | PayError::HoldExpired
             | PayError::InsufficientBalance { .. }
             | PayError::SessionEnded => with(Exit::Refused, e),
+            PayError::BadList(_) => with(Exit::BadInput, e),
+            // The exit code of the refusal about one reservation of several, with
+            // the message that names it.
+            PayError::Reservation { ref error, .. } => CliError {
+                message: e.to_string(),
+                ..CliError::from((**error).clone())
+            },
             PayError::Store(s) => s.into(),
         }
     }

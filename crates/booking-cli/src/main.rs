@@ -110,7 +110,8 @@ fn needs(command: &Command) -> (Create, Tokens) {
         | Command::Reservations(_)
         | Command::Charge(_)
         | Command::Balance(_)
-        | Command::Pay(_) => (Create::No, Tokens::Needed),
+        | Command::Pay(_)
+        | Command::Payments(_) => (Create::No, Tokens::Needed),
     }
 }
 
@@ -212,5 +213,6 @@ async fn dispatch(db: &db::Db, command: &Command) -> CliResult<()> {
         Command::Charge(a) => user::charge(engine, a).await,
         Command::Balance(a) => user::balance(engine, a).await,
         Command::Pay(a) => user::pay(engine, a).await,
+        Command::Payments(a) => user::payments(engine, a).await,
     }
 }

@@ -256,8 +256,9 @@ pub async fn cancel(engine: &Engine, a: &ReservationArgs) -> CliResult<()> {
 }
 
 pub async fn reservations(engine: &Engine, a: &UserRead) -> CliResult<()> {
-    let who = gate(engine, &a.token).await?;
-    let list = engine.reservations(who.user()).await?;
+    // Any valid token of the user, ended or not: what was bought stays readable.
+    let claims = signed(engine, &a.token)?;
+    let list = engine.reservations(claims.user).await?;
     if a.json {
         let dtos: Vec<ReservationDto> = list.iter().map(Into::into).collect();
         return out::json(&dtos);
@@ -303,7 +304,7 @@ pub async fn charge(engine: &Engine, a: &ChargeArgs) -> CliResult<()> {
     let amount = Amount::new(a.amount)?;
     let key = key_of(&a.key)?;
     let claims = signed(engine, &a.token)?;
-    let receipt = engine.charge(claims.user, amount, key).await?;
+    let receipt = engine.charge_with_token(&claims, amount, key).await?;
     if a.json {
         return out::json(&LedgerEntryDto::from(&receipt.entry));
     }
@@ -336,23 +337,83 @@ pub async fn balance(engine: &Engine, a: &UserRead) -> CliResult<()> {
 }
 
 pub async fn pay(engine: &Engine, a: &PayArgs) -> CliResult<()> {
-    let id = reservation_id(&a.reservation)?;
+    let ids = a
+        .reservations
+        .iter()
+        .map(|r| reservation_id(r))
+        .collect::<CliResult<Vec<_>>>()?;
     let key = key_of(&a.key)?;
     let token = token_of(&a.token)?;
-    let receipt = engine.pay(&token, id, key).await?;
+    let receipt = engine.pay_all(&token, &ids, key).await?;
     let p = &receipt.payment;
     if a.json {
         return out::json(&PaymentDto::from(p));
     }
+    let seats: Vec<String> = p.seats.iter().map(|s| s.seat.to_string()).collect();
     note(&format!(
-        "{} seat {} for {}; your queue token has ended",
+        "{} seat{} {} for {}; your queue token has ended",
         if receipt.replayed {
             "already paid"
         } else {
             "paid"
         },
-        p.seat,
+        if seats.len() == 1 { "" } else { "s" },
+        seats.join(", "),
         p.amount
     ));
     print(&p.id.to_string())
+}
+
+pub async fn payments(engine: &Engine, a: &UserRead) -> CliResult<()> {
+    let claims = signed(engine, &a.token)?;
+    let list = engine.payments_of_token(&claims).await?;
+    if a.json {
+        let dtos: Vec<PaymentDto> = list.iter().map(Into::into).collect();
+        return out::json(&dtos);
+    }
+    if list.is_empty() {
+        note("no payments");
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .flat_map(|p| {
+            p.seats.iter().enumerate().map(move |(i, s)| {
+                let first = i == 0;
+                vec![
+                    if first {
+                        p.id.to_string()
+                    } else {
+                        String::new()
+                    },
+                    if first {
+                        when(p.paid_at)
+                    } else {
+                        String::new()
+                    },
+                    s.reservation.to_string(),
+                    s.schedule.to_string(),
+                    s.seat.to_string(),
+                    s.price.to_string(),
+                    if first {
+                        p.amount.to_string()
+                    } else {
+                        String::new()
+                    },
+                ]
+            })
+        })
+        .collect();
+    print(&table(
+        &[
+            "PAYMENT",
+            "PAID AT",
+            "RESERVATION",
+            "SCHEDULE",
+            "SEAT",
+            "PRICE",
+            "TOTAL",
+        ],
+        &rows,
+    ))
 }

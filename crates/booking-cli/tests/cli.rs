@@ -76,6 +76,7 @@ fn help_lists_every_command_and_the_exit_codes() {
         "charge",
         "balance",
         "pay",
+        "payments",
     ] {
         assert!(
             help.lines()
@@ -635,7 +636,8 @@ fn a_user_books_and_pays_and_every_step_has_its_shape() {
             "payment_id",
             "reservation_id",
             "schedule_id",
-            "seat"
+            "seat",
+            "seats"
         ]
     );
     assert_eq!(
@@ -693,6 +695,93 @@ fn a_user_books_and_pays_and_every_step_has_its_shape() {
     assert_eq!(
         sb.run(&["holds", "list", "--json"]).json(),
         Value::Array(vec![])
+    );
+}
+
+#[test]
+fn a_user_pays_several_holds_at_once_and_reads_them_after() {
+    let mut sb = seeded();
+    let (u, token) = admitted(&sb);
+    sb.set("BOOKING_TOKEN", &token);
+    let date = sb.run(&["dates", "1", "--json"]).json()[0]["date"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let holds: Vec<String> = ["3", "1", "2", "9"]
+        .iter()
+        .map(|n| sb.run(&["hold", "1", &date, n]).ok())
+        .collect();
+    sb.run(&["charge", "100000"]).ok();
+    sb.run(&["pay", &holds[0], &holds[0]])
+        .fails(BAD_INPUT, "named twice");
+    sb.run(&["pay", &holds[0], "nope"])
+        .fails(BAD_INPUT, "reservation \"nope\"");
+    // All or nothing: a reservation of nobody's refuses the whole payment.
+    let stray = "00000000-0000-4000-8000-000000000000";
+    sb.run(&["pay", &holds[0], stray]).fails(
+        NOT_FOUND,
+        &format!("reservation {stray}: no such reservation; nothing was paid"),
+    );
+    assert_eq!(sb.run(&["balance", "--json"]).json()["balance"], 100_000);
+
+    let paid = sb
+        .run(&["pay", &holds[0], &holds[1], &holds[2], "--json"])
+        .json();
+    let seats: Vec<u64> = paid["seats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["seat"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seats, [3, 1, 2], "in the order asked");
+    let total: i64 = paid["seats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["price"].as_i64().unwrap())
+        .sum();
+    assert_eq!(paid["amount"].as_i64(), Some(total));
+    assert_eq!(
+        sb.run(&["balance", "--json"]).json()["balance"].as_i64(),
+        Some(100_000 - total)
+    );
+    // The fourth hold was released with the session.
+    let map = sb
+        .run(&["seats", "1", &date, "--json", "--token", &admitted(&sb).1])
+        .json();
+    assert_eq!(map["seats"][8]["state"], "free");
+
+    // The ended token reads what was bought: the same shape as the answer.
+    let listed = sb.run(&["payments", "--json"]).json();
+    assert_eq!(listed, Value::Array(vec![paid.clone()]));
+    let text = sb.run(&["payments"]).ok();
+    assert!(
+        text.contains(paid["payment_id"].as_str().unwrap()),
+        "{text}"
+    );
+    assert_eq!(
+        text.lines().count(),
+        4,
+        "a header and a line per seat:\n{text}"
+    );
+    let mine = sb.run(&["reservations", "--json"]).json();
+    let mut states: Vec<&str> = mine
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["state"].as_str().unwrap())
+        .collect();
+    states.sort_unstable();
+    assert_eq!(states, ["expired", "paid", "paid", "paid"]);
+    // ...but it cannot top up.
+    sb.run(&["charge", "100"])
+        .fails(REFUSED, "ended with a payment");
+    assert_eq!(
+        sb.run(&["wallet", &u, "--json"]).json()["ledger"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
     );
 }
 

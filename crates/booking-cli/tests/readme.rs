@@ -131,15 +131,26 @@ fn the_walk_through_runs_against_a_fresh_server() {
         stdout.contains(". free   h held   X sold"),
         "seat map: {report}"
     );
-    assert!(stdout.contains("balance: 5000"), "Bob paid 5000: {report}");
+    assert!(
+        stdout.contains("[{\"payment_id\""),
+        "Alice's payments read with her ended token: {report}"
+    );
+    assert!(
+        stdout.contains("balance: 10000"),
+        "Bob paid two seats of 5000 at once: {report}"
+    );
+    assert!(
+        stdout.contains("PAYMENT") && stdout.contains("TOTAL"),
+        "Bob's payments: {report}"
+    );
     assert!(stdout.contains("sales of concert 1"), "{report}");
     assert!(stdout.contains("waiting:"), "queue: {report}");
     assert!(stdout.contains("balance of "), "Alice's wallet: {report}");
 
-    // Two seats are sold, one each, and nothing is held.
+    // Three seats are sold, one to Alice and two to Bob, and nothing is held.
     let sales = sb.run(&["sales", "1", "--json"]).json();
-    assert_eq!(sales["total"]["seats_sold"], 2, "{report}");
-    assert_eq!(sales["total"]["revenue"], 10_000, "{report}");
+    assert_eq!(sales["total"]["seats_sold"], 3, "{report}");
+    assert_eq!(sales["total"]["revenue"], 15_000, "{report}");
     assert_eq!(sales["total"]["seats_held"], 0, "{report}");
     assert_eq!(server.terminate(), 0);
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 
-use crate::domain::{Amount, HoldState, Money, SeatCount, SeatNo};
+use crate::domain::{Amount, HoldState, Money, ReservationId, SeatCount, SeatNo};
 use crate::ports::StoreError;
 use crate::token::TokenError;
 
@@ -167,6 +167,10 @@ pub enum ChargeError {
     /// The idempotency key was already used for a different charge.
     #[error("the idempotency key was already used for a different request")]
     KeyReused,
+    /// The token's place has ended (paid, or lapsed): it can read the wallet, not
+    /// add to it.
+    #[error(transparent)]
+    Gate(#[from] GateError),
     /// Storage failure.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -190,6 +194,9 @@ pub enum PayError {
     /// The hold expired before payment.
     #[error("the hold has expired; hold the seat again")]
     HoldExpired,
+    /// The hold expired before payment, and the seat has since been sold.
+    #[error("the hold has expired and the seat has since been sold")]
+    SeatSold,
     /// The hold was cancelled.
     #[error("the reservation was cancelled")]
     Cancelled,
@@ -207,9 +214,32 @@ pub enum PayError {
     /// The idempotency key was already used for a different payment.
     #[error("the idempotency key was already used for a different request")]
     KeyReused,
+    /// A payment of several reservations was refused because of one of them
+    /// (`error` is `NotFound`, `NotYours`, `AlreadyPaid`, `HoldExpired`, `SeatSold`
+    /// or `Cancelled`); nothing was paid.
+    #[error("reservation {reservation}: {error}; nothing was paid")]
+    Reservation {
+        /// The reservation refused.
+        reservation: ReservationId,
+        /// Why.
+        error: Box<PayError>,
+    },
+    /// The list of reservations to pay is empty, too long, or names one twice.
+    #[error("{0}")]
+    BadList(String),
     /// Storage failure.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl PayError {
+    /// The refusal itself: the inner error of [`PayError::Reservation`], else `self`.
+    pub fn cause(&self) -> &PayError {
+        match self {
+            PayError::Reservation { error, .. } => error.cause(),
+            e => e,
+        }
+    }
 }
 
 /// Why a schedule could not be created.

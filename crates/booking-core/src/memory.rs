@@ -13,14 +13,15 @@ use chrono::NaiveDate;
 use crate::domain::Amount;
 use crate::domain::{
     AdmissionPolicy, Concert, ConcertId, EntryState, Hold, HoldState, IdempotencyKey, LedgerEntry,
-    LedgerEntryId, LedgerKind, Money, NewConcert, NewSchedule, Payment, QueueCounters, QueueEntry,
-    QueueSeq, ReservationId, Schedule, ScheduleId, ScheduleSummary, Seat, SeatNo, SeatState,
-    Timestamp, UserId,
+    LedgerEntryId, LedgerKind, Money, NewConcert, NewSchedule, PaidSeat, Payment, QueueCounters,
+    QueueEntry, QueueSeq, ReservationId, Schedule, ScheduleId, ScheduleSummary, Seat, SeatNo,
+    SeatState, Timestamp, UserId,
 };
 use crate::ports::{
     Advance, CancelRepoError, CatalogRepo, ChargeReceipt, ChargeRepoError, ChargeRequest,
     CreateScheduleError, HoldRepo, HoldRepoError, IssueRepoError, IssueRequest, NewHold,
-    PayRepoError, PayRequest, PaymentRepo, QueueRepo, StoreError, WalletRepo,
+    PayManyRepoError, PayManyRequest, PayRepoError, PayRequest, PaymentRepo, QueueRepo, StoreError,
+    WalletRepo,
 };
 
 /// The in-memory store. Clones share the same data.
@@ -226,6 +227,94 @@ impl State {
             }
             self.admitted_live.remove(&seq);
         }
+    }
+
+    /// Makes the user's holds live at `now` lapse at `now`: their session ended.
+    fn release_holds_of(&mut self, user: UserId, now: Timestamp) {
+        let ids = self
+            .reservations_by_user
+            .get(&user)
+            .cloned()
+            .unwrap_or_default();
+        for id in ids {
+            let Some(h) = self.reservations.get_mut(&id) else {
+                continue;
+            };
+            if !h.is_live_at(now) {
+                continue;
+            }
+            h.expires_at = now;
+            let (schedule, seat) = (h.schedule, h.seat);
+            if let Some(row) = self.seats.get_mut(&(schedule, seat))
+                && let Some((r, until)) = row.hold.as_mut()
+                && *r == id
+            {
+                *until = now;
+            }
+        }
+    }
+
+    /// Records a payment of `seats` (checked by the caller): debit, seats sold,
+    /// reservations paid, other holds released, payment and ledger rows, session
+    /// ended.
+    fn settle(
+        &mut self,
+        req: PayManyRequest,
+        seats: Vec<PaidSeat>,
+        total: Amount,
+        after: Money,
+    ) -> Payment {
+        let PayManyRequest {
+            id,
+            user,
+            session,
+            key,
+            now,
+            ..
+        } = req;
+        self.balances.insert(user, after);
+        for s in &seats {
+            if let Some(row) = self.seats.get_mut(&(s.schedule, s.seat)) {
+                row.sold = true;
+                row.hold = None;
+            }
+            if let Some(h) = self.reservations.get_mut(&s.reservation) {
+                h.state = HoldState::Paid;
+            }
+        }
+        self.release_holds_of(user, now);
+        let first = seats[0];
+        let payment = Payment {
+            id,
+            reservation: first.reservation,
+            user,
+            schedule: first.schedule,
+            seat: first.seat,
+            amount: total,
+            paid_at: now,
+            key: key.clone(),
+            seats,
+        };
+        let i = self.payments.len();
+        self.payments.push(payment.clone());
+        for s in &payment.seats {
+            self.payment_of_reservation.insert(s.reservation, i);
+        }
+        self.payments_by_user.entry(user).or_default().push(i);
+        if let Some(key) = key {
+            self.payment_keys.insert((user, key), i);
+        }
+        self.push_ledger(LedgerEntry {
+            id: ledger_id(0),
+            user,
+            kind: LedgerKind::Payment(id),
+            amount: total,
+            balance_after: after,
+            at: now,
+            key: None,
+        });
+        self.end_entry(session, EntryState::Done);
+        payment
     }
 
     fn push_ledger(&mut self, mut entry: LedgerEntry) -> usize {
@@ -694,42 +783,63 @@ impl PaymentRepo for MemoryStore {
                 price: hold.price,
             })?;
         // Every check passed: now write, all of it.
-        st.balances.insert(req.user, after);
-        if let Some(row) = st.seats.get_mut(&(hold.schedule, hold.seat)) {
-            row.sold = true;
-            row.hold = None;
-        }
-        if let Some(h) = st.reservations.get_mut(&req.reservation) {
-            h.state = HoldState::Paid;
-        }
-        let payment = Payment {
-            id: req.id,
-            reservation: req.reservation,
-            user: req.user,
+        let seat = PaidSeat {
+            reservation: hold.id,
             schedule: hold.schedule,
             seat: hold.seat,
-            amount: hold.price,
-            paid_at: now,
-            key: req.key.clone(),
+            price: hold.price,
         };
-        let i = st.payments.len();
-        st.payments.push(payment.clone());
-        st.payment_of_reservation.insert(req.reservation, i);
-        st.payments_by_user.entry(req.user).or_default().push(i);
-        if let Some(key) = req.key {
-            st.payment_keys.insert((req.user, key), i);
-        }
-        st.push_ledger(LedgerEntry {
-            id: ledger_id(0),
+        let req = PayManyRequest {
+            id: req.id,
+            reservations: vec![req.reservation],
             user: req.user,
-            kind: LedgerKind::Payment(req.id),
-            amount: hold.price,
-            balance_after: after,
-            at: now,
-            key: None,
-        });
-        st.end_entry(req.session, EntryState::Done);
-        Ok(payment)
+            session: req.session,
+            key: req.key,
+            now,
+        };
+        Ok(st.settle(req, vec![seat], hold.price, after))
+    }
+
+    async fn pay_many(&self, req: PayManyRequest) -> Result<Payment, PayManyRepoError> {
+        let mut st = self.lock();
+        let now = req.now;
+        let mut seats = Vec::with_capacity(req.reservations.len());
+        for id in &req.reservations {
+            let Some(hold) = st.reservations.get(id).copied() else {
+                return Err(PayManyRepoError::about(*id, PayRepoError::NotFound));
+            };
+            if hold.user != req.user {
+                return Err(PayManyRepoError::about(*id, PayRepoError::NotYours));
+            }
+            let state = hold.state_at(now);
+            if state != HoldState::Held {
+                return Err(PayManyRepoError::about(*id, PayRepoError::NotHeld(state)));
+            }
+            seats.push(PaidSeat {
+                reservation: hold.id,
+                schedule: hold.schedule,
+                seat: hold.seat,
+                price: hold.price,
+            });
+        }
+        if let Some(key) = &req.key
+            && st.payment_keys.contains_key(&(req.user, key.clone()))
+        {
+            return Err(PayRepoError::KeyReused.into());
+        }
+        if !st.session_active(req.session, req.user, now) {
+            return Err(PayRepoError::SessionEnded.into());
+        }
+        let total = Amount::total(seats.iter().map(|s| s.price))
+            .ok_or_else(|| StoreError::Failed("the total of a payment overflows".into()))?;
+        let balance = st.balances.get(&req.user).copied().unwrap_or_default();
+        let after = balance
+            .checked_sub(total)
+            .ok_or(PayRepoError::InsufficientBalance {
+                balance,
+                price: total,
+            })?;
+        Ok(st.settle(req, seats, total, after))
     }
 
     async fn payment_by_key(

@@ -480,17 +480,76 @@ pub enum PayRepoError {
     Store(#[from] StoreError),
 }
 
-/// Payments: the one all-or-nothing transaction that moves a seat and money.
+/// A payment of several reservations at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayManyRequest {
+    /// The new payment's id.
+    pub id: PaymentId,
+    /// The reservations to pay: at least two, no repeats, in the order asked.
+    pub reservations: Vec<ReservationId>,
+    /// Who pays: must hold every one.
+    pub user: UserId,
+    /// The payer's queue session: it must be active, and the payment ends it.
+    pub session: QueueSeq,
+    /// Makes the payment safe to retry.
+    pub key: Option<IdempotencyKey>,
+    /// Now.
+    pub now: Timestamp,
+}
+
+/// Why a payment of several reservations was refused: the refusal, and the
+/// reservation it is about when it is about one (not found, not yours, not held).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{why}")]
+pub struct PayManyRepoError {
+    /// The reservation refused, for `NotFound`, `NotYours` and `NotHeld`.
+    pub reservation: Option<ReservationId>,
+    /// The refusal, as for a single payment (`InsufficientBalance` carries the total).
+    pub why: PayRepoError,
+}
+
+impl From<PayRepoError> for PayManyRepoError {
+    fn from(why: PayRepoError) -> Self {
+        PayManyRepoError {
+            reservation: None,
+            why,
+        }
+    }
+}
+
+impl From<StoreError> for PayManyRepoError {
+    fn from(e: StoreError) -> Self {
+        PayRepoError::Store(e).into()
+    }
+}
+
+impl PayManyRepoError {
+    /// A refusal about one reservation.
+    pub fn about(reservation: ReservationId, why: PayRepoError) -> Self {
+        PayManyRepoError {
+            reservation: Some(reservation),
+            why,
+        }
+    }
+}
+
+/// Payments: the one all-or-nothing transaction that moves seats and money.
+///
+/// A session ends with its payment, and so do the payer's other holds: every
+/// payment MUST, in its transaction, release the payer's holds that are live at
+/// `now` and not paid by it, by making them lapse at `now` (their seats are free to
+/// everyone at once, lazily, as after an expiry; the sweeper records them as
+/// `Expired`).
 pub trait PaymentRepo: Send + Sync + 'static {
     /// Pays a held reservation from the holder's balance.
     ///
     /// MUST, in one transaction, all or nothing: check the reservation is `Held`
     /// by `user` and live at `now`; check the session is active at `now`; debit the
     /// price with a conditional update (`balance >= price`); mark the seat sold to
-    /// `user`; mark the reservation `Paid`; insert the payment (unique per
-    /// reservation, and per user and key when a key is given); write the ledger row;
-    /// record the session `Done`. A reservation is paid at most once whatever the
-    /// concurrency.
+    /// `user`; mark the reservation `Paid`; release the payer's other live holds
+    /// (see above); insert the payment (unique per reservation, and per user and
+    /// key when a key is given); write the ledger row; record the session `Done`.
+    /// A reservation is paid at most once whatever the concurrency.
     ///
     /// # Errors
     /// MUST return, changing nothing: [`PayRepoError::NotFound`],
@@ -499,6 +558,26 @@ pub trait PaymentRepo: Send + Sync + 'static {
     /// [`PayRepoError::InsufficientBalance`], or [`PayRepoError::KeyReused`] when
     /// the user already used the key for another payment.
     fn pay(&self, req: PayRequest) -> impl Future<Output = Result<Payment, PayRepoError>> + Send;
+
+    /// Pays several held reservations of one user in one payment: one payment
+    /// record with every seat (in the order asked), one debit and one ledger row of
+    /// the total.
+    ///
+    /// MUST, in one transaction, all or nothing, do what [`pay`](Self::pay) does for
+    /// each reservation, with the balance checked against the total, and end the
+    /// session once. Any number of concurrent payments, from any number of
+    /// processes, MUST sell each seat at most once.
+    ///
+    /// # Errors
+    /// MUST return, changing nothing, the first refusal in this order: for each
+    /// reservation in the order asked, [`PayRepoError::NotFound`],
+    /// [`PayRepoError::NotYours`] or [`PayRepoError::NotHeld`] naming it; then
+    /// [`PayRepoError::KeyReused`], [`PayRepoError::SessionEnded`],
+    /// [`PayRepoError::InsufficientBalance`] with the total as the price.
+    fn pay_many(
+        &self,
+        req: PayManyRequest,
+    ) -> impl Future<Output = Result<Payment, PayManyRepoError>> + Send;
 
     /// The payment `user` made with `key`, or `None`.
     fn payment_by_key(

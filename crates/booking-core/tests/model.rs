@@ -232,6 +232,15 @@ enum Op {
         stale: bool,
         retry: bool,
     },
+    /// Pay two or three of the user's reservations at once (live ones first; with
+    /// `foreign`, one of them someone else's) with the newest token.
+    PayAll {
+        who: usize,
+        n: usize,
+        pick: usize,
+        foreign: bool,
+        key: Option<u8>,
+    },
     /// Record what has lapsed.
     Sweep,
     /// Pause (`true`) or resume admission.
@@ -307,6 +316,14 @@ fn op() -> impl Strategy<Value = Op> {
                 stale,
                 retry,
             }),
+        2 => (who(), 2..=3usize, 0..8usize, prop::bool::weighted(0.15), key())
+            .prop_map(|(who, n, pick, foreign, key)| Op::PayAll {
+                who,
+                n,
+                pick,
+                foreign,
+                key,
+            }),
         1 => Just(Op::Sweep),
         1 => prop::bool::weighted(0.25).prop_map(Op::SetPaused),
     ]
@@ -318,6 +335,9 @@ fn ops() -> impl Strategy<Value = Vec<Op>> {
 
 // ---------------------------------------------------------------------------------
 // The reference model
+
+/// A user's last payment request: the session, the reservations, the key.
+type LastPay = (u64, Vec<usize>, Option<u8>);
 
 /// One issued place, as the rules of the waiting room describe it.
 #[derive(Debug, Clone)]
@@ -399,7 +419,7 @@ struct Model {
     payments: Vec<Payment>,
     last_charge: Vec<Option<(i64, Option<u8>)>>,
     /// The last payment request: token sequence, reservation index, key.
-    last_pay: Vec<Option<(u64, usize, Option<u8>)>>,
+    last_pay: Vec<Option<LastPay>>,
     /// How often each outcome happened (for the coverage test).
     seen: BTreeMap<String, u32>,
 }
@@ -771,7 +791,7 @@ async fn step(w: &World, m: &mut Model, op: &Op) -> Result<(), TestCaseError> {
             let Some(user) = user.or_else(|| m.pick_user(who, can_pay)) else {
                 return Ok(());
             };
-            let (seq, r, key) = match m.last_pay[user] {
+            let (seq, rs, key) = match m.last_pay[user].clone() {
                 Some(last) if retry => last,
                 _ => {
                     let Some(seq) = m.token_seq(user, stale) else {
@@ -780,10 +800,42 @@ async fn step(w: &World, m: &mut Model, op: &Op) -> Result<(), TestCaseError> {
                     let Some(r) = m.pick_reservation(user, pick, foreign, live_only) else {
                         return Ok(());
                     };
-                    (seq, r, key)
+                    (seq, vec![r], key)
                 }
             };
-            pay(w, m, user, seq, r, key).await
+            pay(w, m, user, seq, rs, key).await
+        }
+        Op::PayAll {
+            who,
+            n,
+            pick,
+            foreign,
+            key,
+        } => {
+            let Some(user) = m.pick_user(who, |u| {
+                m.token_seq(u, false).is_some() && m.live_holds_of(u) >= 2
+            }) else {
+                return Ok(());
+            };
+            let Some(seq) = m.token_seq(user, false) else {
+                return Ok(());
+            };
+            // The user's reservations, live ones first, from `pick` on.
+            let (live, done): (Vec<usize>, Vec<usize>) = (0..m.reservations.len())
+                .filter(|r| m.reservations[*r].user == user)
+                .partition(|r| m.res_live(*r));
+            let mine: Vec<usize> = live.into_iter().chain(done).collect();
+            let mut rs: Vec<usize> = (0..n.min(mine.len()))
+                .map(|i| mine[(pick + i) % mine.len()])
+                .collect();
+            rs.dedup();
+            if foreign
+                && let Some(other) =
+                    (0..m.reservations.len()).find(|r| m.reservations[*r].user != user)
+            {
+                rs.insert(pick % (rs.len() + 1), other);
+            }
+            pay(w, m, user, seq, rs, key).await
         }
         Op::Sweep => sweep(w, m).await,
         Op::SetPaused(paused) => {
@@ -932,8 +984,15 @@ async fn hold(
     prop_assert_eq!(h.seat, seat_no(seat));
     prop_assert_eq!(h.price, amount(PRICES[usize::from(seat) - 1]));
     prop_assert_eq!(h.created_at, ts(m.now));
-    // A hold never outlives its show: it lapses at the start at the latest.
-    let until = (m.now + HOLD_TTL_MS).min(T0 + STARTS_MS[sched]);
+    // A hold never outlives its show nor its session: it lapses at the start, or
+    // when the session ends, at the latest.
+    let session_end = m
+        .entry(adm.seq().get())
+        .expires_at
+        .ok_or_else(|| fail("a hold was taken in a session never admitted"))?;
+    let until = (m.now + HOLD_TTL_MS)
+        .min(T0 + STARTS_MS[sched])
+        .min(session_end);
     prop_assert_eq!(h.expires_at, ts(until));
     prop_assert_eq!(h.state, HoldState::Held);
     prop_assert!(m.reservations.iter().all(|r| r.id != h.id));
@@ -1053,25 +1112,27 @@ async fn pay(
     m: &mut Model,
     user: usize,
     seq: u64,
-    r: usize,
+    rs: Vec<usize>,
     k: Option<u8>,
 ) -> Result<(), TestCaseError> {
-    m.last_pay[user] = Some((seq, r, k));
+    m.last_pay[user] = Some((seq, rs.clone(), k));
     let (token, claims) = (m.entry(seq).token.clone(), m.entry(seq).claims);
-    let res_id = m.reservations[r].id;
-    let got = w.booking.pay(&token, res_id, k.map(key)).await;
+    let ids: Vec<ReservationId> = rs.iter().map(|r| m.reservations[*r].id).collect();
+    let several = ids.len() > 1;
+    let got = w.booking.pay_all(&token, &ids, k.map(key)).await;
+    let tag = if several { "pay all" } else { "pay" };
 
     // A key this user already paid with: the first result for the same
-    // reservation, a refusal for another one. Nothing else is looked at.
+    // reservations, a refusal for others. Nothing else is looked at.
     if let Some(first) = k.and_then(|k| m.pay_keys.get(&(user, k)).cloned()) {
-        if first.reservation == res_id {
+        if first.pays_exactly(&ids) {
             let receipt = got.map_err(|e| fail(format!("a retry must replay, got {e:?}")))?;
             prop_assert!(receipt.replayed);
             prop_assert_eq!(&receipt.payment, &first);
-            m.note("pay replayed");
+            m.note(format!("{tag} replayed"));
         } else {
             prop_assert_eq!(got, Err(PayError::KeyReused));
-            m.note("pay KeyReused");
+            m.note(format!("{tag} KeyReused"));
         }
         return Ok(());
     }
@@ -1085,28 +1146,51 @@ async fn pay(
             )));
         };
         check_gate(&Err(g.clone()), gate, &claims)?;
-        m.note(format!("pay Gate {}", variant(&gate)));
+        m.note(format!("{tag} Gate {}", variant(&gate)));
         return Ok(());
     }
 
-    let res = m.reservations[r].clone();
-    let mut why = Vec::new();
-    if res.user != user {
-        why.push(PayError::NotYours);
-    }
-    match m.res_state(r) {
-        HoldState::Held => {}
-        HoldState::Paid => why.push(PayError::AlreadyPaid),
-        HoldState::Cancelled => why.push(PayError::Cancelled),
-        HoldState::Expired => why.push(PayError::HoldExpired),
-    }
-    if m.balance[user] < res.price {
-        why.push(PayError::InsufficientBalance {
-            balance: money(m.balance[user]),
-            price: amount(res.price),
-        });
-    }
-    if !why.is_empty() {
+    // Each reservation in the order asked: the first with a reason refuses all.
+    for &r in &rs {
+        let res = m.reservations[r].clone();
+        let mut why = Vec::new();
+        if res.user != user {
+            why.push(PayError::NotYours);
+        }
+        match m.res_state(r) {
+            HoldState::Held => {}
+            HoldState::Paid => why.push(PayError::AlreadyPaid),
+            HoldState::Cancelled => why.push(PayError::Cancelled),
+            // Late, and the seat has been sold since: that is what the refusal says.
+            HoldState::Expired if m.sold.contains_key(&(res.sched, res.seat)) => {
+                why.push(PayError::SeatSold)
+            }
+            HoldState::Expired => why.push(PayError::HoldExpired),
+        }
+        if why.is_empty() {
+            continue;
+        }
+        if several {
+            let why: Vec<PayError> = why
+                .into_iter()
+                .map(|e| PayError::Reservation {
+                    reservation: res.id,
+                    error: Box::new(e),
+                })
+                .collect();
+            expect_refusal(&got, &why)?;
+            if let Err(e) = &got {
+                m.note(format!("pay all {}", variant(e.cause())));
+            }
+            return Ok(());
+        }
+        let balance_too = m.balance[user] < res.price;
+        if balance_too {
+            why.push(PayError::InsufficientBalance {
+                balance: money(m.balance[user]),
+                price: amount(res.price),
+            });
+        }
         expect_refusal(&got, &why)?;
         if let Err(e) = &got {
             m.note(format!("pay {}", variant(e)));
@@ -1116,38 +1200,70 @@ async fn pay(
         }
         return Ok(());
     }
+    let total: i64 = rs.iter().map(|r| m.reservations[*r].price).sum();
+    if m.balance[user] < total {
+        let why = PayError::InsufficientBalance {
+            balance: money(m.balance[user]),
+            price: amount(total),
+        };
+        prop_assert_eq!(got, Err(why));
+        m.note(format!("{tag} InsufficientBalance"));
+        if !several {
+            m.note("pay InsufficientBalance alone");
+        }
+        return Ok(());
+    }
 
     let receipt = got.map_err(|e| fail(format!("the payment must succeed, got {e:?}")))?;
     let p = &receipt.payment;
+    let first = m.reservations[rs[0]].clone();
     prop_assert!(!receipt.replayed);
-    prop_assert_eq!(p.reservation, res_id);
+    prop_assert_eq!(p.reservation, ids[0]);
     prop_assert_eq!(p.user, w.users[user]);
-    prop_assert_eq!(p.schedule, w.schedule(res.sched));
-    prop_assert_eq!(p.seat, seat_no(res.seat));
-    prop_assert_eq!(p.amount, amount(res.price));
+    prop_assert_eq!(p.schedule, w.schedule(first.sched));
+    prop_assert_eq!(p.seat, seat_no(first.seat));
+    prop_assert_eq!(p.amount, amount(total));
     prop_assert_eq!(p.paid_at, ts(m.now));
     prop_assert_eq!(&p.key, &k.map(key));
     prop_assert!(
         m.payments.iter().all(|q| q.id != p.id),
         "a fresh payment id"
     );
-    let after = m.balance[user] - res.price;
+    prop_assert_eq!(p.seats.len(), rs.len(), "one seat per reservation");
+    for (seat, &r) in p.seats.iter().zip(&rs) {
+        let res = &m.reservations[r];
+        prop_assert_eq!(seat.reservation, res.id);
+        prop_assert_eq!(seat.schedule, w.schedule(res.sched));
+        prop_assert_eq!(seat.seat, seat_no(res.seat));
+        prop_assert_eq!(seat.price, amount(res.price));
+    }
+    let after = m.balance[user] - total;
     m.balance[user] = after;
     m.ledger[user].push(RowM {
         kind: LedgerKind::Payment(p.id),
-        amount: res.price,
+        amount: total,
         balance_after: after,
         at: m.now,
         key: None,
     });
-    m.reservations[r].state = HoldState::Paid;
-    m.sold.insert((res.sched, res.seat), r);
+    for &r in &rs {
+        m.reservations[r].state = HoldState::Paid;
+        let res = &m.reservations[r];
+        m.sold.insert((res.sched, res.seat), r);
+    }
     m.entry_mut(seq).state = EntryState::Done;
+    // The session ended, and with it the user's other holds: they lapse now.
+    for other in 0..m.reservations.len() {
+        if m.reservations[other].user == user && m.res_live(other) {
+            m.reservations[other].expires_at = m.now;
+            m.note("pay released another hold");
+        }
+    }
     if let Some(k) = k {
         m.pay_keys.insert((user, k), p.clone());
     }
     m.payments.push(p.clone());
-    m.note("pay ok");
+    m.note(format!("{tag} ok"));
     after_payment(w, m, user, seq, k, &receipt.payment).await
 }
 
@@ -1167,8 +1283,9 @@ async fn after_payment(
     let balance = money(m.balance[user]);
     prop_assert_eq!(w.booking.balance(uid).await.map_err(storage)?, balance);
 
+    let ids: Vec<ReservationId> = first.seats.iter().map(|s| s.reservation).collect();
     if let Some(k) = k {
-        let again = w.booking.pay(&token, first.reservation, Some(key(k))).await;
+        let again = w.booking.pay_all(&token, &ids, Some(key(k))).await;
         let again = again.map_err(|e| fail(format!("I5: a retry must replay, got {e:?}")))?;
         prop_assert!(again.replayed, "I5: the retry is a replay");
         prop_assert_eq!(
@@ -1184,7 +1301,7 @@ async fn after_payment(
         m.note("I5 retry replayed");
     }
 
-    let again = w.booking.pay(&token, first.reservation, None).await;
+    let again = w.booking.pay_all(&token, &ids, None).await;
     prop_assert_eq!(
         again,
         Err(PayError::Gate(GateError::Ended)),
@@ -1406,24 +1523,34 @@ async fn check_seats(w: &World, m: &Model) -> Result<(), TestCaseError> {
     let mut sold = HashSet::new();
     let by_id: HashMap<ReservationId, &Hold> = holds.iter().map(|h| (h.id, h)).collect();
     for p in &payments {
-        prop_assert!(
-            paid.insert(p.reservation),
-            "I5: reservation paid twice: {:?}",
-            p
+        prop_assert!(!p.seats.is_empty(), "a payment has its seats");
+        prop_assert_eq!(
+            (p.seats[0].reservation, p.seats[0].schedule, p.seats[0].seat),
+            (p.reservation, p.schedule, p.seat),
+            "the payment names its first seat"
         );
-        prop_assert!(
-            sold.insert((p.schedule, p.seat)),
-            "I1: seat sold twice: {:?}",
-            p
-        );
-        let h = by_id
-            .get(&p.reservation)
-            .ok_or_else(|| fail(format!("payment of an unknown reservation: {p:?}")))?;
-        prop_assert_eq!(h.state, HoldState::Paid, "I5: a paid reservation says Paid");
-        prop_assert_eq!(h.user, p.user, "I5: only the holder pays");
-        prop_assert_eq!((h.schedule, h.seat), (p.schedule, p.seat));
-        prop_assert_eq!(h.price, p.amount);
-        prop_assert!(p.paid_at < h.expires_at, "I5: paid before the hold lapsed");
+        let total: i64 = p.seats.iter().map(|s| s.price.minor_units()).sum();
+        prop_assert_eq!(total, p.amount.minor_units(), "I2: the total of its seats");
+        for seat in &p.seats {
+            prop_assert!(
+                paid.insert(seat.reservation),
+                "I5: reservation paid twice: {:?}",
+                p
+            );
+            prop_assert!(
+                sold.insert((seat.schedule, seat.seat)),
+                "I1: seat sold twice: {:?}",
+                p
+            );
+            let h = by_id
+                .get(&seat.reservation)
+                .ok_or_else(|| fail(format!("payment of an unknown reservation: {p:?}")))?;
+            prop_assert_eq!(h.state, HoldState::Paid, "I5: a paid reservation says Paid");
+            prop_assert_eq!(h.user, p.user, "I5: only the holder pays");
+            prop_assert_eq!((h.schedule, h.seat), (seat.schedule, seat.seat));
+            prop_assert_eq!(h.price, seat.price);
+            prop_assert!(p.paid_at < h.expires_at, "I5: paid before the hold lapsed");
+        }
     }
     prop_assert_eq!(payments.len(), m.payments.len());
     for p in &m.payments {
@@ -1431,7 +1558,7 @@ async fn check_seats(w: &World, m: &Model) -> Result<(), TestCaseError> {
     }
     prop_assert_eq!(
         holds.iter().filter(|h| h.state == HoldState::Paid).count(),
-        payments.len(),
+        paid.len(),
         "every paid reservation has a payment"
     );
 
@@ -1668,6 +1795,11 @@ fn generated_sequences_reach_every_outcome() {
         "pay KeyReused",
         "pay InsufficientBalance",
         "pay HoldExpired",
+        "pay released another hold",
+        "pay all ok",
+        "pay all HoldExpired",
+        "pay all NotYours",
+        "pay all InsufficientBalance",
         "pay AlreadyPaid",
         "pay Cancelled",
         "pay NotYours",

@@ -324,23 +324,21 @@ pub async fn cancel<S: Store + Clone, C: Clock>(
     get,
     path = "/v1/reservations",
     tag = "reservations",
-    summary = "The caller's reservations",
+    summary = "The caller's reservations, newest first, each in its state now (any valid token of the user, ended or not: what was bought stays readable)",
     security(("queue_token" = [])),
     responses(
         (status = 200, description = "Reservations", body = Vec<ReservationDto>),
         BadToken,
-        (status = 403, description = "Not admitted yet (`not_admitted`, with `Retry-After`: when to poll the status)", body = ErrorBody),
-        (status = 409, description = "Not admitted, and sold out: every seat of every bookable date is sold or held (`sold_out`, with `Retry-After`); for the seat map and a hold, also when admitted", body = ErrorBody),
         CommonErrors
     )
 )]
 pub async fn reservations<S: Store + Clone, C: Clock>(
     State(st): State<AppState<S, C>>,
-    Gate(who): Gate,
+    Signed(claims): Signed,
 ) -> ApiResult<Response> {
     let list: Vec<ReservationDto> = st
         .booking
-        .reservations(who.user())
+        .reservations(claims.user)
         .await?
         .iter()
         .map(Into::into)
@@ -385,7 +383,7 @@ pub async fn balance<S: Store + Clone, C: Clock>(
     post,
     path = "/v1/users/{user_id}/charges",
     tag = "wallet",
-    summary = "Top up the balance",
+    summary = "Top up the balance (a token whose place is live: waiting or admitted; an ended token is refused with `token_ended`, a lapsed one with `token_expired`)",
     request_body = ChargeRequest,
     params(("user_id" = String, Path, description = "Must be the token's user"), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first answer instead of acting twice")),
     security(("queue_token" = [])),
@@ -406,10 +404,10 @@ pub async fn charge<S: Store + Clone, C: Clock>(
     IdemKey(key): IdemKey,
     Json(req): Json<ChargeRequest>,
 ) -> ApiResult<Response> {
-    let user = same_user(&user, claims.user)?;
+    same_user(&user, claims.user)?;
     let amount = Amount::new(req.amount)
         .map_err(|e| ApiError::unprocessable("invalid_amount", e.to_string()))?;
-    let receipt = st.booking.charge(user, amount, key).await?;
+    let receipt = st.booking.charge_with_token(&claims, amount, key).await?;
     let status = if receipt.replayed {
         StatusCode::OK
     } else {
@@ -455,19 +453,19 @@ pub async fn ledger<S: Store + Clone, C: Clock>(
     post,
     path = "/v1/payments",
     tag = "payments",
-    summary = "Pay a held reservation from the balance; ends the token",
+    summary = "Pay one held reservation, or several at once (all or nothing), from the balance; ends the token and releases the caller's other holds",
     request_body = PayRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first answer instead of acting twice")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first answer instead of acting twice (a retry names the same reservations, in any order)")),
     security(("queue_token" = [])),
     responses(
-        (status = 201, description = "The payment", body = PaymentDto), (status = 200, description = "A replay of an earlier payment", body = PaymentDto),
-        (status = 400, description = "Malformed body, parameter or header (`bad_request`)", body = ErrorBody),
+        (status = 201, description = "The payment: one record with every seat, one ledger row of the total", body = PaymentDto), (status = 200, description = "A replay of an earlier payment", body = PaymentDto),
+        (status = 400, description = "Malformed body, parameter or header; no reservation, both fields, one named twice, or more than 50 (`bad_request`)", body = ErrorBody),
         BadToken,
         (status = 403, description = "Not admitted yet (`not_admitted`, with `Retry-After`), or not the caller's reservation (`not_yours`)", body = ErrorBody),
         (status = 404, description = "Unknown reservation (`unknown_reservation`)", body = ErrorBody),
-        (status = 409, description = "Already paid or cancelled, or not admitted and sold out (`already_paid`, `reservation_cancelled`, `sold_out`)", body = ErrorBody),
-        (status = 410, description = "The hold expired (`hold_expired`)", body = ErrorBody),
-        (status = 422, description = "Insufficient balance, or Idempotency-Key reused (`insufficient_balance`, `idempotency_key_reused`)", body = ErrorBody),
+        (status = 409, description = "Already paid or cancelled, the hold lapsed and the seat was sold since, or not admitted and sold out (`already_paid`, `reservation_cancelled`, `seat_sold`, `sold_out`)", body = ErrorBody),
+        (status = 410, description = "The hold expired (`hold_expired`): hold the seat again", body = ErrorBody),
+        (status = 422, description = "Insufficient balance for the total, or Idempotency-Key reused (`insufficient_balance`, `idempotency_key_reused`)", body = ErrorBody),
         BodyErrors,
         CommonErrors
     )
@@ -478,8 +476,13 @@ pub async fn pay<S: Store + Clone, C: Clock>(
     IdemKey(key): IdemKey,
     Json(req): Json<PayRequest>,
 ) -> ApiResult<Response> {
-    let id = parse_reservation(&req.reservation_id)?;
-    let receipt = st.booking.pay(&token, id, key).await?;
+    let ids = req
+        .ids()
+        .map_err(ApiError::bad_request)?
+        .iter()
+        .map(|id| parse_reservation(id))
+        .collect::<ApiResult<Vec<_>>>()?;
+    let receipt = st.booking.pay_all(&token, &ids, key).await?;
     let status = if receipt.replayed {
         StatusCode::OK
     } else {
@@ -492,7 +495,7 @@ pub async fn pay<S: Store + Clone, C: Clock>(
     get,
     path = "/v1/payments",
     tag = "payments",
-    summary = "The caller's payments",
+    summary = "The caller's payments, newest first, each with its seats (any valid token of the user, ended or not)",
     security(("queue_token" = [])),
     responses(
         (status = 200, description = "Payments", body = Vec<PaymentDto>),
@@ -506,7 +509,7 @@ pub async fn payments<S: Store + Clone, C: Clock>(
 ) -> ApiResult<Response> {
     let list: Vec<PaymentDto> = st
         .booking
-        .payments(claims.user)
+        .payments_of_token(&claims)
         .await?
         .iter()
         .map(Into::into)

@@ -299,29 +299,115 @@ impl From<&LedgerEntry> for LedgerEntryDto {
     }
 }
 
-/// `POST /v1/payments`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+/// `POST /v1/payments`: exactly one of `reservation_id` (one held reservation) and
+/// `reservation_ids` (several of the caller's held reservations, paid at once, all
+/// or nothing). Its OpenAPI schema is written by hand (below): one of the two
+/// shapes, each closed.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PayRequest {
     /// The held reservation to pay.
-    pub reservation_id: String,
+    pub reservation_id: Option<String>,
+    /// Several held reservations to pay in one payment: 1 to 50, each once.
+    pub reservation_ids: Option<Vec<String>>,
 }
 
-/// A payment.
+impl PayRequest {
+    /// The reservations named, in order, or what is wrong with the body.
+    pub fn ids(self) -> Result<Vec<String>, String> {
+        match (self.reservation_id, self.reservation_ids) {
+            (Some(one), None) => Ok(vec![one]),
+            (None, Some(many)) if many.is_empty() => {
+                Err("reservation_ids: name at least one reservation".into())
+            }
+            (None, Some(many)) if many.len() > booking_core::MAX_PAID_AT_ONCE => Err(format!(
+                "reservation_ids: at most {} reservations can be paid at once",
+                booking_core::MAX_PAID_AT_ONCE
+            )),
+            (None, Some(many)) => Ok(many),
+            (Some(_), Some(_)) => Err("give reservation_id or reservation_ids, not both".into()),
+            (None, None) => Err("missing field `reservation_id` (or `reservation_ids`)".into()),
+        }
+    }
+}
+
+impl utoipa::PartialSchema for PayRequest {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{
+            AdditionalProperties, ArrayBuilder, ObjectBuilder, OneOfBuilder, SchemaFormat, Type,
+        };
+        let uuid = || {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::Custom("uuid".into())))
+        };
+        let closed = || Some(AdditionalProperties::FreeForm(false));
+        let one = ObjectBuilder::new()
+            .property(
+                "reservation_id",
+                uuid().description(Some("The held reservation to pay")),
+            )
+            .required("reservation_id")
+            .additional_properties(closed());
+        let many = ObjectBuilder::new()
+            .property(
+                "reservation_ids",
+                ArrayBuilder::new()
+                    .items(uuid())
+                    .min_items(Some(1))
+                    .max_items(Some(booking_core::MAX_PAID_AT_ONCE))
+                    .unique_items(true)
+                    .description(Some(
+                        "Several of the caller's held reservations, paid in one payment, \
+                         all or nothing",
+                    )),
+            )
+            .required("reservation_ids")
+            .additional_properties(closed());
+        OneOfBuilder::new()
+            .item(one)
+            .item(many)
+            .description(Some(
+                "One held reservation (`reservation_id`) or several (`reservation_ids`)",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for PayRequest {}
+
+/// One seat of a payment.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
-pub struct PaymentDto {
-    /// Its id.
-    pub payment_id: String,
+pub struct PaidSeatDto {
     /// The reservation paid.
     pub reservation_id: String,
     /// The schedule (date).
     pub schedule_id: i64,
     /// The seat, now the payer's.
     pub seat: u16,
-    /// What was debited.
+    /// Its price.
+    pub price: i64,
+}
+
+/// A payment of one or several holds: its first seat (`reservation_id`,
+/// `schedule_id`, `seat`), the total, and every seat in `seats`.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct PaymentDto {
+    /// Its id.
+    pub payment_id: String,
+    /// The (first) reservation paid.
+    pub reservation_id: String,
+    /// The schedule (date) of the first seat.
+    pub schedule_id: i64,
+    /// The first seat, now the payer's.
+    pub seat: u16,
+    /// What was debited: the total of the seats.
     pub amount: i64,
     /// When.
     pub paid_at: String,
+    /// Every seat paid, in the order asked (one for a single hold).
+    #[serde(default)]
+    pub seats: Vec<PaidSeatDto>,
 }
 
 impl From<&Payment> for PaymentDto {
@@ -333,6 +419,16 @@ impl From<&Payment> for PaymentDto {
             seat: p.seat.get(),
             amount: p.amount.minor_units(),
             paid_at: time(p.paid_at),
+            seats: p
+                .seats
+                .iter()
+                .map(|s| PaidSeatDto {
+                    reservation_id: s.reservation.to_string(),
+                    schedule_id: s.schedule.get(),
+                    seat: s.seat.get(),
+                    price: s.price.minor_units(),
+                })
+                .collect(),
         }
     }
 }

@@ -320,6 +320,7 @@ impl From<ChargeError> for ApiError {
             ChargeError::AboveMaxCharge { .. } => Self::unprocessable("invalid_amount", msg),
             ChargeError::BalanceLimit { .. } => Self::unprocessable("balance_limit", msg),
             ChargeError::KeyReused => Self::unprocessable("idempotency_key_reused", msg),
+            ChargeError::Gate(g) => g.into(),
             ChargeError::Store(s) => s.into(),
         }
     }
@@ -340,6 +341,14 @@ impl From<PayError> for ApiError {
             }
             PayError::SessionEnded => Self::unauthorized("token_ended", msg),
             PayError::KeyReused => Self::unprocessable("idempotency_key_reused", msg),
+            PayError::SeatSold => ApiError::new(StatusCode::CONFLICT, "seat_sold", msg),
+            // The refusal about one reservation of several: its status and code, and
+            // a message that names the reservation.
+            PayError::Reservation { error, .. } => ApiError {
+                message: msg,
+                ..(*error).into()
+            },
+            PayError::BadList(_) => Self::bad_request(msg),
             PayError::Store(s) => s.into(),
         }
     }

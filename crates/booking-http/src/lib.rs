@@ -16,13 +16,13 @@
 //! | `GET /v1/concerts/{id}/dates` | admitted token | bookable dates with seat counts |
 //! | `GET /v1/concerts/{id}/dates/{date}/seats` | admitted token | the seat map |
 //! | `POST /v1/reservations` | admitted token | hold a seat: 201 |
-//! | `GET /v1/reservations` | admitted token | my reservations |
+//! | `GET /v1/reservations` | token of the user, ended or not | my reservations |
 //! | `DELETE /v1/reservations/{id}` | admitted token | cancel a hold |
 //! | `GET /v1/users/{user_id}/balance` | token of that user | balance |
-//! | `POST /v1/users/{user_id}/charges` | token of that user | top up: 201 (200 on replay) |
+//! | `POST /v1/users/{user_id}/charges` | token of that user, not ended | top up: 201 (200 on replay) |
 //! | `GET /v1/users/{user_id}/ledger` | token of that user | ledger |
-//! | `POST /v1/payments` | admitted token | pay a hold: 201 (200 on replay) |
-//! | `GET /v1/payments` | token | my payments |
+//! | `POST /v1/payments` | admitted token | pay one hold or several at once: 201 (200 on replay) |
+//! | `GET /v1/payments` | token of the user, ended or not | my payments, with their seats |
 //! | `GET /healthz`, `GET /readyz` | - | liveness, database reachable |
 //! | `GET /metrics` | - | Prometheus text |
 //! | `GET /openapi.json` | - | the OpenAPI 3.1 document of all of this |

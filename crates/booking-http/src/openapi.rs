@@ -54,9 +54,9 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
     tags(
         (name = "queue", description = "The waiting room: take a token, poll its status"),
         (name = "catalog", description = "Concerts, bookable dates and seat maps (admitted token)"),
-        (name = "reservations", description = "Holds on seats (admitted token)"),
+        (name = "reservations", description = "Holds on seats (admitted token; the list: any token of the user, ended or not)"),
         (name = "wallet", description = "The prepaid balance (any valid token of that user)"),
-        (name = "payments", description = "Paying a hold; the payment ends the token"),
+        (name = "payments", description = "Paying one hold or several at once; the payment ends the token and releases the user's other holds"),
         (name = "admin", description = "Operators, behind the admin key"),
         (name = "operations", description = "Health, readiness, metrics, this document"),
     )

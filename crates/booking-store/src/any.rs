@@ -11,7 +11,7 @@ use booking_core::domain::{
 use booking_core::ports::{
     Advance, CancelRepoError, CatalogRepo, ChargeReceipt, ChargeRepoError, ChargeRequest,
     CreateScheduleError, HoldRepo, HoldRepoError, IssueRepoError, IssueRequest, NewHold,
-    PayRepoError, PayRequest, PaymentRepo, QueueRepo, WalletRepo,
+    PayManyRepoError, PayManyRequest, PayRepoError, PayRequest, PaymentRepo, QueueRepo, WalletRepo,
 };
 use chrono::NaiveDate;
 
@@ -231,6 +231,7 @@ impl WalletRepo for AnyStore {
 impl PaymentRepo for AnyStore {
     forward! {
         fn pay(&self, req: PayRequest) -> Result<Payment, PayRepoError>;
+        fn pay_many(&self, req: PayManyRequest) -> Result<Payment, PayManyRepoError>;
         fn payment_by_key(&self, user: UserId, key: &IdempotencyKey) -> Result<Option<Payment>, StoreError>;
         fn payments_of(&self, user: UserId, limit: u32) -> Result<Vec<Payment>, StoreError>;
     }

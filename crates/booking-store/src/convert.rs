@@ -163,6 +163,72 @@ pub(crate) fn i64_of(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// A stored row of `payment_seats`: one of the other seats of a payment of several
+/// holds, in the order asked.
+pub(crate) struct OtherSeat {
+    pub payment: PaymentId,
+    pub seat: booking_core::domain::PaidSeat,
+}
+
+/// A payment's row, read with `payment_cols`, as a payment of its first seat alone:
+/// [`with_seats`] adds the others.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn payment(
+    id: Uuid,
+    reservation: Uuid,
+    user: Uuid,
+    schedule: i64,
+    seat: i64,
+    amount: i64,
+    paid_at: i64,
+    key: Option<String>,
+) -> Result<booking_core::domain::Payment, StoreError> {
+    let reservation = reservation_id(reservation)?;
+    let schedule = schedule_id(schedule)?;
+    let seat = seat_no(seat)?;
+    let amount = self::amount(amount)?;
+    Ok(booking_core::domain::Payment {
+        id: payment_id(id)?,
+        reservation,
+        user: self::user(user)?,
+        schedule,
+        seat,
+        amount,
+        paid_at: ts(paid_at),
+        key: self::key(key)?,
+        seats: vec![booking_core::domain::PaidSeat {
+            reservation,
+            schedule,
+            seat,
+            price: amount,
+        }],
+    })
+}
+
+/// Gives each payment its other seats (`others`, in position order), and its first
+/// seat the price that is left of the total.
+pub(crate) fn with_seats(
+    payments: &mut [booking_core::domain::Payment],
+    others: Vec<OtherSeat>,
+) -> Result<(), StoreError> {
+    for o in others {
+        let Some(p) = payments.iter_mut().find(|p| p.id == o.payment) else {
+            continue;
+        };
+        p.seats.push(o.seat);
+    }
+    for p in payments.iter_mut().filter(|p| p.seats.len() > 1) {
+        let rest = p.seats[1..]
+            .iter()
+            .try_fold(0_i64, |sum, s| sum.checked_add(s.price.minor_units()));
+        let first = rest
+            .and_then(|r| p.amount.minor_units().checked_sub(r))
+            .ok_or_else(|| corrupt("payment total", p.id))?;
+        p.seats[0].price = amount(first)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

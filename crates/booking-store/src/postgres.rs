@@ -50,14 +50,15 @@ use std::time::Duration;
 
 use booking_core::StoreError;
 use booking_core::domain::{
-    AdmissionPolicy, Concert, ConcertId, ConcertName, Hold, HoldState, IdempotencyKey, LedgerEntry,
-    LedgerKind, Money, NewConcert, NewSchedule, Payment, QueueCounters, QueueEntry, QueueSeq,
-    ReservationId, Schedule, ScheduleId, ScheduleSummary, Seat, SeatState, Timestamp, UserId,
+    AdmissionPolicy, Amount, Concert, ConcertId, ConcertName, Hold, HoldState, IdempotencyKey,
+    LedgerEntry, LedgerKind, Money, NewConcert, NewSchedule, PaidSeat, Payment, QueueCounters,
+    QueueEntry, QueueSeq, ReservationId, Schedule, ScheduleId, ScheduleSummary, Seat, SeatState,
+    Timestamp, UserId,
 };
 use booking_core::ports::{
     Advance, CancelRepoError, CatalogRepo, ChargeReceipt, ChargeRepoError, ChargeRequest,
     CreateScheduleError, HoldRepo, HoldRepoError, IssueRepoError, IssueRequest, NewHold,
-    PayRepoError, PayRequest, PaymentRepo, QueueRepo, WalletRepo,
+    PayManyRepoError, PayManyRequest, PayRepoError, PayRequest, PaymentRepo, QueueRepo, WalletRepo,
 };
 use chrono::NaiveDate;
 use sqlx::error::ErrorKind;
@@ -292,16 +293,50 @@ fn ledger_of(r: &PgRow) -> Result<LedgerEntry, StoreError> {
 }
 
 fn payment_of(r: &PgRow) -> Result<Payment, StoreError> {
-    Ok(Payment {
-        id: cv::payment_id(r.try_get("id").map_err(db)?)?,
-        reservation: cv::reservation_id(r.try_get("reservation_id").map_err(db)?)?,
-        user: cv::user(r.try_get("user_id").map_err(db)?)?,
-        schedule: cv::schedule_id(r.try_get("schedule_id").map_err(db)?)?,
-        seat: cv::seat_no(r.try_get("seat_no").map_err(db)?)?,
-        amount: cv::amount(r.try_get("amount").map_err(db)?)?,
-        paid_at: cv::ts(r.try_get("paid_at").map_err(db)?),
-        key: cv::key(r.try_get("idem_key").map_err(db)?)?,
+    cv::payment(
+        r.try_get("id").map_err(db)?,
+        r.try_get("reservation_id").map_err(db)?,
+        r.try_get("user_id").map_err(db)?,
+        r.try_get("schedule_id").map_err(db)?,
+        r.try_get("seat_no").map_err(db)?,
+        r.try_get("amount").map_err(db)?,
+        r.try_get("paid_at").map_err(db)?,
+        r.try_get("idem_key").map_err(db)?,
+    )
+}
+
+fn other_seat_of(r: &PgRow) -> Result<cv::OtherSeat, StoreError> {
+    Ok(cv::OtherSeat {
+        payment: cv::payment_id(r.try_get("payment_id").map_err(db)?)?,
+        seat: PaidSeat {
+            reservation: cv::reservation_id(r.try_get("reservation_id").map_err(db)?)?,
+            schedule: cv::schedule_id(r.try_get("schedule_id").map_err(db)?)?,
+            seat: cv::seat_no(r.try_get("seat_no").map_err(db)?)?,
+            price: cv::amount(r.try_get("price").map_err(db)?)?,
+        },
     })
+}
+
+/// The other seats of payments of several holds, of one payment (`by_user` false)
+/// or of one user, in position order.
+async fn other_seats(
+    pool: &PgPool,
+    by_user: bool,
+    id: Uuid,
+) -> Result<Vec<cv::OtherSeat>, StoreError> {
+    let sql = if by_user {
+        "SELECT payment_id, reservation_id, schedule_id, seat_no, price FROM payment_seats
+         WHERE user_id = $1 ORDER BY payment_id, position"
+    } else {
+        "SELECT payment_id, reservation_id, schedule_id, seat_no, price FROM payment_seats
+         WHERE payment_id = $1 ORDER BY position"
+    };
+    let rows = sqlx::query(sql)
+        .bind(id)
+        .fetch_all(pool)
+        .await
+        .map_err(db)?;
+    rows.iter().map(other_seat_of).collect()
 }
 
 fn seat_state(sold: bool, hold_until: Option<i64>, now: Timestamp) -> SeatState {
@@ -1102,6 +1137,12 @@ fn pay_outcome(row: &PgRow, req: &PayRequest) -> Result<Result<Payment, PayRepoE
                 amount: hold.price,
                 paid_at: req.now,
                 key: req.key.clone(),
+                seats: vec![PaidSeat {
+                    reservation: hold.id,
+                    schedule: hold.schedule,
+                    seat: hold.seat,
+                    price: hold.price,
+                }],
             }));
         }
         "not_yours" => PayRepoError::NotYours,
@@ -1137,6 +1178,21 @@ impl PaymentRepo for PgStore {
         Err(contention("pay").into())
     }
 
+    async fn pay_many(&self, req: PayManyRequest) -> Result<Payment, PayManyRepoError> {
+        for _ in 0..MAX_ATTEMPTS {
+            match self.pay_many_once(&req).await {
+                Ok(Some(done)) => return done,
+                Ok(None) => {}
+                Err(e) if retryable(&e) => {}
+                Err(e) if unique_on(&e, "payments_key") => {
+                    return Err(PayRepoError::KeyReused.into());
+                }
+                Err(e) => return Err(db(e).into()),
+            }
+        }
+        Err(contention("pay").into())
+    }
+
     async fn payment_by_key(
         &self,
         user: UserId,
@@ -1152,7 +1208,14 @@ impl PaymentRepo for PgStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?;
-        row.as_ref().map(payment_of).transpose()
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let mut found = [payment_of(&row)?];
+        let others = other_seats(&self.pool, false, found[0].id.as_uuid()).await?;
+        cv::with_seats(&mut found, others)?;
+        let [payment] = found;
+        Ok(Some(payment))
     }
 
     async fn payments_of(&self, user: UserId, limit: u32) -> Result<Vec<Payment>, StoreError> {
@@ -1166,6 +1229,203 @@ impl PaymentRepo for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        rows.iter().map(payment_of).collect()
+        let mut payments = rows.iter().map(payment_of).collect::<Result<Vec<_>, _>>()?;
+        let others = other_seats(&self.pool, true, user.as_uuid()).await?;
+        cv::with_seats(&mut payments, others)?;
+        Ok(payments)
+    }
+}
+
+impl PgStore {
+    /// One attempt at a payment of several holds, in one transaction: the
+    /// refusals are named from reads; then the session is locked (it comes first in
+    /// the lock order), the seats are sold in (schedule, seat) order and the payer's
+    /// other holds released, the wallet debited, the session ended, the payment,
+    /// its other seats and the ledger row written. `Ok(None)` when a conditional
+    /// write found its row changed after the reads (a concurrent payment, cancel,
+    /// debit or session end): everything is rolled back, and the next attempt's
+    /// reads name the refusal.
+    async fn pay_many_once(
+        &self,
+        req: &PayManyRequest,
+    ) -> Result<Option<Result<Payment, PayManyRepoError>>, sqlx::Error> {
+        let now = req.now;
+        let user = req.user.as_uuid();
+        let mut tx = self.pool.begin().await?;
+        let mut seats = Vec::with_capacity(req.reservations.len());
+        for &id in &req.reservations {
+            let row = sqlx::query(concat!(
+                "SELECT ",
+                hold_cols!(),
+                " FROM reservations WHERE id = $1"
+            ))
+            .bind(id.as_uuid())
+            .fetch_optional(&mut *tx)
+            .await?;
+            let refused = |why| Ok(Some(Err(PayManyRepoError::about(id, why))));
+            let hold = match row.as_ref().map(hold_of).transpose() {
+                Ok(Some(hold)) => hold,
+                Ok(None) => return refused(PayRepoError::NotFound),
+                Err(e) => return Ok(Some(Err(e.into()))),
+            };
+            if hold.user != req.user {
+                return refused(PayRepoError::NotYours);
+            }
+            let state = hold.state_at(now);
+            if state != HoldState::Held {
+                return refused(PayRepoError::NotHeld(state));
+            }
+            seats.push(PaidSeat {
+                reservation: id,
+                schedule: hold.schedule,
+                seat: hold.seat,
+                price: hold.price,
+            });
+        }
+        if let Some(key) = &req.key {
+            let used = sqlx::query("SELECT 1 FROM payments WHERE user_id = $1 AND idem_key = $2")
+                .bind(user)
+                .bind(key.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if used.is_some() {
+                return Ok(Some(Err(PayRepoError::KeyReused.into())));
+            }
+        }
+        let session = sqlx::query(
+            "SELECT 1 FROM queue_entries
+             WHERE seq = $1 AND user_id = $2 AND state = 'live' AND expires_at > $3
+             FOR UPDATE",
+        )
+        .bind(cv::i64_of(req.session.get()))
+        .bind(user)
+        .bind(now.as_millis())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if session.is_none() {
+            return Ok(Some(Err(PayRepoError::SessionEnded.into())));
+        }
+        let Some(total) = Amount::total(seats.iter().map(|s| s.price)) else {
+            return Ok(Some(Err(StoreError::Failed(
+                "the total of a payment overflows".into(),
+            )
+            .into())));
+        };
+        let balance = match balance_of(&mut *tx, req.user).await {
+            Ok(b) => b,
+            Err(e) => return Ok(Some(Err(e.into()))),
+        };
+        if balance < total.as_money() {
+            return Ok(Some(Err(PayRepoError::InsufficientBalance {
+                balance,
+                price: total,
+            }
+            .into())));
+        }
+        let mut in_lock_order = seats.clone();
+        in_lock_order.sort_by_key(|s| (s.schedule, s.seat));
+        for s in &in_lock_order {
+            let sold = sqlx::query(
+                "UPDATE seats SET sold = TRUE
+                 WHERE schedule_id = $1 AND seat_no = $2 AND hold_id = $3 AND hold_user = $4
+                   AND NOT sold AND hold_until > $5",
+            )
+            .bind(s.schedule.get())
+            .bind(i64::from(s.seat.get()))
+            .bind(s.reservation.as_uuid())
+            .bind(user)
+            .bind(now.as_millis())
+            .execute(&mut *tx)
+            .await?;
+            if sold.rows_affected() != 1 {
+                return Ok(None);
+            }
+        }
+        // The session ends with the payment, and with it the payer's other holds.
+        sqlx::query(
+            "UPDATE seats SET hold_until = $2
+             WHERE hold_user = $1 AND NOT sold AND hold_until > $2",
+        )
+        .bind(user)
+        .bind(now.as_millis())
+        .execute(&mut *tx)
+        .await?;
+        let after: Option<i64> = sqlx::query_scalar(
+            "UPDATE wallets SET balance = balance - $2 WHERE user_id = $1 AND balance >= $2
+             RETURNING balance",
+        )
+        .bind(user)
+        .bind(total.minor_units())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(after) = after else {
+            return Ok(None);
+        };
+        let ended = sqlx::query(
+            "UPDATE queue_entries SET state = 'done'
+             WHERE seq = $1 AND user_id = $2 AND state = 'live'",
+        )
+        .bind(cv::i64_of(req.session.get()))
+        .bind(user)
+        .execute(&mut *tx)
+        .await?;
+        if ended.rows_affected() != 1 {
+            return Ok(None);
+        }
+        let first = seats[0];
+        sqlx::query(
+            "INSERT INTO payments
+               (id, reservation_id, user_id, schedule_id, seat_no, amount, paid_at, idem_key)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(req.id.as_uuid())
+        .bind(first.reservation.as_uuid())
+        .bind(user)
+        .bind(first.schedule.get())
+        .bind(i64::from(first.seat.get()))
+        .bind(total.minor_units())
+        .bind(now.as_millis())
+        .bind(req.key.as_ref().map(|k| k.as_str().to_owned()))
+        .execute(&mut *tx)
+        .await?;
+        for (i, s) in seats.iter().enumerate().skip(1) {
+            sqlx::query(
+                "INSERT INTO payment_seats
+                   (reservation_id, payment_id, user_id, position, schedule_id, seat_no, price)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(s.reservation.as_uuid())
+            .bind(req.id.as_uuid())
+            .bind(user)
+            .bind(i as i32 + 1)
+            .bind(s.schedule.get())
+            .bind(i64::from(s.seat.get()))
+            .bind(s.price.minor_units())
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO ledger (user_id, kind, payment_id, amount, balance_after, at)
+             VALUES ($1, 'payment', $2, $3, $4, $5)",
+        )
+        .bind(user)
+        .bind(req.id.as_uuid())
+        .bind(total.minor_units())
+        .bind(after)
+        .bind(now.as_millis())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(Ok(Payment {
+            id: req.id,
+            reservation: first.reservation,
+            user: req.user,
+            schedule: first.schedule,
+            seat: first.seat,
+            amount: total,
+            paid_at: now,
+            key: req.key.clone(),
+            seats,
+        })))
     }
 }

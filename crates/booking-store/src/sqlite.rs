@@ -21,14 +21,15 @@ use std::time::Duration;
 
 use booking_core::StoreError;
 use booking_core::domain::{
-    AdmissionPolicy, Concert, ConcertId, ConcertName, Hold, HoldState, IdempotencyKey, LedgerEntry,
-    LedgerKind, Money, NewConcert, NewSchedule, Payment, QueueCounters, QueueEntry, QueueSeq,
-    ReservationId, Schedule, ScheduleId, ScheduleSummary, Seat, SeatState, Timestamp, UserId,
+    AdmissionPolicy, Amount, Concert, ConcertId, ConcertName, Hold, HoldState, IdempotencyKey,
+    LedgerEntry, LedgerKind, Money, NewConcert, NewSchedule, PaidSeat, Payment, QueueCounters,
+    QueueEntry, QueueSeq, ReservationId, Schedule, ScheduleId, ScheduleSummary, Seat, SeatState,
+    Timestamp, UserId,
 };
 use booking_core::ports::{
     Advance, CancelRepoError, CatalogRepo, ChargeReceipt, ChargeRepoError, ChargeRequest,
     CreateScheduleError, HoldRepo, HoldRepoError, IssueRepoError, IssueRequest, NewHold,
-    PayRepoError, PayRequest, PaymentRepo, QueueRepo, WalletRepo,
+    PayManyRepoError, PayManyRequest, PayRepoError, PayRequest, PaymentRepo, QueueRepo, WalletRepo,
 };
 use chrono::NaiveDate;
 use sqlx::sqlite::{
@@ -321,16 +322,50 @@ fn ledger_of(r: &SqliteRow) -> Result<LedgerEntry, StoreError> {
 }
 
 fn payment_of(r: &SqliteRow) -> Result<Payment, StoreError> {
-    Ok(Payment {
-        id: cv::payment_id(r.try_get("id").map_err(db)?)?,
-        reservation: cv::reservation_id(r.try_get("reservation_id").map_err(db)?)?,
-        user: cv::user(r.try_get("user_id").map_err(db)?)?,
-        schedule: cv::schedule_id(r.try_get("schedule_id").map_err(db)?)?,
-        seat: cv::seat_no(r.try_get("seat_no").map_err(db)?)?,
-        amount: cv::amount(r.try_get("amount").map_err(db)?)?,
-        paid_at: cv::ts(r.try_get("paid_at").map_err(db)?),
-        key: cv::key(r.try_get("idem_key").map_err(db)?)?,
+    cv::payment(
+        r.try_get("id").map_err(db)?,
+        r.try_get("reservation_id").map_err(db)?,
+        r.try_get("user_id").map_err(db)?,
+        r.try_get("schedule_id").map_err(db)?,
+        r.try_get("seat_no").map_err(db)?,
+        r.try_get("amount").map_err(db)?,
+        r.try_get("paid_at").map_err(db)?,
+        r.try_get("idem_key").map_err(db)?,
+    )
+}
+
+fn other_seat_of(r: &SqliteRow) -> Result<cv::OtherSeat, StoreError> {
+    Ok(cv::OtherSeat {
+        payment: cv::payment_id(r.try_get("payment_id").map_err(db)?)?,
+        seat: PaidSeat {
+            reservation: cv::reservation_id(r.try_get("reservation_id").map_err(db)?)?,
+            schedule: cv::schedule_id(r.try_get("schedule_id").map_err(db)?)?,
+            seat: cv::seat_no(r.try_get("seat_no").map_err(db)?)?,
+            price: cv::amount(r.try_get("price").map_err(db)?)?,
+        },
     })
+}
+
+/// The other seats of payments of several holds, of one payment (`by_user` false)
+/// or of one user, in position order.
+async fn other_seats(
+    read: &SqlitePool,
+    by_user: bool,
+    id: Uuid,
+) -> Result<Vec<cv::OtherSeat>, StoreError> {
+    let sql = if by_user {
+        "SELECT payment_id, reservation_id, schedule_id, seat_no, price FROM payment_seats
+         WHERE user_id = ? ORDER BY payment_id, position"
+    } else {
+        "SELECT payment_id, reservation_id, schedule_id, seat_no, price FROM payment_seats
+         WHERE payment_id = ? ORDER BY position"
+    };
+    let rows = sqlx::query(sql)
+        .bind(id)
+        .fetch_all(read)
+        .await
+        .map_err(db)?;
+    rows.iter().map(other_seat_of).collect()
 }
 
 fn seat_state(sold: i64, hold_until: Option<i64>, now: Timestamp) -> SeatState {
@@ -1228,6 +1263,175 @@ impl PaymentRepo for SqliteStore {
         Ok(payment)
     }
 
+    async fn pay_many(&self, req: PayManyRequest) -> Result<Payment, PayManyRepoError> {
+        // Not the hot path: checked and written step by step in one transaction
+        // under the write lock (SQLite's one writer), every write checked to change
+        // exactly the rows it must.
+        let now = req.now;
+        let mut tx = self.begin().await?;
+        let mut seats = Vec::with_capacity(req.reservations.len());
+        for &id in &req.reservations {
+            let Some(hold) = reservation_in(&mut tx, id).await? else {
+                return Err(PayManyRepoError::about(id, PayRepoError::NotFound));
+            };
+            if hold.user != req.user {
+                return Err(PayManyRepoError::about(id, PayRepoError::NotYours));
+            }
+            let state = hold.state_at(now);
+            if state != HoldState::Held {
+                return Err(PayManyRepoError::about(id, PayRepoError::NotHeld(state)));
+            }
+            seats.push(PaidSeat {
+                reservation: id,
+                schedule: hold.schedule,
+                seat: hold.seat,
+                price: hold.price,
+            });
+        }
+        if let Some(key) = &req.key {
+            let used = sqlx::query("SELECT 1 FROM payments WHERE user_id = ? AND idem_key = ?")
+                .bind(req.user.as_uuid())
+                .bind(key.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+            if used.is_some() {
+                return Err(PayRepoError::KeyReused.into());
+            }
+        }
+        if !session_active(&mut tx, req.session, req.user, now).await? {
+            return Err(PayRepoError::SessionEnded.into());
+        }
+        let total = Amount::total(seats.iter().map(|s| s.price))
+            .ok_or_else(|| StoreError::Failed("the total of a payment overflows".into()))?;
+        let balance = balance_in(&mut tx, req.user).await?;
+        if balance < total.as_money() {
+            return Err(PayRepoError::InsufficientBalance {
+                balance,
+                price: total,
+            }
+            .into());
+        }
+        let first = seats[0];
+        // The payment row names the first seat and the total; no session_seq, so
+        // the single-hold trigger does not run: the steps are below.
+        sqlx::query(
+            "INSERT INTO payments
+               (id, reservation_id, user_id, schedule_id, seat_no, amount, paid_at, idem_key)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(req.id.as_uuid())
+        .bind(first.reservation.as_uuid())
+        .bind(req.user.as_uuid())
+        .bind(first.schedule.get())
+        .bind(i64::from(first.seat.get()))
+        .bind(total.minor_units())
+        .bind(now.as_millis())
+        .bind(req.key.as_ref().map(|k| k.as_str().to_owned()))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        for (i, s) in seats.iter().enumerate() {
+            if i > 0 {
+                sqlx::query(
+                    "INSERT INTO payment_seats
+                       (reservation_id, payment_id, user_id, position, schedule_id, seat_no,
+                        price)
+                     VALUES (?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(s.reservation.as_uuid())
+                .bind(req.id.as_uuid())
+                .bind(req.user.as_uuid())
+                .bind(i as i64 + 1)
+                .bind(s.schedule.get())
+                .bind(i64::from(s.seat.get()))
+                .bind(s.price.minor_units())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            }
+            let sold = sqlx::query(
+                "UPDATE seats SET sold = 1
+                 WHERE schedule_id = ? AND seat_no = ? AND hold_id = ? AND hold_user = ?
+                   AND sold = 0 AND hold_until > ?",
+            )
+            .bind(s.schedule.get())
+            .bind(i64::from(s.seat.get()))
+            .bind(s.reservation.as_uuid())
+            .bind(req.user.as_uuid())
+            .bind(now.as_millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            if sold.rows_affected() != 1 {
+                return Err(StoreError::Failed(format!(
+                    "payment {}: the seat of reservation {} was not held",
+                    req.id, s.reservation
+                ))
+                .into());
+            }
+        }
+        let debited = sqlx::query(
+            "UPDATE wallets SET balance = balance - ?2 WHERE user_id = ?1 AND balance >= ?2",
+        )
+        .bind(req.user.as_uuid())
+        .bind(total.minor_units())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let ended = sqlx::query(
+            "UPDATE queue_entries SET state = 'done'
+             WHERE seq = ? AND user_id = ? AND state = 'live'",
+        )
+        .bind(cv::i64_of(req.session.get()))
+        .bind(req.user.as_uuid())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        if (debited.rows_affected(), ended.rows_affected()) != (1, 1) {
+            return Err(StoreError::Failed(format!(
+                "payment {}: debited {} wallets and ended {} sessions",
+                req.id,
+                debited.rows_affected(),
+                ended.rows_affected()
+            ))
+            .into());
+        }
+        sqlx::query(
+            "INSERT INTO ledger (user_id, kind, payment_id, amount, balance_after, at)
+             SELECT ?1, 'payment', ?2, ?3, balance, ?4 FROM wallets WHERE user_id = ?1",
+        )
+        .bind(req.user.as_uuid())
+        .bind(req.id.as_uuid())
+        .bind(total.minor_units())
+        .bind(now.as_millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        // The session ended: the payer's other holds lapse now.
+        sqlx::query(
+            "UPDATE seats SET hold_until = ?2
+             WHERE hold_user = ?1 AND sold = 0 AND hold_until > ?2",
+        )
+        .bind(req.user.as_uuid())
+        .bind(now.as_millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        commit(tx).await?;
+        Ok(Payment {
+            id: req.id,
+            reservation: first.reservation,
+            user: req.user,
+            schedule: first.schedule,
+            seat: first.seat,
+            amount: total,
+            paid_at: now,
+            key: req.key,
+            seats,
+        })
+    }
+
     async fn payment_by_key(
         &self,
         user: UserId,
@@ -1243,7 +1447,14 @@ impl PaymentRepo for SqliteStore {
         .fetch_optional(&self.read)
         .await
         .map_err(db)?;
-        row.as_ref().map(payment_of).transpose()
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let mut found = [payment_of(&row)?];
+        let others = other_seats(&self.read, false, found[0].id.as_uuid()).await?;
+        cv::with_seats(&mut found, others)?;
+        let [payment] = found;
+        Ok(Some(payment))
     }
 
     async fn payments_of(&self, user: UserId, limit: u32) -> Result<Vec<Payment>, StoreError> {
@@ -1257,6 +1468,9 @@ impl PaymentRepo for SqliteStore {
         .fetch_all(&self.read)
         .await
         .map_err(db)?;
-        rows.iter().map(payment_of).collect()
+        let mut payments = rows.iter().map(payment_of).collect::<Result<Vec<_>, _>>()?;
+        let others = other_seats(&self.read, true, user.as_uuid()).await?;
+        cv::with_seats(&mut payments, others)?;
+        Ok(payments)
     }
 }

@@ -34,6 +34,14 @@ async fn i2_five_hundred_debits_on_a_balance_covering_a_hundred() {
     stress::debits_on_one_balance(&c, 500, 100).await;
 }
 
+/// Payments of several holds racing with payments of some of them, on every
+/// instance: one per user wins, all or nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn i5_two_hundred_users_race_four_payments_of_their_three_holds() {
+    let (c, _dir) = cluster().await;
+    stress::payments_of_several_holds_race(&c, 200).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn i2_thousand_concurrent_charges_are_all_counted() {
     let (c, _dir) = cluster().await;

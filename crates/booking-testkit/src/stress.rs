@@ -57,6 +57,15 @@ impl<S: Store + Clone> Cluster<S> {
     /// Issues tokens to `users` (spread over the instances), admits them all and
     /// passes each through the gate of its instance.
     async fn admit(&self, users: &[UserId]) -> Vec<booking_core::Admitted> {
+        self.admit_with_tokens(users)
+            .await
+            .into_iter()
+            .map(|(who, _)| who)
+            .collect()
+    }
+
+    /// [`Cluster::admit`], with each user's token.
+    async fn admit_with_tokens(&self, users: &[UserId]) -> Vec<(booking_core::Admitted, String)> {
         let first = self.node(0);
         first
             .set_policy(AdmissionPolicy::rate(AdmissionPolicy::MAX_BATCH, TICK).expect("policy"))
@@ -72,8 +81,8 @@ impl<S: Store + Clone> Cluster<S> {
             TickOutcome::Advanced { .. }
         ));
         let mut admitted = Vec::with_capacity(tokens.len());
-        for (i, t) in tokens.iter().enumerate() {
-            admitted.push(self.node(i).gate(t).await.expect("admitted"));
+        for (i, t) in tokens.into_iter().enumerate() {
+            admitted.push((self.node(i).gate(&t).await.expect("admitted"), t));
         }
         admitted
     }
@@ -193,24 +202,31 @@ pub async fn debits_on_one_balance<S: Store + Clone>(
     let schedule = crate::concert_date(&node, n as i64 + 1, Some(PRICE)).await;
     let user = UserId::random();
     let mut session = cluster.admit(&[user]).await.remove(0);
-    let now = cluster.clock_now();
-    let mut pending: Vec<ReservationId> = Vec::with_capacity(n);
+    // Each pending payment: its seat and its hold in the current session. A payment
+    // ends the session and releases the session's other holds, so after each round
+    // the seats still to pay are held again in the next session.
+    let hold_in = |node: Arc<Booking<S, ManualClock>>, session: booking_core::Admitted, no| {
+        let now = cluster.clock_now();
+        async move {
+            node.store()
+                .hold(NewHold {
+                    id: ReservationId::random(),
+                    user,
+                    session: session.seq(),
+                    schedule: schedule.id,
+                    seat: seat(no),
+                    now,
+                    expires_at: now.plus(Duration::from_secs(86_400)),
+                    max_live_per_user: n as u32,
+                })
+                .await
+                .expect("hold")
+                .id
+        }
+    };
+    let mut pending: Vec<(i64, ReservationId)> = Vec::with_capacity(n);
     for no in 1..=n as i64 {
-        let hold = node
-            .store()
-            .hold(NewHold {
-                id: ReservationId::random(),
-                user,
-                session: session.seq(),
-                schedule: schedule.id,
-                seat: seat(no),
-                now,
-                expires_at: now.plus(Duration::from_secs(86_400)),
-                max_live_per_user: n as u32,
-            })
-            .await
-            .expect("hold");
-        pending.push(hold.id);
+        pending.push((no, hold_in(Arc::clone(&node), session, no).await));
     }
     node.charge(user, amount(PRICE * covered as i64), None)
         .await
@@ -223,7 +239,7 @@ pub async fn debits_on_one_balance<S: Store + Clone>(
         );
         let barrier = Arc::new(Barrier::new(pending.len()));
         let mut set = JoinSet::new();
-        for (i, id) in pending.iter().copied().enumerate() {
+        for (i, (no, id)) in pending.iter().copied().enumerate() {
             let (node, barrier) = (cluster.node(i), Arc::clone(&barrier));
             let req = PayRequest {
                 id: PaymentId::random(),
@@ -235,19 +251,22 @@ pub async fn debits_on_one_balance<S: Store + Clone>(
             };
             set.spawn(async move {
                 barrier.wait().await;
-                (id, node.store().pay(req).await)
+                (no, node.store().pay(req).await)
             });
         }
         let mut next = Vec::new();
         let mut won_this_round = 0;
-        for (id, outcome) in set.join_all().await {
+        for (no, outcome) in set.join_all().await {
             match outcome {
                 Ok(p) => {
                     won_this_round += 1;
                     paid.push(p);
                 }
                 Err(PayRepoError::InsufficientBalance { .. }) => refused += 1,
-                Err(PayRepoError::SessionEnded) => next.push(id),
+                // The session ended, and its payment released this hold.
+                Err(PayRepoError::SessionEnded | PayRepoError::NotHeld(HoldState::Expired)) => {
+                    next.push(no)
+                }
                 Err(e) => panic!("unexpected payment outcome: {e:?}"),
             }
         }
@@ -255,8 +274,13 @@ pub async fn debits_on_one_balance<S: Store + Clone>(
         if next.is_empty() {
             break;
         }
-        pending = next;
         session = cluster.admit(&[user]).await.remove(0);
+        let mut holds = JoinSet::new();
+        for (i, no) in next.into_iter().enumerate() {
+            let hold = hold_in(cluster.node(i), session, no);
+            holds.spawn(async move { (no, hold.await) });
+        }
+        pending = holds.join_all().await;
     }
     assert_eq!((paid.len(), refused), (covered, n - covered));
     assert_eq!(node.balance(user).await.expect("balance").minor_units(), 0);
@@ -478,4 +502,119 @@ impl<S: Store + Clone> Cluster<S> {
         use booking_core::Clock;
         self.clock.now()
     }
+}
+
+/// I1, I2, I5, I6 with payments of several holds: each of `n` users holds three
+/// seats and four payments of them race on several instances (all three, the
+/// first alone, the last two, the last and the first). Exactly one payment per
+/// user wins; it sold exactly its seats, debited exactly its total with one ledger
+/// row, and released the user's other hold; the losers changed nothing.
+pub async fn payments_of_several_holds_race<S: Store + Clone>(cluster: &Cluster<S>, n: usize) {
+    const BALANCE: i64 = 1_000_000;
+    let node = cluster.node(0);
+    // One seat more than the holds, so that the sale is never sold out; seat `k`
+    // costs `100 * k`, so each payment's total is its own.
+    let schedule = crate::concert_date(&node, 3 * n as i64 + 1, None).await;
+    let users: Vec<UserId> = (0..n).map(|_| UserId::random()).collect();
+    let admitted = cluster.admit_with_tokens(&users).await;
+    let mut holds = Vec::with_capacity(n);
+    for (i, (who, _)) in admitted.iter().enumerate() {
+        let node = cluster.node(i);
+        let mut three = Vec::new();
+        for k in 0..3 {
+            let no = seat(3 * i as i64 + k + 1);
+            three.push(node.hold(who, schedule.id, no).await.expect("hold"));
+        }
+        node.charge(who.user(), amount(BALANCE), None)
+            .await
+            .expect("charge");
+        holds.push(three);
+    }
+    let mut set = JoinSet::new();
+    let barrier = Arc::new(Barrier::new(4 * n));
+    for (i, (_, token)) in admitted.iter().enumerate() {
+        let h: Vec<ReservationId> = holds[i].iter().map(|h| h.id).collect();
+        let tries = [
+            vec![h[0], h[1], h[2]],
+            vec![h[0]],
+            vec![h[1], h[2]],
+            vec![h[2], h[0]],
+        ];
+        for (k, ids) in tries.into_iter().enumerate() {
+            let (node, barrier, token) = (cluster.node(i + k), Arc::clone(&barrier), token.clone());
+            set.spawn(async move {
+                barrier.wait().await;
+                (i, ids.clone(), node.pay_all(&token, &ids, None).await)
+            });
+        }
+    }
+    let mut won: HashMap<usize, booking_core::domain::Payment> = HashMap::new();
+    let mut n_lost = 0;
+    for (i, ids, outcome) in set.join_all().await {
+        match outcome {
+            Ok(r) => {
+                assert!(r.payment.pays_exactly(&ids));
+                assert!(won.insert(i, r.payment).is_none(), "user {i} paid twice");
+            }
+            Err(e) => {
+                assert!(
+                    matches!(
+                        e.cause(),
+                        booking_core::PayError::Gate(booking_core::GateError::Ended)
+                            | booking_core::PayError::SessionEnded
+                            | booking_core::PayError::AlreadyPaid
+                            | booking_core::PayError::HoldExpired
+                    ),
+                    "unexpected payment outcome: {e:?}"
+                );
+                n_lost += 1;
+            }
+        }
+    }
+    assert_eq!((won.len(), n_lost), (n, 3 * n), "one payment per user");
+    let (_, seats) = node
+        .seats(schedule.concert, schedule.date())
+        .await
+        .expect("seats");
+    let mut n_sold = 0;
+    for (i, user) in users.iter().enumerate() {
+        let p = &won[&i];
+        let sold: BTreeSet<_> = p.seats.iter().map(|s| s.seat).collect();
+        for h in &holds[i] {
+            let state = seats[usize::from(h.seat.get()) - 1].state;
+            if sold.contains(&h.seat) {
+                assert_eq!(state, SeatState::Sold);
+                n_sold += 1;
+            } else {
+                assert_eq!(
+                    state,
+                    SeatState::Free,
+                    "the payment released the other hold"
+                );
+            }
+        }
+        let total: i64 = holds[i]
+            .iter()
+            .filter(|h| sold.contains(&h.seat))
+            .map(|h| h.price.minor_units())
+            .sum();
+        assert_eq!(p.amount.minor_units(), total);
+        assert_eq!(
+            node.balance(*user).await.expect("balance").minor_units(),
+            BALANCE - total
+        );
+        let ledger = node.ledger(*user).await.expect("ledger");
+        assert_eq!(ledger.len(), 2, "the charge and one payment row");
+        assert_eq!(ledger[0].kind, LedgerKind::Payment(p.id));
+        assert_eq!(ledger[0].amount, p.amount);
+        assert_eq!(
+            node.payments(*user).await.expect("payments"),
+            vec![p.clone()]
+        );
+    }
+    assert_eq!(
+        seats.iter().filter(|s| s.state == SeatState::Sold).count(),
+        n_sold,
+        "no seat sold but by a winning payment"
+    );
 }

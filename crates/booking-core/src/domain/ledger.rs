@@ -44,23 +44,53 @@ impl LedgerEntry {
     }
 }
 
-/// A payment for one reservation.
+/// One seat of a payment: the reservation paid, its seat, and its price.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PaidSeat {
+    /// The reservation paid.
+    pub reservation: ReservationId,
+    /// The schedule of the seat.
+    pub schedule: ScheduleId,
+    /// The seat now sold to the payer.
+    pub seat: SeatNo,
+    /// Its price, fixed when it was held.
+    pub price: Amount,
+}
+
+/// A payment of one or several of one user's reservations, with one ledger row for
+/// its total.
+///
+/// `reservation`, `schedule` and `seat` name the first seat paid (the only one of a
+/// single-hold payment); `seats` lists every seat, the first one included, in the
+/// order they were asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Payment {
     /// Its id.
     pub id: PaymentId,
-    /// The reservation paid.
+    /// The first reservation paid.
     pub reservation: ReservationId,
     /// Who paid (the holder).
     pub user: UserId,
-    /// The schedule of the seat.
+    /// The schedule of the first seat.
     pub schedule: ScheduleId,
-    /// The seat now sold to the user.
+    /// The first seat now sold to the user.
     pub seat: SeatNo,
-    /// What was debited.
+    /// What was debited: the sum of the seats' prices.
     pub amount: Amount,
     /// When.
     pub paid_at: Timestamp,
     /// The idempotency key, if the client gave one.
     pub key: Option<IdempotencyKey>,
+    /// Every seat paid, the first one included.
+    pub seats: Vec<PaidSeat>,
+}
+
+impl Payment {
+    /// Whether this payment paid exactly the reservations `ids`, in any order.
+    pub fn pays_exactly(&self, ids: &[ReservationId]) -> bool {
+        self.seats.len() == ids.len()
+            && ids
+                .iter()
+                .all(|id| self.seats.iter().any(|s| s.reservation == *id))
+    }
 }

@@ -19,7 +19,7 @@ pub use ids::{
     ConcertId, IdempotencyKey, LedgerEntryId, PaymentId, QueueSeq, ReservationId, ScheduleId,
     TokenId, UserId,
 };
-pub use ledger::{LedgerEntry, LedgerKind, Payment};
+pub use ledger::{LedgerEntry, LedgerKind, PaidSeat, Payment};
 pub use money::{Amount, Money};
 pub use queue::{
     ASSUMED_RATE_MILLI, AdmissionPolicy, EntryState, POLL_CEILING, POLL_FLOOR, QueueCounters,

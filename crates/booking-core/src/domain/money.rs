@@ -61,6 +61,13 @@ impl Amount {
         self.0
     }
 
+    /// The sum of `amounts`, or `None` when there are none or it overflows.
+    pub fn total(amounts: impl IntoIterator<Item = Amount>) -> Option<Amount> {
+        let mut it = amounts.into_iter();
+        let first = it.next()?;
+        it.try_fold(first, |sum, a| sum.0.checked_add(a.0).map(Amount))
+    }
+
     /// The amount as a (positive) sum of money.
     pub const fn as_money(self) -> Money {
         Money(self.0)

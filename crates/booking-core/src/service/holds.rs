@@ -11,8 +11,10 @@ impl<S: Store, C: Clock> Booking<S, C> {
     ///
     /// While the hold is live nobody else can hold or buy the seat; when it lapses
     /// unpaid the seat is free again at once (lazy expiry), sweeper or not. A hold
-    /// lapses after the hold TTL or when the show starts, whichever comes first, so
-    /// no seat is ever paid for after the start.
+    /// lapses after the hold TTL, when the show starts, or when the user's session
+    /// ends, whichever comes first: no seat is ever paid for after the start, and a
+    /// user whose session ended (lapsed, or paid, which releases the other holds)
+    /// blocks no seat.
     ///
     /// # Errors
     /// [`HoldError::UnknownSchedule`], [`HoldError::Closed`] once the show started,
@@ -52,7 +54,12 @@ impl<S: Store, C: Clock> Booking<S, C> {
             schedule,
             seat,
             now,
-            expires_at: now.plus(self.config.hold_ttl).min(sched.starts_at),
+            // A hold ends with its session too: when the session lapses, the seat
+            // is free at that instant, lazily, as after any expiry.
+            expires_at: now
+                .plus(self.config.hold_ttl)
+                .min(sched.starts_at)
+                .min(who.until()),
             max_live_per_user: self.config.max_live_holds,
         };
         let refused = match self.store.hold(req).await {
@@ -110,7 +117,8 @@ impl<S: Store, C: Clock> Booking<S, C> {
     }
 
     /// The user's reservations, newest first, each with its state at this instant
-    /// (a lapsed hold shows as expired).
+    /// (a lapsed hold shows as expired). Not behind the gate: a user whose session
+    /// ended (paid) can still read what they bought.
     ///
     /// # Errors
     /// Only storage failures.

@@ -28,7 +28,7 @@ use crate::ports::Store;
 use crate::token::TokenSigner;
 
 pub use admin::{QueueStats, SweepReport, TickOutcome};
-pub use payment::PaymentReceipt;
+pub use payment::{MAX_PAID_AT_ONCE, PaymentReceipt};
 pub use queue::{Admitted, IssuedToken, LineSnapshot, QueueStatus, QueueView};
 
 /// Tunable rules. [`Config::default`] gives the documented defaults.

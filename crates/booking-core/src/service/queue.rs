@@ -395,6 +395,25 @@ impl<S: Store, C: Clock> Booking<S, C> {
         Err(GateError::Expired)
     }
 
+    /// Refuses a token whose place has ended: paid ([`GateError::Ended`]) or lapsed
+    /// ([`GateError::Expired`]). A waiting or active place passes. One read (no
+    /// memory of sessions: a payment on another instance counts at once).
+    pub(crate) async fn place_not_ended(&self, claims: &TokenClaims) -> Result<(), GateError> {
+        let now = self.now();
+        let entry = self
+            .entry_of(claims)
+            .await?
+            .ok_or(GateError::UnknownToken)?;
+        match entry.state {
+            EntryState::Done => Err(GateError::Ended),
+            EntryState::Expired => Err(GateError::Expired),
+            EntryState::Live if entry.expires_at.is_some_and(|t| now >= t) => {
+                Err(GateError::Expired)
+            }
+            EntryState::Live => Ok(()),
+        }
+    }
+
     /// The entry a token points at, if it is really the one the token was issued for.
     async fn entry_of(&self, claims: &TokenClaims) -> Result<Option<QueueEntry>, StoreError> {
         let entry = self.store.entry(claims.seq).await?;

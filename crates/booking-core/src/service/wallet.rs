@@ -5,6 +5,7 @@ use crate::clock::Clock;
 use crate::domain::{Amount, IdempotencyKey, LedgerEntry, Money, UserId};
 use crate::error::ChargeError;
 use crate::ports::{ChargeReceipt, ChargeRepoError, ChargeRequest, Store, StoreError};
+use crate::token::TokenClaims;
 
 impl<S: Store, C: Clock> Booking<S, C> {
     /// Adds `amount` to the user's balance and writes its ledger row.
@@ -40,6 +41,24 @@ impl<S: Store, C: Clock> Booking<S, C> {
             ChargeRepoError::KeyReused => ChargeError::KeyReused,
             ChargeRepoError::Store(s) => ChargeError::Store(s),
         })
+    }
+
+    /// [`Booking::charge`] for the user of a signed token whose place has not
+    /// ended: a token ended by a payment (or lapsed) can read the wallet, not add to
+    /// it. A waiting token may charge.
+    ///
+    /// # Errors
+    /// [`ChargeError::Gate`] with [`crate::GateError::Ended`] when a payment ended the
+    /// token, [`crate::GateError::Expired`] when it lapsed, [`crate::GateError::UnknownToken`];
+    /// else as [`Booking::charge`].
+    pub async fn charge_with_token(
+        &self,
+        claims: &TokenClaims,
+        amount: Amount,
+        key: Option<IdempotencyKey>,
+    ) -> Result<ChargeReceipt, ChargeError> {
+        self.place_not_ended(claims).await?;
+        self.charge(claims.user, amount, key).await
     }
 
     /// The user's balance (0 if they never charged).
