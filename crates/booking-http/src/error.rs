@@ -295,8 +295,16 @@ fn not_held(state: HoldState, msg: String) -> ApiError {
     match state {
         HoldState::Expired => ApiError::new(StatusCode::GONE, "hold_expired", msg),
         HoldState::Paid => ApiError::new(StatusCode::CONFLICT, "already_paid", msg),
-        HoldState::Cancelled | HoldState::Held => {
-            ApiError::new(StatusCode::CONFLICT, "reservation_cancelled", msg)
+        HoldState::Cancelled => ApiError::new(StatusCode::CONFLICT, "reservation_cancelled", msg),
+        // "Not held" because it is held cannot happen: an engine bug, not the
+        // user's doing, so no user-facing code names it.
+        HoldState::Held => {
+            tracing::error!(%msg, "a reservation was refused as not held while held");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "an internal error occurred; it has been logged",
+            )
         }
     }
 }
