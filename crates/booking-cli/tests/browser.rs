@@ -724,32 +724,34 @@ async fn a_person_joins_waits_holds_tops_up_pays_and_the_operator_sees_the_sale(
     assert_eq!(sales_on(&server, &date)["seats_held"], 1);
     shot(&c, "purchase-05-held").await;
 
-    // A second hold. This server pays one hold per payment, so one is ticked at a
-    // time; then the second is cancelled and its seat is free again.
-    c.find(Locator::Css("#seats button[data-seat='13']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    until(
-        &c,
-        "the hold on seat 13",
-        "return !!document.querySelector('#holds li.held[data-seat=\"13\"]')",
-    )
-    .await;
-    let ticked = "return [...document.querySelectorAll('#holds input:checked')].map(i => i.closest('li').dataset.seat)";
-    assert_eq!(js(&c, ticked).await, json!(["13"]));
-    assert_eq!(text(&c, "pay").await, "Pay 5,000 for seat 13");
+    // A second and a third hold: this server pays several holds in one payment,
+    // so each new hold is ticked too; the third is then let go and its seat is
+    // free again.
+    for seat in ["13", "14"] {
+        c.find(Locator::Css(&format!("#seats button[data-seat='{seat}']")))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        until(
+            &c,
+            &format!("the hold on seat {seat}"),
+            &format!("return !!document.querySelector('#holds li.held[data-seat=\"{seat}\"]')"),
+        )
+        .await;
+    }
+    let ticked = "return [...document.querySelectorAll('#holds input:checked')].map(i => i.closest('li').dataset.seat).sort()";
+    assert_eq!(js(&c, ticked).await, json!(["12", "13", "14"]));
     assert_eq!(
         js(
             &c,
             "return document.getElementById('one-per-payment').hidden"
         )
         .await,
-        json!(false)
+        json!(true)
     );
-    c.find(Locator::Css("#holds li[data-seat='12'] input"))
+    c.find(Locator::Css("#holds li[data-seat='14'] button"))
         .await
         .unwrap()
         .click()
@@ -757,24 +759,14 @@ async fn a_person_joins_waits_holds_tops_up_pays_and_the_operator_sees_the_sale(
         .unwrap();
     until(
         &c,
-        "seat 12 ticked alone",
-        &format!("{ticked}.join() === '12'"),
+        "seat 14 let go",
+        "return !document.querySelector('#holds li[data-seat=\"14\"]')
+            && document.querySelector('#seats [data-seat=\"14\"]').dataset.state === 'free'",
     )
     .await;
-    c.find(Locator::Css("#holds li[data-seat='13'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    until(
-        &c,
-        "seat 13 let go",
-        "return !document.querySelector('#holds li[data-seat=\"13\"]')
-            && document.querySelector('#seats [data-seat=\"13\"]').dataset.state === 'free'",
-    )
-    .await;
-    assert_eq!(sales_on(&server, &date)["seats_held"], 1);
+    assert_eq!(sales_on(&server, &date)["seats_held"], 2);
+    assert_eq!(js(&c, ticked).await, json!(["12", "13"]));
+    assert_eq!(text(&c, "pay").await, "Pay 10,000 for 2 seats");
 
     // Paying with an empty balance is refused in words.
     c.find(Locator::Id("pay"))
@@ -803,7 +795,7 @@ async fn a_person_joins_waits_holds_tops_up_pays_and_the_operator_sees_the_sale(
     )
     .await;
     shot(&c, "purchase-07-topped-up").await;
-    assert_eq!(text(&c, "pay").await, "Pay 5,000 for seat 12");
+    assert_eq!(text(&c, "pay").await, "Pay 10,000 for 2 seats");
     c.find(Locator::Id("pay"))
         .await
         .unwrap()
@@ -817,16 +809,22 @@ async fn a_person_joins_waits_holds_tops_up_pays_and_the_operator_sees_the_sale(
     )
     .await;
     let rows = rows.as_array().expect("receipt rows");
-    assert_eq!(rows.len(), 1, "{rows:?}");
-    assert_eq!(rows[0][1], "12");
-    assert_eq!(rows[0][2], "5,000");
-    assert!(rows[0][0].as_str().unwrap().contains(&date), "{rows:?}");
-    assert_eq!(text(&c, "receipt-balance").await, "5,000");
+    assert_eq!(rows.len(), 2, "both seats of the one payment: {rows:?}");
+    assert_eq!(
+        (rows[0][1].clone(), rows[1][1].clone()),
+        (json!("12"), json!("13"))
+    );
+    for r in rows {
+        assert_eq!(r[2], "5,000", "{rows:?}");
+        assert!(r[0].as_str().unwrap().contains(&date), "{rows:?}");
+    }
+    assert_eq!(rows[0][3], rows[1][3], "one payment: {rows:?}");
+    assert_eq!(text(&c, "receipt-balance").await, "0");
     shot(&c, "purchase-08-receipt").await;
     let row = sales_on(&server, &date);
     assert_eq!(
         (row["seats_sold"].clone(), row["revenue"].clone()),
-        (json!(1), json!(5000))
+        (json!(2), json!(10000))
     );
 
     // The receipt survives a reload (the token is spent).
@@ -860,9 +858,9 @@ async fn a_person_joins_waits_holds_tops_up_pays_and_the_operator_sees_the_sale(
         "the sale on the operator page",
         &format!(
             "const row = document.querySelector('table[data-concert=\"1\"] tr[data-date=\"{date}\"]');
-             return !!row && row.querySelector('.sold').textContent === '1'
-                 && row.querySelector('.revenue').textContent === '5,000'
-                 && document.getElementById('revenue-total').textContent === '5,000'
+             return !!row && row.querySelector('.sold').textContent === '2'
+                 && row.querySelector('.revenue').textContent === '10,000'
+                 && document.getElementById('revenue-total').textContent === '10,000'
                  && document.getElementById('q-issued').textContent === '3'"
         ),
     )

@@ -509,7 +509,8 @@
     const r = await api("GET", "/openapi.json");
     const schemas = r.ok && r.body && r.body.components && r.body.components.schemas;
     const pay = schemas && schemas.PayRequest;
-    S.multiPay = !!(pay && pay.properties && pay.properties.reservation_ids);
+    const names = (s) => !!(s && s.properties && s.properties.reservation_ids);
+    S.multiPay = !!(pay && (names(pay) || (Array.isArray(pay.oneOf) && pay.oneOf.some(names))));
   }
 
   async function cancel(id) {
@@ -696,17 +697,24 @@
     renderPay();
     if (r.ok && r.body) {
       const paid = Array.isArray(r.body) ? r.body : Array.isArray(r.body.payments) ? r.body.payments : [r.body];
-      for (const p of paid) {
-        const h = S.holds.get(p.reservation_id);
+      // Every seat of each payment (`seats`; a server without it names one).
+      const seats = paid.flatMap((p) =>
+        (Array.isArray(p.seats) && p.seats.length
+          ? p.seats
+          : [{ reservation_id: p.reservation_id, schedule_id: p.schedule_id, seat: p.seat, price: p.amount }]
+        ).map((s) => ({ ...s, payment: p.payment_id })),
+      );
+      for (const s of seats) {
+        const h = S.holds.get(s.reservation_id);
         if (h) h.state = "paid";
       }
       const b = await api("GET", `/v1/users/${S.user}/balance`, { auth: S.token });
       const receipt = {
-        rows: paid.map((p) => ({
-          what: S.names.get(p.schedule_id) || "date " + p.schedule_id,
-          seat: p.seat,
-          amount: p.amount,
-          payment: p.payment_id,
+        rows: seats.map((s) => ({
+          what: S.names.get(s.schedule_id) || "date " + s.schedule_id,
+          seat: s.seat,
+          amount: s.price,
+          payment: s.payment,
         })),
         balance: b.ok && b.body ? b.body.balance : null,
       };
