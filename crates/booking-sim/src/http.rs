@@ -29,6 +29,10 @@ use crate::target::{
 /// How long one request may take before it counts as a timeout.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long an idle connection is kept for the next request: less than the 5 s
+/// after which `booking serve` closes an idle connection (`--header-timeout`).
+pub const POOL_IDLE: Duration = Duration::from_secs(3);
+
 /// Connections per instance unless told otherwise.
 pub const DEFAULT_CONNECTIONS: usize = 128;
 
@@ -106,7 +110,10 @@ impl HttpTarget {
         let client = Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(Duration::from_secs(5))
-            .pool_idle_timeout(Duration::from_secs(30))
+            // Shorter than the server's header-read timeout (5 s by default), which
+            // also closes a kept-alive connection idle that long: a request sent on
+            // a connection the server is closing fails without an answer.
+            .pool_idle_timeout(POOL_IDLE)
             // Every connection a user's request opened stays for the next one.
             .pool_max_idle_per_host(options.connections + 1)
             .tcp_nodelay(true)
@@ -114,7 +121,7 @@ impl HttpTarget {
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         let streams = Client::builder()
             .connect_timeout(Duration::from_secs(5))
-            .pool_idle_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(POOL_IDLE)
             .tcp_nodelay(true)
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
