@@ -401,9 +401,10 @@ pub enum TokenCmd {
     /// Take a place in the waiting room; prints the token. Asking again while the
     /// place is live gives the same place back.
     Take {
-        /// Your user id (a UUID).
+        /// Your user id (a UUID); without it a new one is made and printed on
+        /// standard error (keep it: your wallet and purchases belong to it).
         #[arg(long)]
-        user: String,
+        user: Option<String>,
         /// Also write the token to this file (mode 0600), for --token-file.
         #[arg(long)]
         save: Option<PathBuf>,

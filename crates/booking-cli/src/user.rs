@@ -4,7 +4,7 @@
 use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
-use booking_core::domain::{Amount, IdempotencyKey, ReservationId, SeatNo, SeatState};
+use booking_core::domain::{Amount, IdempotencyKey, ReservationId, SeatNo, SeatState, UserId};
 use booking_core::{Admitted, QueueStatus, TickOutcome, TokenClaims};
 use booking_http::dto::{
     BalanceDto, DateDto, LedgerEntryDto, PaymentDto, QueueDto, ReservationDto, SeatDto, SeatMapDto,
@@ -71,7 +71,16 @@ fn describe(status: QueueStatus) -> String {
 
 pub async fn token(engine: &Engine, cmd: &TokenCmd) -> CliResult<()> {
     let TokenCmd::Take { user, save, json } = cmd;
-    let user = parse_user(user)?;
+    let user = match user {
+        Some(u) => parse_user(u)?,
+        None => {
+            let u = UserId::random();
+            note(&format!(
+                "your user id is {u} (made for you; give it with --user next time)"
+            ));
+            u
+        }
+    };
     let issued = engine.issue_token(user).await?;
     if let Some(path) = save {
         save_private(path, &issued.token)?;

@@ -1413,3 +1413,18 @@ fn completions_and_the_manual_page_need_no_database() {
     let r = sb.run(&["completions", "tcsh"]);
     assert_eq!(r.code, BAD_INPUT, "{r:#?}");
 }
+
+/// `token take` without `--user` makes a user id and says which.
+#[test]
+fn a_token_without_a_user_gets_a_new_user_id_that_is_printed() {
+    let sb = seeded();
+    let r = sb.run(&["token", "take", "--json"]);
+    assert_eq!(r.code, OK, "{r:#?}");
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("JSON");
+    let user = v["user_id"].as_str().expect("user_id").to_owned();
+    assert!(r.stderr.contains(&user), "the new user id is told: {r:#?}");
+    assert!(r.stderr.contains("--user"), "{r:#?}");
+    // The token is that user's: the wallet of that id is readable with it.
+    let token = v["token"].as_str().expect("token");
+    sb.run(&["balance", "--token", token]).ok();
+}
