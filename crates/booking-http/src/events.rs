@@ -117,11 +117,6 @@ impl LineFeed {
         self.state().line
     }
 
-    /// How many streams listen now.
-    pub fn listeners(&self) -> usize {
-        self.state().waiting.len()
-    }
-
     /// Takes in a new line and wakes the streams whose answer it may change.
     fn publish(&self, line: LineSnapshot) {
         let mut st = self.state();

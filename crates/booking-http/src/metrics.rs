@@ -275,8 +275,9 @@ fn process_metrics(out: &mut String) {
     }
 }
 
-/// CPU seconds (user + system), from `/proc/self/stat`.
-fn cpu_seconds() -> Option<f64> {
+/// CPU seconds (user + system) this process has used, every thread counted, from
+/// `/proc/self/stat`; `None` where there is no `/proc` (not Linux).
+pub fn cpu_seconds() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // After the command name (in parentheses, may hold spaces): utime and stime are
     // the 14th and 15th fields of the line.

@@ -3,9 +3,6 @@
 
 use std::fs;
 
-/// Kernel clock ticks per second of `/proc/*/stat` (`USER_HZ`, 100 on Linux).
-const USER_HZ: f64 = 100.0;
-
 /// CPU seconds used so far.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct CpuTimes {
@@ -17,13 +14,7 @@ pub struct CpuTimes {
 
 /// Reads the CPU times now; `None` when `/proc` cannot tell.
 pub fn read() -> Option<CpuTimes> {
-    let stat = fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name (which is in parentheses and may hold spaces):
-    // utime and stime are the 14th and 15th fields of the line.
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
+    let process_secs = booking_http::metrics::cpu_seconds()?;
     let mut servers_ns = 0u64;
     if let Ok(tasks) = fs::read_dir("/proc/self/task") {
         for t in tasks.flatten() {
@@ -41,7 +32,7 @@ pub fn read() -> Option<CpuTimes> {
         }
     }
     Some(CpuTimes {
-        process_secs: (utime + stime) / USER_HZ,
+        process_secs,
         servers_secs: servers_ns as f64 / 1e9,
     })
 }

@@ -189,28 +189,27 @@ impl<S: Store, C: Clock> Booking<S, C> {
     pub async fn queue_status(&self, token: &str) -> Result<QueueView, StatusError> {
         let claims = self.signer.verify(token)?;
         let now = self.now();
-        let counters = self.counters_cached(now).await?;
+        let mut counters = self.counters_cached(now).await?;
         let seq = claims.seq.get();
-        if seq > counters.serving {
+        if seq > counters.serving && seq > counters.last_seq {
+            // The cache may be behind a token issued a moment ago: ask once more.
+            counters = self.fresh_counters(now).await?;
             if seq > counters.last_seq {
-                // The cache may be behind a token issued a moment ago: ask once more.
-                let fresh = self.fresh_counters(now).await?;
-                if seq > fresh.last_seq {
-                    return Err(StatusError::UnknownToken);
-                }
+                return Err(StatusError::UnknownToken);
             }
-            if self.sold_out().await? {
+        }
+        if seq > counters.serving {
+            let line = LineSnapshot {
+                counters,
+                sold_out: self.sold_out().await?,
+            };
+            if let Some(status) = self.waiting_status(&claims, &line) {
                 return Ok(QueueView {
                     claims,
-                    status: QueueStatus::SoldOut,
+                    status,
                     paused: counters.paused,
                 });
             }
-            return Ok(QueueView {
-                claims,
-                status: self.paced(waiting(seq, &counters)),
-                paused: counters.paused,
-            });
         }
         let entry = self
             .entry_of(&claims)
