@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use booking_core::domain::UserId;
 use booking_http::limits::RateLimits;
+use booking_http::metrics::{StorageFigures, StorageProbe};
 use booking_http::{BackgroundOptions, RouterOptions, ServeOptions};
+use booking_store::AnyStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
@@ -155,6 +157,7 @@ pub async fn run(global: &Global, args: &ServeArgs) -> CliResult<()> {
             per_token_per_sec: args.rate_limit_token,
             burst: args.rate_limit_burst,
         },
+        storage: Some(storage_probe(engine.store().clone())),
     };
     let app = booking_http::router(Arc::clone(&engine), options);
 
@@ -205,4 +208,20 @@ async fn shutdown_signal() {
         () = ctrl_c => {}
         () = term => {}
     }
+}
+
+/// How `/metrics` reads the database pools' and the group commit's figures.
+fn storage_probe(store: AnyStore) -> StorageProbe {
+    StorageProbe::new(move || {
+        let (pool, hot) = (store.pool_stats(), store.group_commit_stats());
+        StorageFigures {
+            connections_open: pool.open.into(),
+            connections_idle: pool.idle.into(),
+            connections_max: pool.max.into(),
+            hot_writes_under_way: hot.under_way,
+            hot_writes_batched: hot.batched,
+            hot_writes_alone: hot.direct + hot.queued.saturating_sub(hot.batched),
+            hot_writes_refused: hot.overloaded,
+        }
+    })
 }

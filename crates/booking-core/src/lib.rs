@@ -49,7 +49,7 @@ pub use error::{
 pub use memory::MemoryStore;
 pub use ports::{ChargeReceipt, Store, StoreError};
 pub use service::{
-    Admitted, Booking, Config, ConfigError, IssuedToken, LineSnapshot, MAX_PAID_AT_ONCE,
+    Activity, Admitted, Booking, Config, ConfigError, IssuedToken, LineSnapshot, MAX_PAID_AT_ONCE,
     PaymentReceipt, QueueStats, QueueStatus, QueueView, SweepReport, TickOutcome,
 };
 pub use token::{TokenClaims, TokenError, TokenSigner};

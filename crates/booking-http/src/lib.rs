@@ -106,6 +106,9 @@ pub struct RouterOptions {
     pub admin_key: Option<String>,
     /// Per-IP and per-token rate limits.
     pub rate_limits: limits::RateLimits,
+    /// Where `/metrics` reads the database pool's and the group commit's figures;
+    /// `None` leaves them out.
+    pub storage: Option<metrics::StorageProbe>,
 }
 
 /// Declares every route once: [`ROUTES`] lists them for the OpenAPI test and
@@ -158,7 +161,7 @@ pub fn router<S: Store + Clone, C: Clock>(
     booking: Arc<Booking<S, C>>,
     options: RouterOptions,
 ) -> Router {
-    let metrics = Arc::new(metrics::Metrics::default());
+    let metrics = Arc::new(metrics::Metrics::with_storage(options.storage));
     let limiter = Arc::new(limits::Limiter::new(options.rate_limits));
     let state = AppState {
         booking,

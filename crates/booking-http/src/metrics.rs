@@ -32,9 +32,104 @@ struct Histogram {
 pub struct Metrics {
     requests: Mutex<BTreeMap<(String, String, u16), u64>>,
     latency: Mutex<BTreeMap<String, Histogram>>,
+    storage: Option<StorageProbe>,
+}
+
+/// The storage's figures at one instant, as `/metrics` shows them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StorageFigures {
+    /// Database connections open (in use or idle).
+    pub connections_open: u64,
+    /// Open connections not in use.
+    pub connections_idle: u64,
+    /// The most connections the pools may open.
+    pub connections_max: u64,
+    /// Hot writes (holds, payments, token issues) under way now; beyond the pool's
+    /// size they wait for a connection.
+    pub hot_writes_under_way: u64,
+    /// Hot writes committed together with others, so far.
+    pub hot_writes_batched: u64,
+    /// Hot writes that ran alone, so far.
+    pub hot_writes_alone: u64,
+    /// Hot writes refused at once because too many were under way, so far.
+    pub hot_writes_refused: u64,
+}
+
+/// Reads the storage's figures for `/metrics` (see [`crate::RouterOptions::storage`]).
+#[derive(Clone)]
+pub struct StorageProbe(Arc<dyn Fn() -> StorageFigures + Send + Sync>);
+
+impl StorageProbe {
+    /// A probe that calls `read` at every scrape.
+    pub fn new(read: impl Fn() -> StorageFigures + Send + Sync + 'static) -> Self {
+        StorageProbe(Arc::new(read))
+    }
+}
+
+impl std::fmt::Debug for StorageProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StorageProbe")
+    }
 }
 
 impl Metrics {
+    /// Metrics that also show the storage's figures read by `storage`.
+    pub fn with_storage(storage: Option<StorageProbe>) -> Self {
+        Metrics {
+            storage,
+            ..Metrics::default()
+        }
+    }
+
+    fn render_storage(&self, out: &mut String) {
+        let Some(probe) = &self.storage else {
+            return;
+        };
+        let f = (probe.0)();
+        gauge(
+            out,
+            "booking_db_connections_open",
+            "Database connections open (in use or idle).",
+            f.connections_open,
+        );
+        gauge(
+            out,
+            "booking_db_connections_idle",
+            "Open database connections not in use.",
+            f.connections_idle,
+        );
+        gauge(
+            out,
+            "booking_db_connections_max",
+            "The most database connections the pools may open.",
+            f.connections_max,
+        );
+        gauge(
+            out,
+            "booking_hot_writes_under_way",
+            "Hot writes (holds, payments, token issues) under way; beyond the open connections they wait for one.",
+            f.hot_writes_under_way,
+        );
+        counter(
+            out,
+            "booking_hot_writes_batched_total",
+            "Hot writes committed together with others (group commit).",
+            f.hot_writes_batched,
+        );
+        counter(
+            out,
+            "booking_hot_writes_alone_total",
+            "Hot writes that ran alone.",
+            f.hot_writes_alone,
+        );
+        counter(
+            out,
+            "booking_hot_writes_refused_total",
+            "Hot writes refused at once (503) because too many were under way.",
+            f.hot_writes_refused,
+        );
+    }
+
     fn record(&self, method: &str, route: &str, status: StatusCode, secs: f64) {
         let key = (method.to_owned(), route.to_owned(), status.as_u16());
         *self
@@ -201,7 +296,38 @@ pub async fn metrics<S: Store + Clone, C: Clock>(State(st): State<AppState<S, C>
             holds.len(),
         );
     }
+    let activity = st.booking.activity();
+    for (name, help, value) in [
+        (
+            "booking_tokens_issued_total",
+            "Queue tokens issued by this instance.",
+            activity.tokens_issued,
+        ),
+        (
+            "booking_admissions_total",
+            "Users admitted by this instance's admission ticks.",
+            activity.admitted,
+        ),
+        (
+            "booking_holds_expired_total",
+            "Holds this instance's sweeper recorded as expired (lapsed, or released when their session ended).",
+            activity.holds_expired,
+        ),
+        (
+            "booking_sessions_expired_total",
+            "Sessions this instance's sweeper recorded as lapsed.",
+            activity.sessions_expired,
+        ),
+        (
+            "booking_sessions_paid_total",
+            "Sessions ended by a payment through this instance.",
+            activity.sessions_paid,
+        ),
+    ] {
+        counter(&mut out, name, help, value);
+    }
     let m = &st.metrics;
+    m.render_storage(&mut out);
     counter(
         &mut out,
         "booking_holds_total",

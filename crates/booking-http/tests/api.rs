@@ -60,6 +60,7 @@ async fn spawn_app_on(
         booking_http::RouterOptions {
             admin_key: Some(ADMIN_KEY.into()),
             rate_limits,
+            storage: Some(storage_probe(booking.store().clone())),
         },
     );
     tokio::spawn(booking_http::serve(listener, app, std::future::pending()));
@@ -71,6 +72,22 @@ async fn spawn_app_on(
         _dir: dir,
         _db: db,
     }
+}
+
+/// How the server reads the pools' and the group commit's figures (as `booking serve`).
+fn storage_probe(store: AnyStore) -> booking_http::metrics::StorageProbe {
+    booking_http::metrics::StorageProbe::new(move || {
+        let (pool, hot) = (store.pool_stats(), store.group_commit_stats());
+        booking_http::metrics::StorageFigures {
+            connections_open: pool.open.into(),
+            connections_idle: pool.idle.into(),
+            connections_max: pool.max.into(),
+            hot_writes_under_way: hot.under_way,
+            hot_writes_batched: hot.batched,
+            hot_writes_alone: hot.direct + hot.queued.saturating_sub(hot.batched),
+            hot_writes_refused: hot.overloaded,
+        }
+    })
 }
 
 impl App {
@@ -827,6 +844,10 @@ async fn metrics_count_requests_holds_and_conflicts_and_requests_get_ids() {
             .0,
         StatusCode::CONFLICT
     );
+    // An hour on, the hold and both sessions have lapsed; a sweep records them.
+    app.clock.advance(Duration::from_secs(3_600));
+    let swept = app.booking.sweep().await.expect("sweep");
+    assert_eq!((swept.n_holds_expired, swept.n_sessions_expired), (1, 2));
     let resp = app
         .http
         .get(format!("{}/metrics", app.base))
@@ -855,6 +876,15 @@ async fn metrics_count_requests_holds_and_conflicts_and_requests_get_ids() {
     assert!(value("process_max_fds") >= value("process_open_fds"));
     assert!(value("process_resident_memory_bytes") > 1e6);
     assert!(value("process_cpu_seconds_total") >= 0.0);
+    // The pools: SQLite's four readers and one writer. The two token issues and the
+    // two holds (one taken, one refused) were hot writes.
+    assert!(value("booking_db_connections_open") >= 1.0);
+    assert!(value("booking_db_connections_idle") <= value("booking_db_connections_open"));
+    assert_eq!(
+        value("booking_hot_writes_alone_total") + value("booking_hot_writes_batched_total"),
+        4.0,
+        "{text}"
+    );
     assert!(
         samples
             .iter()
@@ -868,7 +898,15 @@ async fn metrics_count_requests_holds_and_conflicts_and_requests_get_ids() {
         "booking_hold_conflicts_total 1",
         "booking_payments_total 0",
         "booking_queue_issued 2",
-        "booking_active_users 2",
+        "booking_active_users 0",
+        "booking_tokens_issued_total 2",
+        "booking_admissions_total 2",
+        "booking_holds_expired_total 1",
+        "booking_sessions_expired_total 2",
+        "booking_sessions_paid_total 0",
+        "booking_db_connections_max 5",
+        "booking_hot_writes_under_way 0",
+        "booking_hot_writes_refused_total 0",
         "booking_http_requests_total{method=\"POST\",route=\"/v1/reservations\",status=\"409\"} 1",
         "booking_http_request_duration_seconds_count{method=\"POST\",route=\"/v1/reservations\"} 2",
     ] {

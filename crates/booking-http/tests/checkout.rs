@@ -56,6 +56,7 @@ async fn spawn(
         booking_http::RouterOptions {
             admin_key: None,
             rate_limits: booking_http::limits::RateLimits::off(),
+            storage: None,
         },
     );
     tokio::spawn(booking_http::serve(listener, app, std::future::pending()));

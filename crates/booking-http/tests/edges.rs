@@ -64,6 +64,7 @@ async fn spawn(options: ServeOptions) -> App {
         RouterOptions {
             admin_key: Some(ADMIN_KEY.into()),
             rate_limits: booking_http::limits::RateLimits::off(),
+            storage: None,
         },
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -34,6 +34,7 @@ async fn node(path: &std::path::Path, clock: &ManualClock) -> Node {
         booking_http::RouterOptions {
             admin_key: None,
             rate_limits: booking_http::limits::RateLimits::off(),
+            storage: None,
         },
     );
     tokio::spawn(booking_http::serve(listener, app, std::future::pending()));
@@ -360,6 +361,7 @@ async fn open_streams_end_when_the_server_shuts_down() {
         booking_http::RouterOptions {
             admin_key: None,
             rate_limits: booking_http::limits::RateLimits::off(),
+            storage: None,
         },
     );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

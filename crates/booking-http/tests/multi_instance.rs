@@ -58,6 +58,7 @@ async fn three_instances_on_one_postgres_keep_every_invariant() {
                 booking_http::RouterOptions {
                     admin_key: None,
                     rate_limits: booking_http::limits::RateLimits::off(),
+                    storage: None,
                 },
             ),
             std::future::pending(),

@@ -807,6 +807,7 @@ pub async fn spawn_servers(
                 booking_http::RouterOptions {
                     admin_key: Some(key.clone()),
                     rate_limits: booking_http::limits::RateLimits::off(),
+                    storage: None,
                 },
             );
             tokio::spawn(booking_http::serve(listener, app, stopped(stop_rx.clone())));

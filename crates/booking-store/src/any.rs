@@ -93,12 +93,53 @@ pub async fn connect(url: &str, options: StoreOptions) -> Result<AnyStore, OpenE
     })
 }
 
+/// A store's connection pools, at one instant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Connections open, in use or idle.
+    pub open: u32,
+    /// Open connections not in use.
+    pub idle: u32,
+    /// The most connections the pools may open.
+    pub max: u32,
+}
+
 impl AnyStore {
     /// Which backend this is.
     pub fn backend(&self) -> Backend {
         match self {
             AnyStore::Sqlite(_) => Backend::Sqlite,
             AnyStore::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// The connection pools' figures now (the read and write pools summed on SQLite).
+    pub fn pool_stats(&self) -> PoolStats {
+        fn of<DB: sqlx::Database>(p: &sqlx::Pool<DB>) -> PoolStats {
+            PoolStats {
+                open: p.size(),
+                idle: u32::try_from(p.num_idle()).unwrap_or(u32::MAX),
+                max: p.options().get_max_connections(),
+            }
+        }
+        match self {
+            AnyStore::Sqlite(s) => {
+                let (r, w) = (of(s.read_pool()), of(s.write_pool()));
+                PoolStats {
+                    open: r.open + w.open,
+                    idle: r.idle + w.idle,
+                    max: r.max + w.max,
+                }
+            }
+            AnyStore::Postgres(s) => of(s.pool()),
+        }
+    }
+
+    /// What the group commit of hot writes has done, and how many are under way.
+    pub fn group_commit_stats(&self) -> crate::GroupCommitStats {
+        match self {
+            AnyStore::Sqlite(s) => s.group_commit_stats(),
+            AnyStore::Postgres(s) => s.group_commit_stats(),
         }
     }
 

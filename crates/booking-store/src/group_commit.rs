@@ -31,6 +31,9 @@ pub struct GroupCommitStats {
     /// set) were already under way: the instance is overloaded, and says so
     /// (`StoreError::Unavailable`) instead of queueing without end.
     pub overloaded: u64,
+    /// Hot writes under way now (running alone, queued, or in a batch): beyond the
+    /// pool's size they wait for a connection.
+    pub under_way: u64,
 }
 
 /// Hot writes under way at once in one store value (one instance) at most, unless
@@ -83,6 +86,7 @@ impl Counters {
             refused: get(&self.refused),
             deferred: get(&self.deferred),
             overloaded: get(&self.overloaded),
+            under_way: get(&self.busy),
         }
     }
 

@@ -12,7 +12,7 @@ mod group_commit;
 pub mod postgres;
 pub mod sqlite;
 
-pub use any::{AnyStore, Backend, SchemaVersion, StoreOptions, connect};
+pub use any::{AnyStore, Backend, PoolStats, SchemaVersion, StoreOptions, connect};
 pub use group_commit::{DEFAULT_MAX_UNDER_WAY, GroupCommitStats};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;

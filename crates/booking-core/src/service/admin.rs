@@ -220,6 +220,7 @@ impl<S: Store, C: Clock> Booking<S, C> {
             return Ok(TickOutcome::LostRace);
         }
         self.fresh_counters(now).await?;
+        super::activity::ActivityCounters::add(&self.activity.admitted, n);
         Ok(TickOutcome::Advanced {
             admitted: n,
             serving: adv.serving,
@@ -233,9 +234,16 @@ impl<S: Store, C: Clock> Booking<S, C> {
     /// Only storage failures.
     pub async fn sweep(&self) -> Result<SweepReport, StoreError> {
         let now = self.now();
-        Ok(SweepReport {
+        let report = SweepReport {
             n_holds_expired: self.store.sweep_expired_holds(now, SWEEP_BATCH).await?,
             n_sessions_expired: self.store.expire_sessions(now, SWEEP_BATCH).await?,
-        })
+        };
+        let counters = &self.activity;
+        super::activity::ActivityCounters::add(&counters.holds_expired, report.n_holds_expired);
+        super::activity::ActivityCounters::add(
+            &counters.sessions_expired,
+            report.n_sessions_expired,
+        );
+        Ok(report)
     }
 }

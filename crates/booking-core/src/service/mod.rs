@@ -5,6 +5,7 @@
 //! it let through) and a cache of schedules (which never change once created), so
 //! any number of `Booking` values (in one process or in many) can share one store.
 
+mod activity;
 mod admin;
 mod catalog;
 mod holds;
@@ -27,6 +28,7 @@ use crate::domain::{
 use crate::ports::Store;
 use crate::token::TokenSigner;
 
+pub use activity::Activity;
 pub use admin::{QueueStats, SweepReport, TickOutcome};
 pub use payment::{MAX_PAID_AT_ONCE, PaymentReceipt};
 pub use queue::{Admitted, IssuedToken, LineSnapshot, QueueStatus, QueueView};
@@ -190,6 +192,8 @@ pub struct Booking<S, C> {
     date_lists: Mutex<HashMap<ConcertId, Cached<Vec<ScheduleSummary>>>>,
     /// The sold-out mark (see [`Config::sold_out_recheck`]).
     sale: Mutex<sale::SaleMark>,
+    /// What this engine did (see [`Booking::activity`]).
+    activity: activity::ActivityCounters,
 }
 
 /// How many schedules [`Booking`] remembers before it starts over.
@@ -235,6 +239,7 @@ impl<S: Store, C: Clock> Booking<S, C> {
             seat_maps: Mutex::new(catalog::SeatMaps::default()),
             date_lists: Mutex::new(HashMap::new()),
             sale: Mutex::new(sale::SaleMark::default()),
+            activity: activity::ActivityCounters::default(),
         })
     }
 
@@ -251,6 +256,11 @@ impl<S: Store, C: Clock> Booking<S, C> {
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// What this engine has done since it was made (admissions, sweeps, payments).
+    pub fn activity(&self) -> Activity {
+        self.activity.read()
     }
 
     fn now(&self) -> Timestamp {

@@ -103,6 +103,7 @@ impl<S: Store, C: Clock> Booking<S, C> {
         let (about, e) = match paid {
             Ok(payment) => {
                 self.forget_session(who.seq());
+                super::activity::ActivityCounters::add(&self.activity.sessions_paid, 1);
                 // The seats paid are sold. The payer's other holds it released show
                 // as free in this instance's seat maps and sold-out mark when those
                 // are next refreshed (as a write through another instance would).

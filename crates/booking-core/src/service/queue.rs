@@ -156,6 +156,7 @@ impl<S: Store, C: Clock> Booking<S, C> {
                 IssueRepoError::Store(s) => IssueError::Store(s),
             })?;
         self.note_issued(entry.seq);
+        super::activity::ActivityCounters::add(&self.activity.tokens_issued, 1);
         let counters = self.counters_cached(now).await?;
         let claims = claims_of(&entry);
         let mut status = self.paced(status_of(&entry, &counters, now));
