@@ -19,7 +19,7 @@ use crate::out::{self, note, print, table, when};
 
 /// A concert id from the command line; no id below 1 exists.
 pub fn concert_id(n: i64) -> CliResult<ConcertId> {
-    ConcertId::new(n).map_err(|_| CliError::not_found(format!("no concert {n}")))
+    ConcertId::new(n).map_err(|_| CliError::not_found(format!("no such concert {n}")))
 }
 
 /// A date from the command line.
@@ -368,7 +368,7 @@ pub async fn holds(engine: &Engine, cmd: &HoldsCmd) -> CliResult<()> {
                         h.user.to_string(),
                         h.schedule.to_string(),
                         h.seat.to_string(),
-                        h.price.to_string(),
+                        out::amount(h.price.minor_units()),
                         format!("{} left", out::rough(h.expires_at.since(now))),
                     ]
                 })
@@ -467,7 +467,7 @@ pub async fn sales(engine: &Engine, a: &SalesArgs) -> CliResult<()> {
                 s.n_sold.to_string(),
                 s.n_held.to_string(),
                 s.n_free.to_string(),
-                s.revenue.to_string(),
+                out::amount(s.revenue.minor_units()),
             ]
         })
         .collect();
@@ -477,7 +477,7 @@ pub async fn sales(engine: &Engine, a: &SalesArgs) -> CliResult<()> {
         t.seats_sold.to_string(),
         t.seats_held.to_string(),
         t.seats_free.to_string(),
-        t.revenue.to_string(),
+        out::amount(t.revenue),
     ]);
     print(&format!("sales of concert {} {:?}", id, report.name))?;
     print(&table(&["DATE", "SOLD", "HELD", "FREE", "REVENUE"], &rows))
@@ -504,7 +504,10 @@ pub async fn wallet(engine: &Engine, a: &WalletArgs) -> CliResult<()> {
             ledger: ledger.iter().map(Into::into).collect(),
         });
     }
-    print(&format!("balance of {user}: {balance}"))?;
+    print(&format!(
+        "balance of {user}: {}",
+        out::amount(balance.minor_units())
+    ))?;
     if ledger.is_empty() {
         return print("no ledger entries");
     }
@@ -520,8 +523,8 @@ pub fn ledger_table(ledger: &[booking_core::domain::LedgerEntry]) -> String {
                 dto.id.to_string(),
                 when(e.at),
                 dto.kind,
-                format!("{:+}", dto.delta),
-                dto.balance_after.to_string(),
+                out::change(dto.delta),
+                out::amount(dto.balance_after),
             ]
         })
         .collect();

@@ -502,7 +502,9 @@ pub struct UserRead {
 
 #[derive(Debug, Args)]
 pub struct ChargeArgs {
-    /// The amount, in minor units (at least 1).
+    /// The amount in the currency's smallest unit (cents: 5000 is 50.00), from 1 to
+    /// the largest single charge (1000000 by default). Output groups its digits:
+    /// 5,000.
     #[arg(allow_negative_numbers = true)]
     pub amount: i64,
     /// An idempotency key: a retry with the same key adds nothing.
@@ -665,5 +667,21 @@ mod tests {
         assert!(parse_policy("batch=-1").is_err());
         assert!(parse_policy("speed=3").is_err());
         assert!(parse_policy("batch").is_err());
+    }
+}
+
+impl Command {
+    /// The concert the command names, if any: its errors name it too.
+    pub fn concert(&self) -> Option<i64> {
+        match self {
+            Command::Concert(ConcertCmd::Show { concert, .. })
+            | Command::Schedule(ScheduleCmd::List { concert, .. }) => Some(*concert),
+            Command::Schedule(ScheduleCmd::Add(a)) => Some(a.concert),
+            Command::Sales(a) => Some(a.concert),
+            Command::Dates(a) => Some(a.concert),
+            Command::Seats(a) => Some(a.concert),
+            Command::Hold(a) => Some(a.concert),
+            _ => None,
+        }
     }
 }

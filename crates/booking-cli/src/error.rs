@@ -32,7 +32,7 @@ Exit codes:
   0  success
   1  failure: the database cannot be opened or reached, or an internal error
   2  bad input: a usage error, or a value out of range (seat 51, a negative
-     amount, a malformed URL, date or id)
+     amount or one above the largest charge, a malformed URL, date or id)
   3  not found: no such concert, date or reservation
   4  conflict: the seat is taken, the date exists, the reservation is already
      paid or cancelled, an idempotency key was used for another request
@@ -74,6 +74,16 @@ impl CliError {
 
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(Exit::Conflict, message)
+    }
+
+    /// Names concert `id` in a "no such concert" refusal (the engine's message does
+    /// not know which id was asked for).
+    pub fn naming_concert(self, id: i64) -> Self {
+        if self.exit == Exit::NotFound && self.message == "no such concert" {
+            CliError::not_found(format!("no such concert {id}"))
+        } else {
+            self
+        }
     }
 
     /// The message on one line, whatever a lower layer put in it.
@@ -212,9 +222,9 @@ impl From<CancelError> for CliError {
 impl From<ChargeError> for CliError {
     fn from(e: ChargeError) -> Self {
         match e {
-            ChargeError::AboveMaxCharge { .. } | ChargeError::BalanceLimit { .. } => {
-                with(Exit::Refused, e)
-            }
+            // An amount out of range is bad input, like a negative one.
+            ChargeError::AboveMaxCharge { .. } => with(Exit::BadInput, e),
+            ChargeError::BalanceLimit { .. } => with(Exit::Refused, e),
             ChargeError::KeyReused => with(Exit::Conflict, e),
             ChargeError::Gate(g) => g.into(),
             ChargeError::Store(s) => s.into(),

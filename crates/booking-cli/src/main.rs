@@ -45,7 +45,7 @@ fn main() -> ExitCode {
             let man = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
             let mut text = Vec::new();
             if let Err(e) = man.render(&mut text) {
-                out::note(&format!("error: cannot write the manual page: {e}"));
+                out::error(&format!("cannot write the manual page: {e}"));
                 return ExitCode::from(error::Exit::Failure as u8);
             }
             return print_bytes(&text);
@@ -60,6 +60,7 @@ fn main() -> ExitCode {
             .enable_all()
             .build(),
     };
+    let concert = cli.command.concert();
     let result = match runtime {
         Ok(rt) => rt.block_on(run(cli)),
         Err(e) => Err(CliError::failure(format!("cannot start the runtime: {e}"))),
@@ -67,7 +68,11 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            out::note(&format!("error: {}", e.one_line()));
+            let e = match concert {
+                Some(id) => e.naming_concert(id),
+                None => e,
+            };
+            out::error(&e.one_line());
             ExitCode::from(e.exit as u8)
         }
     }
@@ -82,7 +87,7 @@ fn print_bytes(bytes: &[u8]) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {
-            out::note(&format!("error: cannot write to standard output: {e}"));
+            out::error(&format!("cannot write to standard output: {e}"));
             ExitCode::from(error::Exit::Failure as u8)
         }
     }

@@ -1,7 +1,7 @@
 //! Output: results on standard output (text or JSON), sentences for humans on
 //! standard error, tables and the seat map.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 use booking_core::domain::{Amount, Seat, SeatState, Timestamp};
 use serde::Serialize;
@@ -22,6 +22,29 @@ pub fn print(text: &str) -> CliResult<()> {
 /// Writes a sentence for a human to standard error.
 pub fn note(text: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{text}");
+}
+
+/// Writes an error to standard error: `error: ` then `text`, the prefix in bold red
+/// like clap's own errors when standard error is a terminal and `NO_COLOR` is not
+/// set (<https://no-color.org>).
+pub fn error(text: &str) {
+    let stderr = std::io::stderr();
+    let color = colored(stderr.is_terminal(), std::env::var_os("NO_COLOR"));
+    let _ = writeln!(stderr.lock(), "{}{text}", error_prefix(color));
+}
+
+/// Whether to color: on a terminal, unless `NO_COLOR` is set to anything but "".
+fn colored(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+/// `error: `, in bold red when `color`.
+fn error_prefix(color: bool) -> &'static str {
+    if color {
+        "\x1b[1m\x1b[31merror:\x1b[0m "
+    } else {
+        "error: "
+    }
 }
 
 /// Prints a value as pretty JSON.
@@ -59,6 +82,32 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// `2026-06-01 19:00 UTC`.
+/// An amount for people, as the web page shows it: the currency's smallest unit
+/// with its digits grouped ("12,000", "-5,000").
+pub fn amount(minor: i64) -> String {
+    let digits = minor.unsigned_abs().to_string();
+    let mut grouped = String::with_capacity(digits.len() + digits.len() / 3 + 1);
+    if minor < 0 {
+        grouped.push('-');
+    }
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(d);
+    }
+    grouped
+}
+
+/// A change of a balance for people: its sign always shown ("+5,000", "-12,000").
+pub fn change(minor: i64) -> String {
+    if minor >= 0 {
+        format!("+{}", amount(minor))
+    } else {
+        amount(minor)
+    }
+}
+
 pub fn when(t: Timestamp) -> String {
     t.to_datetime().format("%Y-%m-%d %H:%M UTC").to_string()
 }
@@ -127,7 +176,7 @@ fn row_label(row: &[Seat]) -> String {
     }
 }
 
-/// `seats 1-10 12000, 11-50 5000`, or `5000 each` when all are equal.
+/// `seats 1-10: 12,000, 11-50: 5,000`, or `5,000 each` when all are equal.
 fn price_runs(seats: &[Seat]) -> String {
     let mut runs: Vec<(u16, u16, Amount)> = Vec::new();
     for s in seats {
@@ -139,15 +188,15 @@ fn price_runs(seats: &[Seat]) -> String {
         }
     }
     if let [(_, _, price)] = runs.as_slice() {
-        return format!("{price} each");
+        return format!("{} each", amount(price.minor_units()));
     }
     let parts: Vec<String> = runs
         .iter()
         .map(|(a, b, p)| {
             if a == b {
-                format!("{a}: {p}")
+                format!("{a}: {}", amount(p.minor_units()))
             } else {
-                format!("{a}-{b}: {p}")
+                format!("{a}-{b}: {}", amount(p.minor_units()))
             }
         })
         .collect();
@@ -184,7 +233,7 @@ mod tests {
         assert!(lines[5].starts_with("41-50"), "{map}");
         assert!(lines[5].ends_with('X'), "{map}");
         assert_eq!(lines.len(), 9, "{map}");
-        assert_eq!(lines[8], "prices: 5000 each");
+        assert_eq!(lines[8], "prices: 5,000 each");
     }
 
     #[test]
@@ -192,7 +241,36 @@ mod tests {
         let seats: Vec<Seat> = (1..=5)
             .map(|n| seat(n, if n <= 2 { 9_000 } else { 4_000 }, SeatState::Free))
             .collect();
-        assert_eq!(price_runs(&seats), "seats 1-2: 9000, 3-5: 4000");
+        assert_eq!(price_runs(&seats), "seats 1-2: 9,000, 3-5: 4,000");
+    }
+
+    #[test]
+    fn errors_are_red_only_when_asked() {
+        assert_eq!(error_prefix(false), "error: ");
+        assert_eq!(error_prefix(true), "\x1b[1m\x1b[31merror:\x1b[0m ");
+        assert!(colored(true, None));
+        assert!(colored(true, Some("".into())));
+        assert!(!colored(true, Some("1".into())));
+        assert!(!colored(false, None));
+    }
+
+    #[test]
+    fn amounts_group_their_digits() {
+        let cases = [
+            (0, "0"),
+            (999, "999"),
+            (1_000, "1,000"),
+            (1_375_000, "1,375,000"),
+            (-5_000, "-5,000"),
+            (i64::MIN, "-9,223,372,036,854,775,808"),
+        ];
+        for (minor, shown) in cases {
+            assert_eq!(amount(minor), shown);
+        }
+        assert_eq!(
+            (change(5_000), change(-120)),
+            ("+5,000".into(), "-120".into())
+        );
     }
 
     #[test]

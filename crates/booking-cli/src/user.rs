@@ -1,10 +1,14 @@
 //! User commands: a queue token, then dates, seats, holds, the wallet and payment,
 //! each through the same gate as the REST API.
 
+use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
-use booking_core::domain::{Amount, IdempotencyKey, ReservationId, SeatNo, SeatState, UserId};
+use booking_core::domain::{
+    Amount, IdempotencyKey, ReservationId, Schedule, ScheduleId, SeatNo, SeatState, UserId,
+};
+use booking_core::ports::CatalogRepo;
 use booking_core::{Admitted, QueueStatus, TickOutcome, TokenClaims};
 use booking_http::dto::{
     BalanceDto, DateDto, LedgerEntryDto, PaymentDto, QueueDto, ReservationDto, SeatDto, SeatMapDto,
@@ -230,11 +234,18 @@ pub async fn seats(engine: &Engine, a: &SeatsArgs) -> CliResult<()> {
 }
 
 pub async fn hold(engine: &Engine, a: &HoldArgs) -> CliResult<()> {
-    let seat = SeatNo::new(a.seat)?;
     let id = concert_id(a.concert)?;
     let date = parse_date(&a.date)?;
     let who = gate(engine, &a.token).await?;
     let schedule = engine.schedule_on(id, date).await?;
+    // Checked against this date's seats, so the message says its range.
+    let count = schedule.seat_count.get();
+    let seat = SeatNo::within(a.seat, schedule.seat_count).map_err(|_| {
+        CliError::bad_input(format!(
+            "seat must be between 1 and {count} on this date, got {}",
+            a.seat
+        ))
+    })?;
     let h = engine.hold(&who, schedule.id, seat).await?;
     if a.json {
         return out::json(&ReservationDto::from(&h));
@@ -242,7 +253,7 @@ pub async fn hold(engine: &Engine, a: &HoldArgs) -> CliResult<()> {
     note(&format!(
         "held seat {} of concert {id} on {date} for {} until {}; pay with `booking pay {}`",
         h.seat,
-        h.price,
+        out::amount(h.price.minor_units()),
         clock_time(h.expires_at),
         h.id
     ));
@@ -276,14 +287,17 @@ pub async fn reservations(engine: &Engine, a: &UserRead) -> CliResult<()> {
         note("no reservations");
         return Ok(());
     }
+    let shows = shows(engine, list.iter().map(|h| h.schedule)).await?;
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|h| {
+            let (concert, date) = show_of(&shows, h.schedule);
             vec![
                 h.id.to_string(),
-                h.schedule.to_string(),
+                concert,
+                date,
                 h.seat.to_string(),
-                h.price.to_string(),
+                out::amount(h.price.minor_units()),
                 hold_state(h.state).to_owned(),
                 clock_time(h.expires_at),
             ]
@@ -292,7 +306,8 @@ pub async fn reservations(engine: &Engine, a: &UserRead) -> CliResult<()> {
     print(&table(
         &[
             "RESERVATION",
-            "SCHEDULE",
+            "CONCERT",
+            "DATE",
             "SEAT",
             "PRICE",
             "STATE",
@@ -300,6 +315,30 @@ pub async fn reservations(engine: &Engine, a: &UserRead) -> CliResult<()> {
         ],
         &rows,
     ))
+}
+
+/// The concert and date of each schedule in `ids`, read once each.
+async fn shows(
+    engine: &Engine,
+    ids: impl Iterator<Item = ScheduleId>,
+) -> CliResult<HashMap<ScheduleId, Schedule>> {
+    let mut found = HashMap::new();
+    for id in ids {
+        if let std::collections::hash_map::Entry::Vacant(slot) = found.entry(id)
+            && let Some(s) = engine.store().schedule(id).await?
+        {
+            slot.insert(s);
+        }
+    }
+    Ok(found)
+}
+
+/// A schedule as a person knows it: the concert's id and the date.
+fn show_of(shows: &HashMap<ScheduleId, Schedule>, id: ScheduleId) -> (String, String) {
+    match shows.get(&id) {
+        Some(s) => (s.concert.to_string(), s.date().to_string()),
+        None => (String::new(), format!("schedule {id}")),
+    }
 }
 
 fn key_of(key: &Option<String>) -> CliResult<Option<IdempotencyKey>> {
@@ -317,15 +356,18 @@ pub async fn charge(engine: &Engine, a: &ChargeArgs) -> CliResult<()> {
     if a.json {
         return out::json(&LedgerEntryDto::from(&receipt.entry));
     }
-    print(&format!(
-        "{} {amount}: balance {}",
-        if receipt.replayed {
-            "already charged (same key), nothing added:"
-        } else {
-            "charged"
-        },
-        receipt.entry.balance_after
-    ))
+    let balance = out::amount(receipt.entry.balance_after.minor_units());
+    print(&if receipt.replayed {
+        format!(
+            "this key already charged {}; nothing added; balance {balance}",
+            out::amount(amount.minor_units())
+        )
+    } else {
+        format!(
+            "charged {}; balance {balance}",
+            out::amount(amount.minor_units())
+        )
+    })
 }
 
 pub async fn balance(engine: &Engine, a: &UserRead) -> CliResult<()> {
@@ -337,7 +379,7 @@ pub async fn balance(engine: &Engine, a: &UserRead) -> CliResult<()> {
             balance: balance.minor_units(),
         });
     }
-    print(&format!("balance: {balance}"))?;
+    print(&format!("balance: {}", out::amount(balance.minor_units())))?;
     let ledger = engine.ledger(claims.user).await?;
     if !ledger.is_empty() {
         print(&ledger_table(&ledger))?;
@@ -368,7 +410,7 @@ pub async fn pay(engine: &Engine, a: &PayArgs) -> CliResult<()> {
         },
         if seats.len() == 1 { "" } else { "s" },
         seats.join(", "),
-        p.amount
+        out::amount(p.amount.minor_units())
     ));
     print(&p.id.to_string())
 }
@@ -384,11 +426,18 @@ pub async fn payments(engine: &Engine, a: &UserRead) -> CliResult<()> {
         note("no payments");
         return Ok(());
     }
+    let shows = shows(
+        engine,
+        list.iter().flat_map(|p| p.seats.iter().map(|s| s.schedule)),
+    )
+    .await?;
+    let shows = &shows;
     let rows: Vec<Vec<String>> = list
         .iter()
         .flat_map(|p| {
             p.seats.iter().enumerate().map(move |(i, s)| {
                 let first = i == 0;
+                let (concert, date) = show_of(shows, s.schedule);
                 vec![
                     if first {
                         p.id.to_string()
@@ -401,11 +450,12 @@ pub async fn payments(engine: &Engine, a: &UserRead) -> CliResult<()> {
                         String::new()
                     },
                     s.reservation.to_string(),
-                    s.schedule.to_string(),
+                    concert,
+                    date,
                     s.seat.to_string(),
-                    s.price.to_string(),
+                    out::amount(s.price.minor_units()),
                     if first {
-                        p.amount.to_string()
+                        out::amount(p.amount.minor_units())
                     } else {
                         String::new()
                     },
@@ -418,7 +468,8 @@ pub async fn payments(engine: &Engine, a: &UserRead) -> CliResult<()> {
             "PAYMENT",
             "PAID AT",
             "RESERVATION",
-            "SCHEDULE",
+            "CONCERT",
+            "DATE",
             "SEAT",
             "PRICE",
             "TOTAL",

@@ -136,7 +136,7 @@ fn the_walk_through_runs_against_a_fresh_server() {
         "Alice's payments read with her ended token: {report}"
     );
     assert!(
-        stdout.contains("balance: 10000"),
+        stdout.contains("balance: 10,000"),
         "Bob paid two seats of 5000 at once: {report}"
     );
     assert!(

@@ -99,7 +99,7 @@ pub enum HoldError {
     #[error("the date is no longer bookable")]
     Closed,
     /// The seat number is beyond the schedule's seats.
-    #[error("seat {seat} does not exist; this date has seats 1..={count}", count = .count.get())]
+    #[error("seat must be between 1 and {count} on this date, got {seat}", count = .count.get())]
     NoSuchSeat {
         /// The seat asked for.
         seat: SeatNo,

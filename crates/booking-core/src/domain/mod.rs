@@ -41,7 +41,7 @@ pub enum ValueError {
     #[error("the {0} must be at least 1, got {1}")]
     NonPositiveId(&'static str, i64),
     /// A queue sequence number was 0 or too large.
-    #[error("queue sequence {0} is outside 1..=2^63-1")]
+    #[error("a queue sequence number is between 1 and 2^63-1, got {0}")]
     BadSequence(u64),
     /// A sum of money was negative.
     #[error("a sum of money must not be negative, got {0}")]
@@ -50,10 +50,10 @@ pub enum ValueError {
     #[error("an amount must be at least 1, got {0}")]
     NonPositiveAmount(i64),
     /// A seat number was outside the allowed range.
-    #[error("seat number {0} is outside 1..={1}")]
+    #[error("a seat number is between 1 and {1}, got {0}")]
     SeatOutOfRange(i64, u16),
     /// A seat count was outside the allowed range.
-    #[error("a schedule has 1..={max} seats, got {0}", max = SeatCount::MAX)]
+    #[error("a date has between 1 and {max} seats, got {0}", max = SeatCount::MAX)]
     SeatCountOutOfRange(i64),
     /// Per-seat prices did not match the seat count.
     #[error("{given} prices given for {seats} seats")]
@@ -64,10 +64,10 @@ pub enum ValueError {
         seats: u16,
     },
     /// A concert name was empty, too long or had control characters.
-    #[error("a concert name has 1..={max} characters and no control characters", max = ConcertName::MAX_CHARS)]
+    #[error("a concert name has between 1 and {max} characters and no control characters", max = ConcertName::MAX_CHARS)]
     BadConcertName,
     /// An idempotency key had the wrong length.
-    #[error("an idempotency key has 1..=100 characters, got {0}")]
+    #[error("an idempotency key has between 1 and 100 characters, got {0}")]
     IdempotencyKeyLength(usize),
     /// An idempotency key had a character that is not visible ASCII.
     #[error("an idempotency key may only hold visible ASCII characters")]
