@@ -359,7 +359,7 @@ pub async fn holds(engine: &Engine, cmd: &HoldsCmd) -> CliResult<()> {
                 note("no live holds");
                 return Ok(());
             }
-            let now = SystemClock.now();
+            let now = engine.clock().now();
             let rows: Vec<Vec<String>> = list
                 .iter()
                 .map(|h| {

@@ -63,6 +63,11 @@ pub struct Global {
     #[arg(long, env = "BOOKING_HOLD_TTL", value_parser = parse_duration, global = true)]
     pub hold_ttl: Option<Duration>,
 
+    /// For tests: run as if this much later than the system clock says (e.g. 10m),
+    /// so that a hold or a session lapses without waiting for it.
+    #[arg(long, env = "BOOKING_CLOCK_OFFSET", value_parser = parse_duration, global = true, hide = true)]
+    pub clock_offset: Option<Duration>,
+
     /// How long an admitted user's session lasts after its first use [default: 600s].
     #[arg(long, env = "BOOKING_SESSION_TTL", value_parser = parse_duration, global = true)]
     pub session_ttl: Option<Duration>,
@@ -624,6 +629,22 @@ pub fn parse_policy(s: &str) -> Result<AdmissionPolicy, String> {
     AdmissionPolicy::new(every, batch, max_active).map_err(|e| e.to_string())
 }
 
+impl Command {
+    /// The concert the command names, if any: its errors name it too.
+    pub fn concert(&self) -> Option<i64> {
+        match self {
+            Command::Concert(ConcertCmd::Show { concert, .. })
+            | Command::Schedule(ScheduleCmd::List { concert, .. }) => Some(*concert),
+            Command::Schedule(ScheduleCmd::Add(a)) => Some(a.concert),
+            Command::Sales(a) => Some(a.concert),
+            Command::Dates(a) => Some(a.concert),
+            Command::Seats(a) => Some(a.concert),
+            Command::Hold(a) => Some(a.concert),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -667,21 +688,5 @@ mod tests {
         assert!(parse_policy("batch=-1").is_err());
         assert!(parse_policy("speed=3").is_err());
         assert!(parse_policy("batch").is_err());
-    }
-}
-
-impl Command {
-    /// The concert the command names, if any: its errors name it too.
-    pub fn concert(&self) -> Option<i64> {
-        match self {
-            Command::Concert(ConcertCmd::Show { concert, .. })
-            | Command::Schedule(ScheduleCmd::List { concert, .. }) => Some(*concert),
-            Command::Schedule(ScheduleCmd::Add(a)) => Some(a.concert),
-            Command::Sales(a) => Some(a.concert),
-            Command::Dates(a) => Some(a.concert),
-            Command::Seats(a) => Some(a.concert),
-            Command::Hold(a) => Some(a.concert),
-            _ => None,
-        }
     }
 }

@@ -5,7 +5,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use booking_core::{Booking, Config, SystemClock, TokenSigner};
+use booking_core::domain::Timestamp;
+use booking_core::{Booking, Clock, Config, SystemClock, TokenSigner};
 use booking_store::{AnyStore, Backend, StoreOptions, connect};
 use sqlx::sqlite::SqliteConnectOptions;
 
@@ -13,7 +14,20 @@ use crate::cli::Global;
 use crate::error::{CliError, CliResult};
 
 /// The engine every command runs.
-pub type Engine = Booking<AnyStore, SystemClock>;
+pub type Engine = Booking<AnyStore, CliClock>;
+
+/// The system clock, moved on by the hidden `--clock-offset` (tests use it to let a
+/// hold lapse without waiting in real time).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CliClock {
+    offset: std::time::Duration,
+}
+
+impl Clock for CliClock {
+    fn now(&self) -> Timestamp {
+        SystemClock.now().plus(self.offset)
+    }
+}
 
 /// Whether a command may create a missing SQLite file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,7 +174,10 @@ pub async fn open(
     })?;
     config.validate()?;
     let store = connect(&url, StoreOptions { max_connections }).await?;
-    let engine = Booking::new(store, SystemClock, signer, config)?;
+    let clock = CliClock {
+        offset: global.clock_offset.unwrap_or_default(),
+    };
+    let engine = Booking::new(store, clock, signer, config)?;
     Ok(Db {
         engine,
         url,
