@@ -4,7 +4,7 @@
 //!
 //! The document says exactly what the server accepts, so that a client generated
 //! from it validates before sending and a schema-driven fuzzer finds no request the
-//! document allows and the server refuses: [`constrain`] writes every bound the
+//! document allows and the server refuses: `constrain` writes every bound the
 //! server checks (UUID and date shapes, seat, amount, price and policy ranges, the
 //! `Idempotency-Key`, the concert name, the event stream's events) into the
 //! generated document, with the bounds of the running server's [`Config`]. What no
