@@ -149,7 +149,7 @@ pub struct NewDateDto {
         (status = 403, description = "The server has no admin key (`admin_disabled`)", body = ErrorBody),
         (status = 404, description = "Unknown concert or date (`unknown_concert`, `unknown_date`)", body = ErrorBody),
         (status = 409, description = "The concert already has a show that day (`date_taken`)", body = ErrorBody),
-        (status = 422, description = "Invalid value (`invalid_input`, `date_in_the_past`)", body = ErrorBody),
+        (status = 422, description = "`starts_at` is not in the future (`date_in_the_past`) or more than ten years ahead, or `prices` does not list one price per seat (`invalid_input`)", body = ErrorBody),
         BodyErrors,
         CommonErrors
     )

@@ -299,7 +299,7 @@ impl SeatMapBodies {
         (status = 403, description = "Not admitted yet (`not_admitted`, with `Retry-After`: when to poll the status)", body = ErrorBody),
         (status = 404, description = "Unknown concert or date (`unknown_concert`, `unknown_date`)", body = ErrorBody),
         (status = 409, description = "Seat taken, hold limit reached, date closed, or sold out: every seat of every bookable date is sold or held, answered without a write (`seat_taken`, `hold_limit`, `date_closed`, `sold_out`)", body = ErrorBody),
-        (status = 422, description = "Seat number out of range (`invalid_seat`)", body = ErrorBody),
+        (status = 422, description = "The seat is beyond the date's own seat count, which the message names (`invalid_seat`); the document bounds a seat by 1000, the most seats a date may have", body = ErrorBody),
         BodyErrors,
         CommonErrors
     )
