@@ -466,6 +466,7 @@ fn branch_of<'a>(doc: &'a Value, s: &'a Value, body: &Value) -> &'a Value {
 #[derive(Clone, Debug)]
 struct Request {
     path: BTreeMap<String, Value>,
+    query: BTreeMap<String, Value>,
     headers: BTreeMap<String, Value>,
     body: Option<Value>,
 }
@@ -503,13 +504,16 @@ impl Operation<'_> {
             .prop_map(|(params, body)| {
                 let mut r = Request {
                     path: BTreeMap::new(),
+                    query: BTreeMap::new(),
                     headers: BTreeMap::new(),
                     body,
                 };
                 for (name, place, v) in params {
                     match place.as_str() {
                         "path" => r.path.insert(name, v),
-                        _ => r.headers.insert(name, v),
+                        "query" => r.query.insert(name, v),
+                        "header" => r.headers.insert(name, v),
+                        other => panic!("{name}: parameters in {other} are not tested"),
                     };
                 }
                 r
@@ -525,6 +529,7 @@ impl Operation<'_> {
                 let mut b = r.clone();
                 match *place {
                     "path" => b.path.insert((*name).to_owned(), v),
+                    "query" => b.query.insert((*name).to_owned(), v),
                     _ => b.headers.insert((*name).to_owned(), v),
                 };
                 out.push((format!("{place} {name}: {what}"), b));
@@ -638,7 +643,7 @@ fn param_text(v: &Value) -> String {
     }
 }
 
-/// Percent-encodes a path segment.
+/// Percent-encodes a path segment or a query value.
 fn segment(v: &Value) -> String {
     param_text(v)
         .bytes()
@@ -657,6 +662,14 @@ impl Server {
         let mut path = op.path.clone();
         for (name, v) in &r.path {
             path = path.replace(&format!("{{{name}}}"), &segment(v));
+        }
+        let query: Vec<String> = r
+            .query
+            .iter()
+            .map(|(k, v)| format!("{}={}", segment(&json!(k)), segment(v)))
+            .collect();
+        if !query.is_empty() {
+            path = format!("{path}?{}", query.join("&"));
         }
         let method: Method = op.method.to_uppercase().parse().expect("method");
         let mut req = self.http.request(method, format!("{}{}", self.base, path));
