@@ -16,7 +16,7 @@ use booking_core::{Clock, Store};
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
-use crate::dto::{ConcertDto, DateDto};
+use crate::dto::{ConcertDto, DateDto, whole};
 use crate::error::{ApiError, BadAdminKey, BodyErrors, CommonErrors, ErrorBody};
 use crate::extract::{Bearer, Json, Path};
 
@@ -122,12 +122,15 @@ pub struct NewDateDto {
     /// at most 3,653 days (ten years) ahead.
     pub starts_at: String,
     /// Seats, 1..=1000; 50 when left out.
+    #[serde(default, deserialize_with = "whole::opt")]
     pub seats: Option<i64>,
     /// One price for every seat (minor units): at least 1 and at most the largest
     /// balance a user may hold (100,000,000 by default), so that every seat can
     /// be paid for.
+    #[serde(default, deserialize_with = "whole::opt")]
     pub price: Option<i64>,
     /// Or one price per seat, seat 1 first, each within the same bounds.
+    #[serde(default, deserialize_with = "whole::opt_list")]
     pub prices: Option<Vec<i64>>,
 }
 
@@ -146,7 +149,7 @@ pub struct NewDateDto {
         (status = 403, description = "The server has no admin key (`admin_disabled`)", body = ErrorBody),
         (status = 404, description = "Unknown concert or date (`unknown_concert`, `unknown_date`)", body = ErrorBody),
         (status = 409, description = "The concert already has a show that day (`date_taken`)", body = ErrorBody),
-        (status = 422, description = "Invalid value (`invalid_input`, `date_in_the_past`)", body = ErrorBody),
+        (status = 422, description = "`starts_at` is not in the future (`date_in_the_past`) or more than ten years ahead, or `prices` does not list one price per seat (`invalid_input`)", body = ErrorBody),
         BodyErrors,
         CommonErrors
     )
@@ -258,10 +261,13 @@ pub async fn sales<S: Store + Clone, C: Clock>(
 #[serde(deny_unknown_fields)]
 pub struct PolicyDto {
     /// Tick interval in milliseconds (10..=3600000).
+    #[serde(deserialize_with = "whole::int")]
     pub interval_ms: u64,
     /// Users admitted per tick at most (rate policy).
+    #[serde(default, deserialize_with = "whole::opt")]
     pub batch: Option<u32>,
     /// Active users at most (capacity policy).
+    #[serde(default, deserialize_with = "whole::opt")]
     pub max_active: Option<u32>,
 }
 

@@ -34,9 +34,36 @@ fn queue_answer(status: StatusCode, queue: QueueStatus, dto: QueueDto) -> Respon
     resp
 }
 
-fn parse_user(s: &str) -> ApiResult<UserId> {
+/// Whether `s` is a UUID spelled as the API documents it: 36 characters, hex
+/// digits (either case) in groups of 8-4-4-4-12 joined by hyphens. Any other
+/// spelling the UUID parser would take (no hyphens, braces, a `urn:uuid:` prefix,
+/// white space around it) is refused, so that the document says exactly what the
+/// server accepts.
+fn is_uuid_text(s: &str) -> bool {
+    s.len() == 36
+        && s.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
+}
+
+/// A UUID id of the API, or a 400 that names the field and says the form.
+fn parse_uuid_id<T>(field: &str, s: &str) -> ApiResult<T>
+where
+    T: std::str::FromStr<Err = booking_core::domain::ValueError>,
+{
+    if !is_uuid_text(s) {
+        return Err(ApiError::bad_request(format!(
+            "{field}: {:?} is not a UUID (36 characters: 8-4-4-4-12 hex digits joined by hyphens)",
+            s.chars().take(40).collect::<String>()
+        )));
+    }
     s.parse()
-        .map_err(|e| ApiError::bad_request(format!("user_id: {e}")))
+        .map_err(|e| ApiError::bad_request(format!("{field}: {e}")))
+}
+
+fn parse_user(s: &str) -> ApiResult<UserId> {
+    parse_uuid_id("user_id", s)
 }
 
 fn parse_date(s: &str) -> ApiResult<NaiveDate> {
@@ -48,8 +75,7 @@ fn parse_concert(id: i64) -> ApiResult<ConcertId> {
 }
 
 fn parse_reservation(s: &str) -> ApiResult<ReservationId> {
-    s.parse()
-        .map_err(|e| ApiError::bad_request(format!("reservation_id: {e}")))
+    parse_uuid_id("reservation_id", s)
 }
 
 /// The user in the path must be the token's user.
@@ -273,7 +299,7 @@ impl SeatMapBodies {
         (status = 403, description = "Not admitted yet (`not_admitted`, with `Retry-After`: when to poll the status)", body = ErrorBody),
         (status = 404, description = "Unknown concert or date (`unknown_concert`, `unknown_date`)", body = ErrorBody),
         (status = 409, description = "Seat taken, hold limit reached, date closed, or sold out: every seat of every bookable date is sold or held, answered without a write (`seat_taken`, `hold_limit`, `date_closed`, `sold_out`)", body = ErrorBody),
-        (status = 422, description = "Seat number out of range (`invalid_seat`)", body = ErrorBody),
+        (status = 422, description = "The seat is beyond the date's own seat count, which the message names (`invalid_seat`); the document bounds a seat by 1000, the most seats a date may have", body = ErrorBody),
         BodyErrors,
         CommonErrors
     )

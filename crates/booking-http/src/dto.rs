@@ -198,11 +198,13 @@ pub struct SeatMapDto {
 #[serde(deny_unknown_fields)]
 pub struct HoldRequest {
     /// The concert.
+    #[serde(deserialize_with = "whole::int")]
     pub concert_id: i64,
     /// The show's date, exactly `YYYY-MM-DD` (UTC).
     #[schema(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$", example = "2026-12-24")]
     pub date: String,
     /// 1..=seat count.
+    #[serde(deserialize_with = "whole::int")]
     pub seat: i64,
 }
 
@@ -253,6 +255,7 @@ impl From<&Hold> for ReservationDto {
 #[serde(deny_unknown_fields)]
 pub struct ChargeRequest {
     /// In minor units, at least 1.
+    #[serde(deserialize_with = "whole::int")]
     pub amount: i64,
 }
 
@@ -438,4 +441,96 @@ impl From<&Payment> for PaymentDto {
 pub struct ReadyDto {
     /// `ready`.
     pub status: String,
+}
+
+/// Integer fields of request bodies. JSON Schema's `integer` is any number whose
+/// fraction is zero, so `5.0` is as much an integer as `5` to the OpenAPI document
+/// and to the clients generated from it: these take both, and refuse a fraction
+/// or a number out of the field's range with serde's usual "expected ..." message.
+pub(crate) mod whole {
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    use serde::de::{self, Deserialize, Deserializer, Unexpected, Visitor};
+
+    /// An integer type a body field may have.
+    pub trait Int: Sized + TryFrom<i64> + TryFrom<u64> {
+        /// What the field expects, in words.
+        const EXPECTED: &'static str;
+    }
+
+    impl Int for i64 {
+        const EXPECTED: &'static str = "an integer";
+    }
+
+    impl Int for u64 {
+        const EXPECTED: &'static str = "a non-negative integer";
+    }
+
+    impl Int for u32 {
+        const EXPECTED: &'static str = "a non-negative integer";
+    }
+
+    /// One integer, written with or without a zero fraction.
+    pub struct Whole<T>(pub T);
+
+    struct WholeVisitor<T>(PhantomData<T>);
+
+    impl<T: Int> Visitor<'_> for WholeVisitor<T> {
+        type Value = Whole<T>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(T::EXPECTED)
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            T::try_from(v)
+                .map(Whole)
+                .map_err(|_| E::invalid_value(Unexpected::Signed(v), &self))
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            T::try_from(v)
+                .map(Whole)
+                .map_err(|_| E::invalid_value(Unexpected::Unsigned(v), &self))
+        }
+
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            const TWO_63: f64 = 9_223_372_036_854_775_808.0;
+            let refuse = || E::invalid_value(Unexpected::Float(v), &self);
+            if v.fract() != 0.0 || !v.is_finite() {
+                return Err(refuse());
+            }
+            // Within these bounds the cast is exact: the value is a whole number.
+            if (-TWO_63..0.0).contains(&v) {
+                T::try_from(v as i64).map(Whole).map_err(|_| refuse())
+            } else if (0.0..2.0 * TWO_63).contains(&v) {
+                T::try_from(v as u64).map(Whole).map_err(|_| refuse())
+            } else {
+                Err(refuse())
+            }
+        }
+    }
+
+    impl<'de, T: Int> Deserialize<'de> for Whole<T> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(WholeVisitor(PhantomData))
+        }
+    }
+
+    /// A required integer field.
+    pub fn int<'de, D: Deserializer<'de>, T: Int>(d: D) -> Result<T, D::Error> {
+        Whole::deserialize(d).map(|w| w.0)
+    }
+
+    /// An optional integer field (`null` or left out: `None`).
+    pub fn opt<'de, D: Deserializer<'de>, T: Int>(d: D) -> Result<Option<T>, D::Error> {
+        Option::<Whole<T>>::deserialize(d).map(|o| o.map(|w| w.0))
+    }
+
+    /// An optional list of integers.
+    pub fn opt_list<'de, D: Deserializer<'de>, T: Int>(d: D) -> Result<Option<Vec<T>>, D::Error> {
+        Option::<Vec<Whole<T>>>::deserialize(d)
+            .map(|o| o.map(|l| l.into_iter().map(|w| w.0).collect()))
+    }
 }

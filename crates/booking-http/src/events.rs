@@ -213,10 +213,11 @@ impl<St: Send + Sync> FromRequestParts<St> for StreamToken {
                    The first comes at once; a final status (`active`, `sold_out`, `expired`, `done`) \
                    comes as soon as the server sees it and ends the stream; while waiting, a new \
                    position comes at most once per `poll_after_ms`. Each event's `retry` is its \
-                   `poll_after_ms`. The token goes in `Authorization: Bearer`, or in the `token` \
+                   `poll_after_ms`. A stream that cannot go on (the token's place is no \
+                   longer known) ends with one `event: error` whose data is the JSON error \
+                   body. The response's schema is that of one event (`QueueEvent`). The token goes in `Authorization: Bearer`, or in the `token` \
                    query parameter for clients that cannot set headers (EventSource).",
-    params(("token" = Option<String>, Query, description = "The queue token, when it cannot be sent in `Authorization`")),
-    security(("queue_token" = [])),
+    security(("queue_token" = []), ("queue_token_query" = [])),
     responses(
         (status = 200, description = "The stream", content_type = "text/event-stream", body = QueueDto),
         BadToken,

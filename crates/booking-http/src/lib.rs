@@ -144,7 +144,7 @@ route_table! {
     get "/healthz" => api::healthz;
     get "/readyz" => api::readyz::<S, C>;
     get "/metrics" => metrics::metrics::<S, C>;
-    get "/openapi.json" => openapi::openapi_json;
+    get "/openapi.json" => openapi::openapi_json::<S, C>;
     post "/v1/admin/concerts" => admin::create_concert::<S, C>;
     post "/v1/admin/concerts/{id}/dates" => admin::create_date::<S, C>;
     get "/v1/admin/concerts/{id}/sales" => admin::sales::<S, C>;
