@@ -339,18 +339,6 @@ async fn other_seats(
     rows.iter().map(other_seat_of).collect()
 }
 
-fn seat_state(sold: bool, hold_until: Option<i64>, now: Timestamp) -> SeatState {
-    if sold {
-        return SeatState::Sold;
-    }
-    match hold_until {
-        Some(until) if now.as_millis() < until => SeatState::Held {
-            until: cv::ts(until),
-        },
-        _ => SeatState::Free,
-    }
-}
-
 fn flag(r: &PgRow, c: &str) -> Result<bool, StoreError> {
     r.try_get(c).map_err(db)
 }
@@ -510,9 +498,11 @@ impl CatalogRepo for PgStore {
                 Ok(Seat {
                     no: cv::seat_no(r.try_get("seat_no").map_err(db)?)?,
                     price: cv::amount(r.try_get("price").map_err(db)?)?,
-                    state: seat_state(
+                    state: SeatState::at(
                         r.try_get("sold").map_err(db)?,
-                        r.try_get("hold_until").map_err(db)?,
+                        r.try_get::<Option<i64>, _>("hold_until")
+                            .map_err(db)?
+                            .map(cv::ts),
                         now,
                     ),
                 })

@@ -368,18 +368,6 @@ async fn other_seats(
     rows.iter().map(other_seat_of).collect()
 }
 
-fn seat_state(sold: i64, hold_until: Option<i64>, now: Timestamp) -> SeatState {
-    if sold != 0 {
-        return SeatState::Sold;
-    }
-    match hold_until {
-        Some(until) if now.as_millis() < until => SeatState::Held {
-            until: cv::ts(until),
-        },
-        _ => SeatState::Free,
-    }
-}
-
 // ---------------------------------------------------------------------------------
 // The single-statement writes (see migrations/sqlite/0004_holds_live_on_their_seat.sql)
 
@@ -634,9 +622,11 @@ impl CatalogRepo for SqliteStore {
                 Ok(Seat {
                     no: cv::seat_no(r.try_get("seat_no").map_err(db)?)?,
                     price: cv::amount(r.try_get("price").map_err(db)?)?,
-                    state: seat_state(
-                        r.try_get("sold").map_err(db)?,
-                        r.try_get("hold_until").map_err(db)?,
+                    state: SeatState::at(
+                        r.try_get::<i64, _>("sold").map_err(db)? != 0,
+                        r.try_get::<Option<i64>, _>("hold_until")
+                            .map_err(db)?
+                            .map(cv::ts),
                         now,
                     ),
                 })
