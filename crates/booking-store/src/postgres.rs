@@ -50,10 +50,9 @@ use std::time::Duration;
 
 use booking_core::StoreError;
 use booking_core::domain::{
-    AdmissionPolicy, Amount, Concert, ConcertId, ConcertName, Hold, HoldState, IdempotencyKey,
-    LedgerEntry, LedgerKind, Money, NewConcert, NewSchedule, PaidSeat, Payment, QueueCounters,
-    QueueEntry, QueueSeq, ReservationId, Schedule, ScheduleId, ScheduleSummary, Seat, SeatState,
-    Timestamp, UserId,
+    AdmissionPolicy, Amount, Concert, ConcertId, Hold, HoldState, IdempotencyKey, LedgerEntry,
+    Money, NewConcert, NewSchedule, PaidSeat, Payment, QueueCounters, QueueEntry, QueueSeq,
+    ReservationId, Schedule, ScheduleId, ScheduleSummary, Seat, Timestamp, UserId,
 };
 use booking_core::ports::{
     Advance, CancelRepoError, CatalogRepo, ChargeReceipt, ChargeRepoError, ChargeRequest,
@@ -74,6 +73,10 @@ use crate::columns::{
     entry_cols, hold_cols, ledger_cols, payment_cols, schedule_cols, seat_hold_cols,
 };
 use crate::convert::{self as cv, is_unique_violation, pg_err as db};
+use crate::rows::{
+    StoredRow, concert_of, counters_of, entry_of, hold_of, ledger_of, maybe_hold, other_seat_of,
+    payment_of, schedule_of, seat_of,
+};
 
 /// How many times a write is tried when it lost a race that a retry resolves.
 const MAX_ATTEMPTS: u32 = 8;
@@ -200,123 +203,6 @@ fn contention(what: &str) -> StoreError {
 // ---------------------------------------------------------------------------------
 // Row mapping
 
-fn concert_of(r: &PgRow) -> Result<Concert, StoreError> {
-    let name: String = r.try_get("name").map_err(db)?;
-    Ok(Concert {
-        id: cv::concert_id(r.try_get("id").map_err(db)?)?,
-        name: ConcertName::new(&name).map_err(|e| cv::corrupt("concert name", e))?,
-    })
-}
-
-fn schedule_of(r: &PgRow) -> Result<Schedule, StoreError> {
-    Ok(Schedule {
-        id: cv::schedule_id(r.try_get("id").map_err(db)?)?,
-        concert: cv::concert_id(r.try_get("concert_id").map_err(db)?)?,
-        starts_at: cv::ts(r.try_get("starts_at").map_err(db)?),
-        seat_count: cv::seat_count(r.try_get("seat_count").map_err(db)?)?,
-    })
-}
-
-fn hold_of(r: &PgRow) -> Result<Hold, StoreError> {
-    let state: String = r.try_get("state").map_err(db)?;
-    Ok(Hold {
-        id: cv::reservation_id(r.try_get("id").map_err(db)?)?,
-        user: cv::user(r.try_get("user_id").map_err(db)?)?,
-        schedule: cv::schedule_id(r.try_get("schedule_id").map_err(db)?)?,
-        seat: cv::seat_no(r.try_get("seat_no").map_err(db)?)?,
-        price: cv::amount(r.try_get("price").map_err(db)?)?,
-        created_at: cv::ts(r.try_get("created_at").map_err(db)?),
-        expires_at: cv::ts(r.try_get("expires_at").map_err(db)?),
-        state: cv::hold_state(&state)?,
-    })
-}
-
-/// The hold in a row whose hold columns may all be NULL (an outer join).
-fn maybe_hold(r: &PgRow) -> Result<Option<Hold>, StoreError> {
-    let id: Option<Uuid> = r.try_get("id").map_err(db)?;
-    id.map(|_| hold_of(r)).transpose()
-}
-
-fn entry_of(r: &PgRow) -> Result<QueueEntry, StoreError> {
-    let state: String = r.try_get("state").map_err(db)?;
-    let opt_ts = |c: &str| -> Result<Option<Timestamp>, StoreError> {
-        Ok(r.try_get::<Option<i64>, _>(c).map_err(db)?.map(cv::ts))
-    };
-    Ok(QueueEntry {
-        seq: cv::seq(r.try_get("seq").map_err(db)?)?,
-        user: cv::user(r.try_get("user_id").map_err(db)?)?,
-        token_id: cv::token_id(r.try_get("token_id").map_err(db)?)?,
-        issued_at: cv::ts(r.try_get("issued_at").map_err(db)?),
-        state: cv::entry_state(&state)?,
-        admitted_at: opt_ts("admitted_at")?,
-        seen_at: opt_ts("seen_at")?,
-        expires_at: opt_ts("expires_at")?,
-    })
-}
-
-fn counters_of(r: &PgRow) -> Result<QueueCounters, StoreError> {
-    Ok(QueueCounters {
-        last_seq: cv::u64_of(r.try_get("last_seq").map_err(db)?, "last_seq")?,
-        serving: cv::u64_of(r.try_get("serving").map_err(db)?, "serving")?,
-        version: cv::u64_of(r.try_get("version").map_err(db)?, "version")?,
-        last_tick_at: r
-            .try_get::<Option<i64>, _>("last_tick_at")
-            .map_err(db)?
-            .map(cv::ts),
-        paused: r.try_get("paused").map_err(db)?,
-        policy: cv::policy(
-            r.try_get("interval_ms").map_err(db)?,
-            r.try_get("batch").map_err(db)?,
-            r.try_get("max_active").map_err(db)?,
-        )?,
-        admit_rate_milli: cv::u64_of(r.try_get("admit_rate_milli").map_err(db)?, "rate")?,
-    })
-}
-
-fn ledger_of(r: &PgRow) -> Result<LedgerEntry, StoreError> {
-    let kind: String = r.try_get("kind").map_err(db)?;
-    let payment: Option<Uuid> = r.try_get("payment_id").map_err(db)?;
-    let kind = match (kind.as_str(), payment) {
-        ("charge", None) => LedgerKind::Charge,
-        ("payment", Some(p)) => LedgerKind::Payment(cv::payment_id(p)?),
-        (k, _) => return Err(cv::corrupt("ledger kind", k)),
-    };
-    Ok(LedgerEntry {
-        id: cv::ledger_id(r.try_get("id").map_err(db)?)?,
-        user: cv::user(r.try_get("user_id").map_err(db)?)?,
-        kind,
-        amount: cv::amount(r.try_get("amount").map_err(db)?)?,
-        balance_after: cv::money(r.try_get("balance_after").map_err(db)?)?,
-        at: cv::ts(r.try_get("at").map_err(db)?),
-        key: cv::key(r.try_get("idem_key").map_err(db)?)?,
-    })
-}
-
-fn payment_of(r: &PgRow) -> Result<Payment, StoreError> {
-    cv::payment(
-        r.try_get("id").map_err(db)?,
-        r.try_get("reservation_id").map_err(db)?,
-        r.try_get("user_id").map_err(db)?,
-        r.try_get("schedule_id").map_err(db)?,
-        r.try_get("seat_no").map_err(db)?,
-        r.try_get("amount").map_err(db)?,
-        r.try_get("paid_at").map_err(db)?,
-        r.try_get("idem_key").map_err(db)?,
-    )
-}
-
-fn other_seat_of(r: &PgRow) -> Result<cv::OtherSeat, StoreError> {
-    Ok(cv::OtherSeat {
-        payment: cv::payment_id(r.try_get("payment_id").map_err(db)?)?,
-        seat: PaidSeat {
-            reservation: cv::reservation_id(r.try_get("reservation_id").map_err(db)?)?,
-            schedule: cv::schedule_id(r.try_get("schedule_id").map_err(db)?)?,
-            seat: cv::seat_no(r.try_get("seat_no").map_err(db)?)?,
-            price: cv::amount(r.try_get("price").map_err(db)?)?,
-        },
-    })
-}
-
 /// The other seats of payments of several holds, of one payment (`by_user` false)
 /// or of one user, in position order.
 async fn other_seats(
@@ -337,10 +223,6 @@ async fn other_seats(
         .await
         .map_err(db)?;
     rows.iter().map(other_seat_of).collect()
-}
-
-fn flag(r: &PgRow, c: &str) -> Result<bool, StoreError> {
-    r.try_get(c).map_err(db)
 }
 
 // ---------------------------------------------------------------------------------
@@ -493,21 +375,7 @@ impl CatalogRepo for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        rows.iter()
-            .map(|r| {
-                Ok(Seat {
-                    no: cv::seat_no(r.try_get("seat_no").map_err(db)?)?,
-                    price: cv::amount(r.try_get("price").map_err(db)?)?,
-                    state: SeatState::at(
-                        r.try_get("sold").map_err(db)?,
-                        r.try_get::<Option<i64>, _>("hold_until")
-                            .map_err(db)?
-                            .map(cv::ts),
-                        now,
-                    ),
-                })
-            })
-            .collect()
+        rows.iter().map(|r| seat_of(r, now)).collect()
     }
 }
 
@@ -654,7 +522,7 @@ impl QueueRepo for PgStore {
                 Err(e) if retryable(&e) => continue,
                 Err(e) => return Err(db(e)),
             };
-            if flag(&row, "applied")? {
+            if row.flag("applied")? {
                 return Ok(true);
             }
             let version: i64 = row.try_get("version").map_err(db)?;
@@ -889,7 +757,7 @@ impl HoldRepo for PgStore {
             if state != HoldState::Held {
                 return Err(CancelRepoError::NotHeld(state));
             }
-            if !flag(&row, "locked")? {
+            if !row.flag("locked")? {
                 // Paid, cancelled or lapsed after the snapshot: look again.
                 continue;
             }
@@ -1056,7 +924,7 @@ impl WalletRepo for PgStore {
                 return Err(ChargeRepoError::BalanceLimit { balance });
             };
             let entry = ledger_of(&row)?;
-            let replayed = flag(&row, "replayed")?;
+            let replayed = row.flag("replayed")?;
             if replayed && entry.amount != req.amount {
                 return Err(ChargeRepoError::KeyReused);
             }
