@@ -66,7 +66,8 @@ use sqlx::{Connection, Executor, Postgres, Row};
 use uuid::Uuid;
 
 mod group_commit;
-use group_commit::{GroupCommit, HotWrite};
+use crate::group_commit::GroupCommit;
+use group_commit::HotWrite;
 
 use crate::OpenError;
 use crate::columns::{
@@ -92,7 +93,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct PgStore {
     pool: PgPool,
     /// Runs the hot writes (holds, payments), batching those that arrive together.
-    hot: GroupCommit,
+    hot: GroupCommit<HotWrite>,
 }
 
 impl PgStore {

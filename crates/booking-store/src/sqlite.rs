@@ -49,8 +49,9 @@ use crate::rows::{
 };
 
 mod group_commit;
+use crate::group_commit::GroupCommit;
 pub use crate::group_commit::GroupCommitStats;
-use group_commit::{Arg, GroupCommit, HotWrite};
+use group_commit::{Arg, HotWrite};
 
 type Tx = Transaction<'static, Sqlite>;
 
@@ -70,7 +71,7 @@ const WAL_AUTOCHECKPOINT_PAGES: u32 = 10_000;
 pub struct SqliteStore {
     read: SqlitePool,
     write: SqlitePool,
-    hot: GroupCommit,
+    hot: GroupCommit<HotWrite>,
 }
 
 impl SqliteStore {
