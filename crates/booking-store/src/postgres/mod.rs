@@ -12,15 +12,15 @@
 //! statement touches any row. That fixes the order in which rows are locked and keeps
 //! a later step from running when an earlier one found nothing.
 //!
-//! The hold and the payment are PL/pgSQL functions instead (introduced by
-//! `migrations/postgres/0002_write_functions.sql`, the current versions in
-//! `0004_holds_live_on_their_seat.sql`), called in one autocommit
-//! round trip. Under READ COMMITTED each statement of a function takes a fresh
-//! snapshot, so a check made after a lock sees everything committed before the lock
-//! was granted: a hold counts the user's live holds exactly after locking the session
-//! row (no version of it is written), and a payment writes its rows with conditional
-//! updates in the lock order below, with no separate locking pass. Refusals are named
-//! from reads before anything is written; a condition that fails after a write raises
+//! The hold and the payment are PL/pgSQL functions instead (`booking_hold`,
+//! `booking_pay`; as they stand after every migration in
+//! `schema/current_postgres.sql`), called in one autocommit round trip. Under READ
+//! COMMITTED each statement of a function takes a fresh snapshot, so a check made
+//! after a lock sees everything committed before the lock was granted: a hold counts
+//! the user's live holds exactly after locking the session row (no version of it is
+//! written), and a payment writes its rows with conditional updates in the lock order
+//! below, with no separate locking pass. Refusals are named from reads before
+//! anything is written; a condition that fails after a write raises
 //! SQLSTATE `BK001`, which rolls the whole call back, and the call is run again.
 //!
 //! Holds and payments that arrive while others are under way in the same process are
@@ -36,8 +36,11 @@
 //!
 //! 1. the counters row (issue, advance);
 //! 2. a queue entry (hold, pay, issue);
-//! 3. a seat row, then the reservation that holds it (hold, pay, cancel, sweep; a
-//!    `held` reservation is changed only by a transaction holding its seat's lock);
+//! 3. seat rows (hold, pay, cancel, sweep). A live hold has no row of its own: it
+//!    lives on its seat (migration 0004; `reservations` is a view of the seats and
+//!    `ended_reservations`), so it changes only under its seat's lock. Several
+//!    seats are locked in (schedule, seat) order: a payment of several holds, the
+//!    sweep; a payment then lapses the payer's other holds, after its own seats;
 //! 4. a wallet (pay, charge).
 //!
 //! Deadlocks and serialization failures are still retried a bounded number of times
