@@ -47,10 +47,9 @@ pub(super) fn hold_statement(req: &NewHold) -> Query<'static> {
     Arg::bind_numbered(sqlx::query(HOLD_SQL), hold_args(req))
 }
 
-pub(super) async fn reservation_in(
-    tx: &mut Tx,
-    id: ReservationId,
-) -> Result<Option<Hold>, StoreError> {
+/// The hold `id` in any state, read in `tx` from the `reservations` view (the
+/// seats' live holds and the ended ones).
+pub(super) async fn hold_in(tx: &mut Tx, id: ReservationId) -> Result<Option<Hold>, StoreError> {
     let row = sqlx::query(concat!(
         "SELECT ",
         hold_cols!(),
@@ -158,7 +157,7 @@ impl HoldRepo for SqliteStore {
         now: Timestamp,
     ) -> Result<Hold, CancelRepoError> {
         let mut tx = self.begin().await?;
-        let Some(hold) = reservation_in(&mut tx, id).await? else {
+        let Some(hold) = hold_in(&mut tx, id).await? else {
             return Err(CancelRepoError::NotFound);
         };
         if hold.user != user {

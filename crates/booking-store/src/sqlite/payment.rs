@@ -14,7 +14,7 @@ use crate::convert::{self as cv, is_unique_violation, sqlite_err as db};
 use crate::rows::{other_seat_of, payment_of};
 
 use super::group_commit::{Arg, HotWrite};
-use super::holds::reservation_in;
+use super::holds::hold_in;
 use super::queue::session_active;
 use super::wallet::balance_in;
 use super::{Query, SqliteStore, commit, first};
@@ -89,7 +89,7 @@ impl PaymentRepo for SqliteStore {
         // Refused: find out why under the write lock.
         let now = req.now;
         let mut tx = self.begin().await?;
-        let Some(hold) = reservation_in(&mut tx, req.reservation).await? else {
+        let Some(hold) = hold_in(&mut tx, req.reservation).await? else {
             return Err(PayRepoError::NotFound);
         };
         if hold.user != req.user {
@@ -145,7 +145,7 @@ impl PaymentRepo for SqliteStore {
         let mut tx = self.begin().await?;
         let mut seats = Vec::with_capacity(req.reservations.len());
         for &id in &req.reservations {
-            let Some(hold) = reservation_in(&mut tx, id).await? else {
+            let Some(hold) = hold_in(&mut tx, id).await? else {
                 return Err(PayManyRepoError::about(id, PayRepoError::NotFound));
             };
             if hold.user != req.user {
