@@ -177,13 +177,7 @@ impl State {
     }
 
     fn seat_state(&self, row: &SeatRow, now: Timestamp) -> SeatState {
-        if row.sold {
-            return SeatState::Sold;
-        }
-        match row.hold {
-            Some((_, until)) if now < until => SeatState::Held { until },
-            _ => SeatState::Free,
-        }
+        SeatState::at(row.sold, row.hold.map(|(_, until)| until), now)
     }
 
     fn summary(&self, schedule: &Schedule, now: Timestamp) -> ScheduleSummary {

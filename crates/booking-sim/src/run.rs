@@ -863,26 +863,12 @@ async fn drive<T: Target>(
     };
     let cpu0 = crate::cpu::read();
 
-    // The waiting-room sampler.
-    let sampler = {
-        let target = Arc::clone(&target);
-        let tx = tx.clone();
-        let control = Arc::clone(control);
-        let every = cfg.sample_every;
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    () = control.stopped() => return,
-                }
-                if let Ok(q) = target.queue_sample().await {
-                    let _ = tx.send(Event::Queue(q));
-                }
-            }
-        })
-    };
+    let sampler = spawn_sampler(
+        Arc::clone(&target),
+        tx.clone(),
+        Arc::clone(control),
+        cfg.sample_every,
+    );
 
     let ctx = Arc::new(Ctx {
         target: Arc::clone(&target),
@@ -891,10 +877,6 @@ async fn drive<T: Target>(
         concert,
         control: Arc::clone(control),
     });
-    let peak = cfg.plan.peak() as usize;
-    let running: Arc<Vec<AtomicBool>> =
-        Arc::new((0..peak).map(|_| AtomicBool::new(false)).collect());
-    let active = Arc::new(AtomicUsize::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -916,51 +898,18 @@ async fn drive<T: Target>(
         .await;
     }
     if cfg.scenario == Scenario::Browse {
-        loop {
-            tick.tick().await;
-            if control.is_stopping() {
-                stopped_early = true;
-                break;
-            }
-            if control.is_paused() {
-                continue;
-            }
-            let t = start
-                .elapsed()
-                .saturating_sub(control.paused_for(Instant::now()));
-            if t >= cfg.plan.total() {
-                break;
-            }
-            let want = (cfg.plan.users_at(t) as usize).min(peak);
-            active.store(want, Ordering::Relaxed);
-            for slot in 0..want {
-                if !running[slot].swap(true, Ordering::AcqRel) {
-                    tasks.spawn(slot_loop(
-                        Arc::clone(&ctx),
-                        slot,
-                        cfg.seed,
-                        Arc::clone(&running),
-                        Arc::clone(&active),
-                    ));
-                }
-            }
-            while tasks.try_join_next().is_some() {}
-            if cfg.restock {
-                let (free, known) = {
-                    let s = shared.lock().unwrap_or_else(|p| p.into_inner());
-                    (s.n_seats_free, s.n_dates)
-                };
-                let seats = u64::from(cfg.seats_per_date);
-                let mut estimate = free + u64::from(n_dates).saturating_sub(known) * seats;
-                let mut added = 0;
-                while estimate < 2 * seats && n_dates < cfg.max_dates && added < 5 {
-                    schedules.push(add_date(&*target, cfg, concert, n_dates, &tx).await?);
-                    n_dates += 1;
-                    added += 1;
-                    estimate += seats;
-                }
-            }
-        }
+        browse_loop(
+            &ctx,
+            cfg,
+            &mut tasks,
+            &mut tick,
+            start,
+            &shared,
+            &mut n_dates,
+            &mut schedules,
+            &mut stopped_early,
+        )
+        .await?;
     }
     let elapsed = start
         .elapsed()
@@ -991,23 +940,7 @@ async fn drive<T: Target>(
             Err(_) => return Err(SimError::Dashboard("the dashboard panicked".into())),
         }
     }
-    let cpu = match (cpu0, cpu1) {
-        (Some(a), Some(b)) => {
-            let secs = elapsed.as_secs_f64().max(1e-3);
-            let process = b.process_secs - a.process_secs;
-            let servers = b.servers_secs - a.servers_secs;
-            let sim = (process - servers).max(0.0);
-            let r = |x: f64| (x * 100.0).round() / 100.0;
-            Some(CpuReport {
-                process_secs: r(process),
-                process_percent: r(process / secs * 100.0),
-                servers_secs: r(servers),
-                simulator_secs: r(sim),
-                simulator_percent: r(sim / secs * 100.0),
-            })
-        }
-        _ => None,
-    };
+    let cpu = cpu_report(cpu0, cpu1, elapsed);
     Ok(Driven {
         snapshot,
         record,
@@ -1016,6 +949,118 @@ async fn drive<T: Target>(
         n_cut_off,
         stopped_early,
         schedules,
+    })
+}
+
+/// The waiting-room sampler: one queue sample every `every`, until the run stops.
+fn spawn_sampler<T: Target>(
+    target: Arc<T>,
+    tx: mpsc::Sender<Event>,
+    control: Arc<Control>,
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = control.stopped() => return,
+            }
+            if let Ok(q) = target.queue_sample().await {
+                let _ = tx.send(Event::Queue(q));
+            }
+        }
+    })
+}
+
+/// The browse scenario's plan loop: every tick, as many users as the plan says
+/// (up to its peak) each on its slot, and new dates when few seats are left
+/// (`restock`), until the plan ends or the run is stopped by hand.
+#[allow(clippy::too_many_arguments)]
+async fn browse_loop<T: Target>(
+    ctx: &Arc<Ctx<T>>,
+    cfg: &SimConfig,
+    tasks: &mut tokio::task::JoinSet<()>,
+    tick: &mut tokio::time::Interval,
+    start: Instant,
+    shared: &Mutex<Snapshot>,
+    n_dates: &mut u32,
+    schedules: &mut Vec<i64>,
+    stopped_early: &mut bool,
+) -> Result<(), SimError> {
+    let peak = cfg.plan.peak() as usize;
+    let running: Arc<Vec<AtomicBool>> =
+        Arc::new((0..peak).map(|_| AtomicBool::new(false)).collect());
+    let active = Arc::new(AtomicUsize::new(0));
+    loop {
+        tick.tick().await;
+        if ctx.control.is_stopping() {
+            *stopped_early = true;
+            break;
+        }
+        if ctx.control.is_paused() {
+            continue;
+        }
+        let t = start
+            .elapsed()
+            .saturating_sub(ctx.control.paused_for(Instant::now()));
+        if t >= cfg.plan.total() {
+            break;
+        }
+        let want = (cfg.plan.users_at(t) as usize).min(peak);
+        active.store(want, Ordering::Relaxed);
+        for slot in 0..want {
+            if !running[slot].swap(true, Ordering::AcqRel) {
+                tasks.spawn(slot_loop(
+                    Arc::clone(ctx),
+                    slot,
+                    cfg.seed,
+                    Arc::clone(&running),
+                    Arc::clone(&active),
+                ));
+            }
+        }
+        while tasks.try_join_next().is_some() {}
+        if cfg.restock {
+            let (free, known) = {
+                let s = shared.lock().unwrap_or_else(|p| p.into_inner());
+                (s.n_seats_free, s.n_dates)
+            };
+            let seats = u64::from(cfg.seats_per_date);
+            let mut estimate = free + u64::from(*n_dates).saturating_sub(known) * seats;
+            let mut added = 0;
+            while estimate < 2 * seats && *n_dates < cfg.max_dates && added < 5 {
+                schedules
+                    .push(add_date(&*ctx.target, cfg, ctx.concert, *n_dates, &ctx.events).await?);
+                *n_dates += 1;
+                added += 1;
+                estimate += seats;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The CPU time the run took, between two readings `elapsed` apart: the whole
+/// process, the servers it spawned, and the simulator (the rest).
+fn cpu_report(
+    before: Option<crate::cpu::CpuTimes>,
+    after: Option<crate::cpu::CpuTimes>,
+    elapsed: Duration,
+) -> Option<CpuReport> {
+    let (a, b) = (before?, after?);
+    let secs = elapsed.as_secs_f64().max(1e-3);
+    let process = b.process_secs - a.process_secs;
+    let servers = b.servers_secs - a.servers_secs;
+    let sim = (process - servers).max(0.0);
+    let r = |x: f64| (x * 100.0).round() / 100.0;
+    Some(CpuReport {
+        process_secs: r(process),
+        process_percent: r(process / secs * 100.0),
+        servers_secs: r(servers),
+        simulator_secs: r(sim),
+        simulator_percent: r(sim / secs * 100.0),
     })
 }
 

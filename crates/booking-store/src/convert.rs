@@ -120,7 +120,7 @@ pub(crate) fn hold_state(s: &str) -> Result<HoldState, StoreError> {
         "paid" => HoldState::Paid,
         "cancelled" => HoldState::Cancelled,
         "expired" => HoldState::Expired,
-        other => return Err(corrupt("reservation state", other)),
+        other => return Err(corrupt("hold state", other)),
     })
 }
 

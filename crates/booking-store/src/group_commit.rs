@@ -1,11 +1,22 @@
-//! What the two adapters' group commits share: their figures, and how a hot write
-//! knows whether another one is under way.
+//! What the two adapters' group commits share: the group commit itself (a hot write
+//! runs alone when no other is under way, else it queues and a batcher task runs
+//! what queued together), its figures, and its limit.
 //!
-//! Each adapter commits hot writes that arrive together in one transaction: SQLite in
-//! [`crate::sqlite`] (one writer, so queued writes wait for it anyway), PostgreSQL in
-//! [`crate::postgres`] (one round trip and one commit for many writes).
+//! Each adapter supplies only how its writes run ([`Batching`]): alone, and several
+//! as one batch. SQLite ([`crate::sqlite`]) runs a batch as one transaction on its
+//! one writer; PostgreSQL ([`crate::postgres`]) as one call of a batch function per
+//! kind of write: one round trip and one commit for many writes.
+//!
+//! Nothing is acknowledged before the commit that carries it: a caller gets its row
+//! only once the batch that ran its write has committed.
 
+use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use sqlx::pool::PoolConnection;
+use sqlx::{Database, Pool};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 /// What the group commit has done since the store opened.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -133,5 +144,183 @@ pub(crate) fn copy_error(e: &sqlx::Error) -> sqlx::Error {
         sqlx::Error::PoolClosed => sqlx::Error::PoolClosed,
         sqlx::Error::PoolTimedOut => sqlx::Error::PoolTimedOut,
         e => sqlx::Error::Protocol(format!("no connection for a batch: {e}")),
+    }
+}
+
+/// A batch's answer to one write: its row (or its error), or `None` when the
+/// caller must run the write alone (the batch sent it back).
+pub(crate) type Answer<R> = Option<Result<R, sqlx::Error>>;
+
+/// Where a batch sends one write's [`Answer`].
+pub(crate) type Replier<R> = oneshot::Sender<Answer<R>>;
+
+/// A write waiting for a batch, and where its answer goes.
+pub(crate) type Queued<W> = (W, Replier<<W as Batching>::Row>);
+
+/// How one adapter runs its hot writes (implemented by its write type): alone, and
+/// several that queued together as one batch.
+pub(crate) trait Batching: Clone + Send + Sync + 'static {
+    /// The database.
+    type Db: Database;
+    /// What a write gives back when it ran.
+    type Row: Send + 'static;
+    /// The most writes one batch carries.
+    const MAX_BATCH: usize;
+    /// The most batches under way at once in one store value.
+    const MAX_IN_FLIGHT: usize;
+
+    /// Runs the write alone, to its commit.
+    fn alone(
+        &self,
+        pool: &Pool<Self::Db>,
+    ) -> impl Future<Output = Result<Self::Row, sqlx::Error>> + Send;
+
+    /// Runs the queued writes on `conn` as one batch and answers each of them (with
+    /// [`answer_all`]): its row once the batch committed, or `None` to send it back
+    /// to its caller, who then runs it alone.
+    fn batch(
+        conn: &mut PoolConnection<Self::Db>,
+        queued: Vec<Queued<Self>>,
+        counters: &Counters,
+    ) -> impl Future<Output = ()> + Send;
+}
+
+/// Sends each caller its answer, in order.
+pub(crate) fn answer_all<R>(replies: Vec<Replier<R>>, answers: Vec<Answer<R>>) {
+    for (reply, answer) in replies.into_iter().zip(answers) {
+        // A caller that went away still had its write committed, like any request
+        // dropped after its commit.
+        let _ = reply.send(answer);
+    }
+}
+
+/// Runs hot writes, committing the ones that arrive together in one batch.
+pub(crate) struct GroupCommit<W: Batching> {
+    pool: Pool<W::Db>,
+    queue: mpsc::UnboundedSender<Queued<W>>,
+    counters: Arc<Counters>,
+}
+
+// By hand: a derive would ask the database type itself to be `Clone` and `Debug`.
+impl<W: Batching> Clone for GroupCommit<W> {
+    fn clone(&self) -> Self {
+        GroupCommit {
+            pool: self.pool.clone(),
+            queue: self.queue.clone(),
+            counters: Arc::clone(&self.counters),
+        }
+    }
+}
+
+impl<W: Batching> std::fmt::Debug for GroupCommit<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupCommit")
+            .field("pool", &self.pool)
+            .field("counters", &self.counters)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<W: Batching> GroupCommit<W> {
+    /// Starts the batcher task (on the current Tokio runtime); it ends when the last
+    /// clone of the returned handle is dropped.
+    pub(crate) fn start(pool: Pool<W::Db>) -> Self {
+        let (queue, rx) = mpsc::unbounded_channel();
+        let counters = Arc::new(Counters::default());
+        tokio::spawn(batcher::<W>(pool.clone(), rx, counters.clone()));
+        GroupCommit {
+            pool,
+            queue,
+            counters,
+        }
+    }
+
+    /// Runs one hot write to its end (commit included) and returns its row.
+    pub(crate) async fn run(&self, write: W) -> Result<W::Row, sqlx::Error> {
+        let (batched, _busy) = self.try_batch(&write).await?;
+        match batched {
+            Some(row) => row,
+            None => write.alone(&self.pool).await,
+        }
+    }
+
+    /// The write's row from a batch, or `None` when its caller must run it alone:
+    /// no other hot write was under way, or the batch sent it back. The returned
+    /// guard counts the write as under way until the caller drops it. An error when
+    /// too many writes are under way (see [`GroupCommitStats::overloaded`]).
+    #[allow(clippy::type_complexity)]
+    pub(crate) async fn try_batch(
+        &self,
+        write: &W,
+    ) -> Result<(Option<Result<W::Row, sqlx::Error>>, Busy<'_>), sqlx::Error> {
+        let (busy, alone) = Busy::enter(&self.counters)?;
+        if !alone {
+            let (reply, answer) = oneshot::channel();
+            // A copy goes to the batch: the caller still has the write to run
+            // alone if the batch sends it back.
+            if self.queue.send((write.clone(), reply)).is_ok() {
+                bump(&self.counters.queued, 1);
+                match answer.await {
+                    Ok(Some(row)) => return Ok((Some(row), busy)),
+                    Ok(None) => {}
+                    Err(_) => return Ok((Some(Err(sqlx::Error::WorkerCrashed)), busy)),
+                }
+            }
+            // Else no batcher (its runtime ended): the write runs alone.
+        }
+        // No other hot write to share a commit with: it runs now (waiting for a
+        // connection only if another write has it).
+        bump(&self.counters.direct, 1);
+        Ok((None, busy))
+    }
+
+    pub(crate) fn stats(&self) -> GroupCommitStats {
+        self.counters.stats()
+    }
+
+    pub(crate) fn set_limit(&self, n: u64) {
+        self.counters.set_limit(n);
+    }
+}
+
+/// Takes what queued, up to [`Batching::MAX_BATCH`] writes, as one batch, at most
+/// [`Batching::MAX_IN_FLIGHT`] batches at once; what arrives meanwhile waits for the
+/// next one, so batches grow with the load.
+async fn batcher<W: Batching>(
+    pool: Pool<W::Db>,
+    mut rx: mpsc::UnboundedReceiver<Queued<W>>,
+    counters: Arc<Counters>,
+) {
+    let in_flight = Arc::new(Semaphore::new(W::MAX_IN_FLIGHT));
+    let mut batch = Vec::with_capacity(W::MAX_BATCH);
+    loop {
+        let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
+            return;
+        };
+        if rx.recv_many(&mut batch, W::MAX_BATCH).await == 0 {
+            return;
+        }
+        // Wait for a connection first: whatever queues meanwhile joins this batch.
+        let conn = pool.acquire().await;
+        while batch.len() < W::MAX_BATCH {
+            match rx.try_recv() {
+                Ok(queued) => batch.push(queued),
+                Err(_) => break,
+            }
+        }
+        let queued: Vec<Queued<W>> = std::mem::take(&mut batch);
+        let counters = Arc::clone(&counters);
+        tokio::spawn(async move {
+            let _permit = permit;
+            match conn {
+                Ok(mut conn) => W::batch(&mut conn, queued, &counters).await,
+                // No connection could be had: every write of it fails the same way.
+                Err(e) => {
+                    for (_, reply) in queued {
+                        let _ = reply.send(Some(Err(copy_error(&e))));
+                    }
+                }
+            }
+        });
     }
 }

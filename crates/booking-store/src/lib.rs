@@ -10,6 +10,7 @@ mod columns;
 mod convert;
 mod group_commit;
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 pub use any::{AnyStore, Backend, PoolStats, SchemaVersion, StoreOptions, connect};

@@ -275,6 +275,23 @@ pub enum SeatState {
     Sold,
 }
 
+impl SeatState {
+    /// The state at `now` of a seat that is `sold` or not and whose last hold, if
+    /// any, lapses at `hold_until`: sold wins; a hold is live strictly before its
+    /// lapse (lazy expiry: at `hold_until` the seat is free again); else free. The
+    /// one definition of "seat free" that every adapter uses.
+    #[must_use]
+    pub fn at(sold: bool, hold_until: Option<Timestamp>, now: Timestamp) -> SeatState {
+        if sold {
+            return SeatState::Sold;
+        }
+        match hold_until {
+            Some(until) if now < until => SeatState::Held { until },
+            _ => SeatState::Free,
+        }
+    }
+}
+
 /// A seat of a schedule with its price and state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Seat {
@@ -335,6 +352,22 @@ mod tests {
         assert!(SeatNo::new(1001).is_err());
         assert!(!fifty.contains(SeatNo::new(51).unwrap()));
         assert_eq!(fifty.seats().count(), 50);
+    }
+
+    #[test]
+    fn a_seat_is_sold_held_until_its_lapse_or_free() {
+        let t = Timestamp::from_millis(1_000);
+        let later = Timestamp::from_millis(2_000);
+        assert_eq!(SeatState::at(true, Some(later), t), SeatState::Sold);
+        assert_eq!(SeatState::at(true, None, t), SeatState::Sold);
+        assert_eq!(
+            SeatState::at(false, Some(later), t),
+            SeatState::Held { until: later }
+        );
+        // At its lapse the hold is gone (lazy expiry), and after it too.
+        assert_eq!(SeatState::at(false, Some(t), t), SeatState::Free);
+        assert_eq!(SeatState::at(false, Some(t), later), SeatState::Free);
+        assert_eq!(SeatState::at(false, None, t), SeatState::Free);
     }
 
     #[test]

@@ -20,18 +20,22 @@
 //! Since a batch never waits for a lock, it takes no part in a deadlock: single
 //! writes keep their lock order, and batches of several instances never wait for
 //! each other.
-
-use std::sync::Arc;
+//!
+//! The queue, the batcher task and the counters are the shared
+//! [`crate::group_commit`]; this module says how PostgreSQL runs a write alone and
+//! a batch ([`Batching`]).
 
 use booking_core::domain::IdempotencyKey;
 use booking_core::ports::{IssueRequest, NewHold, PayRequest};
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{Postgres, Row};
-use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::{HOLD, ISSUE, PAY};
 use crate::convert as cv;
-use crate::group_commit::{Busy, Counters, GroupCommitStats, bump, copy_error};
+use crate::group_commit::{
+    Answer, Batching, Counters, Queued, Replier, answer_all, bump, copy_error,
+};
 
 /// The most writes one batch carries.
 const MAX_BATCH: usize = 64;
@@ -67,7 +71,8 @@ pub(super) enum HotWrite {
     Hold(NewHold),
     Pay(PayRequest),
     /// Token issue: a batch gives the common case its place; everything else is sent
-    /// back and runs through the adapter's own path ([`GroupCommit::try_batch`]).
+    /// back and runs through the adapter's own path (see
+    /// [`GroupCommit::try_batch`](crate::group_commit::GroupCommit::try_batch)).
     Issue(IssueRequest),
 }
 
@@ -141,143 +146,56 @@ fn issues_call(issues: &[IssueRequest]) -> Query {
         .bind(column(issues, |r| cv::i64_of(r.max_waiting)))
 }
 
-/// A batch's answer to one write: its row, or `None` when the caller runs the write
-/// alone (it was `busy`, or the batch failed and was rolled back).
-type Reply = Option<Result<PgRow, sqlx::Error>>;
+impl Batching for HotWrite {
+    type Db = Postgres;
+    type Row = PgRow;
+    const MAX_BATCH: usize = MAX_BATCH;
+    const MAX_IN_FLIGHT: usize = MAX_IN_FLIGHT;
 
-type Queued = (HotWrite, oneshot::Sender<Reply>);
-
-/// Runs hot writes, committing the ones that arrive together in one batch.
-#[derive(Debug, Clone)]
-pub(super) struct GroupCommit {
-    pool: PgPool,
-    queue: mpsc::UnboundedSender<Queued>,
-    counters: Arc<Counters>,
-}
-
-impl GroupCommit {
-    /// Starts the batcher task (on the current Tokio runtime); it ends when the last
-    /// clone of the returned handle is dropped.
-    pub(super) fn start(pool: PgPool) -> Self {
-        let (queue, rx) = mpsc::unbounded_channel();
-        let counters = Arc::new(Counters::default());
-        tokio::spawn(batcher(pool.clone(), rx, counters.clone()));
-        GroupCommit {
-            pool,
-            queue,
-            counters,
-        }
+    /// One call of the write's own function (an issue runs its own path instead,
+    /// after [`GroupCommit::try_batch`](crate::group_commit::GroupCommit::try_batch)).
+    async fn alone(&self, pool: &PgPool) -> Result<PgRow, sqlx::Error> {
+        self.statement().fetch_one(pool).await
     }
 
-    /// Runs one hot write to its end (commit included) and returns its row.
-    pub(super) async fn run(&self, write: HotWrite) -> Result<PgRow, sqlx::Error> {
-        let (batched, _busy) = self.try_batch(&write).await?;
-        match batched {
-            Some(row) => row,
-            None => write.statement().fetch_one(&self.pool).await,
-        }
-    }
-
-    /// The write's row from a batch, or `None` when its caller must run it alone:
-    /// no other hot write was under way, or the batch sent it back. The returned
-    /// guard counts the write as under way until the caller drops it. An error when
-    /// too many writes are under way (see [`crate::GroupCommitStats::overloaded`]).
-    #[allow(clippy::type_complexity)]
-    pub(super) async fn try_batch(
-        &self,
-        write: &HotWrite,
-    ) -> Result<(Option<Result<PgRow, sqlx::Error>>, Busy<'_>), sqlx::Error> {
-        let (busy, alone) = Busy::enter(&self.counters)?;
-        if !alone {
-            let (reply, answer) = oneshot::channel();
-            // A copy goes to the batch: the caller still has the write to run
-            // alone if the batch sends it back.
-            if self.queue.send((write.clone(), reply)).is_ok() {
-                bump(&self.counters.queued, 1);
-                match answer.await {
-                    Ok(Some(row)) => return Ok((Some(row), busy)),
-                    Ok(None) => {}
-                    Err(_) => return Ok((Some(Err(sqlx::Error::WorkerCrashed)), busy)),
+    /// One call of a batch function per kind; each kind's callers are answered as
+    /// soon as its call returned.
+    async fn batch(
+        conn: &mut PoolConnection<Postgres>,
+        queued: Vec<Queued<Self>>,
+        counters: &Counters,
+    ) {
+        let (mut holds, mut pays, mut issues) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut hold_replies, mut pay_replies, mut issue_replies) =
+            (Vec::new(), Vec::new(), Vec::new());
+        for (write, reply) in queued {
+            match write {
+                HotWrite::Hold(r) => {
+                    holds.push(r);
+                    hold_replies.push(reply);
+                }
+                HotWrite::Pay(r) => {
+                    pays.push(r);
+                    pay_replies.push(reply);
+                }
+                HotWrite::Issue(r) => {
+                    issues.push(r);
+                    issue_replies.push(reply);
                 }
             }
-            // Else no batcher (its runtime ended): the write runs alone.
         }
-        bump(&self.counters.direct, 1);
-        Ok((None, busy))
-    }
-
-    pub(super) fn stats(&self) -> GroupCommitStats {
-        self.counters.stats()
-    }
-
-    pub(super) fn set_limit(&self, n: u64) {
-        self.counters.set_limit(n);
-    }
-}
-
-async fn batcher(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Queued>, counters: Arc<Counters>) {
-    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    loop {
-        let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
-            return;
-        };
-        if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
-            return;
+        if !holds.is_empty() {
+            let call = holds_call(&holds);
+            run_batch(conn, call, "o_refusal", hold_replies, counters).await;
         }
-        // Wait for a connection first: whatever queues meanwhile joins this batch.
-        let conn = pool.acquire().await;
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(queued) => batch.push(queued),
-                Err(_) => break,
-            }
+        if !pays.is_empty() {
+            let call = pays_call(&pays);
+            run_batch(conn, call, "outcome", pay_replies, counters).await;
         }
-        let queued: Vec<Queued> = std::mem::take(&mut batch);
-        let counters = Arc::clone(&counters);
-        tokio::spawn(async move {
-            let _permit = permit;
-            let mut conn = match conn {
-                Ok(conn) => conn,
-                Err(e) => {
-                    for (_, reply) in queued {
-                        let _ = reply.send(Some(Err(copy_error(&e))));
-                    }
-                    return;
-                }
-            };
-            let (mut holds, mut pays, mut issues) = (Vec::new(), Vec::new(), Vec::new());
-            let (mut hold_replies, mut pay_replies, mut issue_replies) =
-                (Vec::new(), Vec::new(), Vec::new());
-            for (write, reply) in queued {
-                match write {
-                    HotWrite::Hold(r) => {
-                        holds.push(r);
-                        hold_replies.push(reply);
-                    }
-                    HotWrite::Pay(r) => {
-                        pays.push(r);
-                        pay_replies.push(reply);
-                    }
-                    HotWrite::Issue(r) => {
-                        issues.push(r);
-                        issue_replies.push(reply);
-                    }
-                }
-            }
-            if !holds.is_empty() {
-                let call = holds_call(&holds);
-                run_batch(&mut conn, call, "o_refusal", hold_replies, &counters).await;
-            }
-            if !pays.is_empty() {
-                let call = pays_call(&pays);
-                run_batch(&mut conn, call, "outcome", pay_replies, &counters).await;
-            }
-            if !issues.is_empty() {
-                let call = issues_call(&issues);
-                run_batch(&mut conn, call, "outcome", issue_replies, &counters).await;
-            }
-        });
+        if !issues.is_empty() {
+            let call = issues_call(&issues);
+            run_batch(conn, call, "outcome", issue_replies, counters).await;
+        }
     }
 }
 
@@ -287,7 +205,7 @@ async fn run_batch(
     conn: &mut sqlx::PgConnection,
     call: Query,
     outcome: &str,
-    replies: Vec<oneshot::Sender<Reply>>,
+    replies: Vec<Replier<PgRow>>,
     counters: &Counters,
 ) {
     let n = replies.len();
@@ -314,12 +232,11 @@ async fn run_batch(
         // Whether it committed is unknown: nobody is told it did, nor runs again.
         Err(e) => every(&|| Some(Err(copy_error(&e)))),
     };
-    for (reply, answer) in replies.into_iter().zip(answers) {
-        // A caller that went away still had its write committed, like any request
-        // dropped after its commit.
-        let _ = reply.send(answer);
-    }
+    answer_all(replies, answers);
 }
+
+/// A batch's answer to one write.
+type Reply = Answer<PgRow>;
 
 /// Each write's row from a batch's rows, or `None` for a `busy` one; and how many
 /// were refused. `outcome` is the column that says so: a hold's refusal (NULL when it

@@ -21,18 +21,21 @@
 //! so every invariant the statements keep one by one they keep in a batch: a later
 //! statement sees the earlier ones' writes (a seat just held is taken, a cap just
 //! reached refuses).
+//!
+//! The queue, the batcher task and the counters are the shared
+//! [`crate::group_commit`]; this module says how SQLite runs a write alone and a
+//! batch ([`Batching`]).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use booking_core::ports::{ChargeRequest, IssueRequest, NewHold, PayRequest};
 use futures_util::TryStreamExt;
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnection, SqlitePool, SqliteRow};
-use sqlx::{Connection, Either, Executor};
-use tokio::sync::{mpsc, oneshot};
-
+use sqlx::{Connection, Either, Executor, Sqlite};
 use uuid::Uuid;
 
-use crate::group_commit::{Busy, Counters, GroupCommitStats, bump, copy_error};
+use crate::group_commit::{Batching, Counters, Queued, answer_all, bump, copy_error};
 
 use super::{
     CHARGE_SQL, HOLD_SQL, ISSUE_SQL, PAY_SQL, Query, charge_args, charge_statement, first,
@@ -43,7 +46,7 @@ use super::{
 const MAX_BATCH: usize = 32;
 
 /// One hot write, waiting for the writer.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) enum HotWrite {
     Hold(NewHold),
     Charge(ChargeRequest),
@@ -152,80 +155,35 @@ impl HotWrite {
 /// The statement's row (at most one), or `None` when it changed nothing.
 type Outcome = Result<Option<SqliteRow>, sqlx::Error>;
 
-type Queued = (HotWrite, oneshot::Sender<Outcome>);
+impl Batching for HotWrite {
+    type Db = Sqlite;
+    type Row = Option<SqliteRow>;
+    const MAX_BATCH: usize = MAX_BATCH;
+    /// One writer: one batch at a time, and what queues meanwhile joins the next.
+    const MAX_IN_FLIGHT: usize = 1;
 
-/// Runs hot writes on the writer pool, committing the ones that queue together.
-#[derive(Debug, Clone)]
-pub(super) struct GroupCommit {
-    pool: SqlitePool,
-    queue: mpsc::UnboundedSender<Queued>,
-    counters: Arc<Counters>,
-}
-
-impl GroupCommit {
-    /// Starts the batcher task (on the current Tokio runtime); it ends when the last
-    /// clone of the returned handle is dropped.
-    pub(super) fn start(pool: SqlitePool) -> Self {
-        let (queue, rx) = mpsc::unbounded_channel();
-        let counters = Arc::new(Counters::default());
-        tokio::spawn(batcher(pool.clone(), rx, counters.clone()));
-        GroupCommit {
-            pool,
-            queue,
-            counters,
-        }
+    /// Waits for the writer only if another write has it.
+    async fn alone(&self, pool: &SqlitePool) -> Outcome {
+        self.statement().fetch_all(pool).await.map(first)
     }
 
-    /// Runs one hot write to its end (commit included) and returns its row.
-    pub(super) async fn run(&self, write: HotWrite) -> Outcome {
-        let (_busy, alone) = Busy::enter(&self.counters)?;
-        if alone {
-            // No other hot write to share a commit with: run it now (waiting for the
-            // writer only if another kind of write has it).
-            bump(&self.counters.direct, 1);
-            return write.statement().fetch_all(&self.pool).await.map(first);
-        }
-        let (reply, outcome) = oneshot::channel();
-        if let Err(mpsc::error::SendError((write, _))) = self.queue.send((write, reply)) {
-            // No batcher (its runtime ended): wait for the writer like any write.
-            bump(&self.counters.direct, 1);
-            return write.statement().fetch_all(&self.pool).await.map(first);
-        }
-        bump(&self.counters.queued, 1);
-        outcome.await.unwrap_or(Err(sqlx::Error::WorkerCrashed))
-    }
-
-    pub(super) fn stats(&self) -> GroupCommitStats {
-        self.counters.stats()
-    }
-
-    pub(super) fn set_limit(&self, n: u64) {
-        self.counters.set_limit(n);
-    }
-}
-
-async fn batcher(
-    pool: SqlitePool,
-    mut rx: mpsc::UnboundedReceiver<Queued>,
-    counters: Arc<Counters>,
-) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        // Wait for the writer first: whatever queues meanwhile joins this batch.
-        let conn = pool.acquire().await;
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(queued) => batch.push(queued),
-                Err(_) => break,
-            }
-        }
-        let (writes, replies): (Vec<HotWrite>, Vec<_>) = batch.drain(..).unzip();
-        let outcomes = match conn {
-            Err(e) => writes.iter().map(|_| Err(copy_error(&e))).collect(),
-            Ok(mut conn) if writes.len() == 1 => {
-                vec![writes[0].statement().fetch_all(&mut *conn).await.map(first)]
-            }
-            Ok(mut conn) => match together(&mut conn, &writes).await {
+    /// One transaction for the whole batch; a batch never sends a write back.
+    async fn batch(
+        conn: &mut PoolConnection<Sqlite>,
+        queued: Vec<Queued<Self>>,
+        counters: &Counters,
+    ) {
+        let (writes, replies): (Vec<HotWrite>, Vec<_>) = queued.into_iter().unzip();
+        let outcomes = if writes.len() == 1 {
+            vec![
+                writes[0]
+                    .statement()
+                    .fetch_all(&mut **conn)
+                    .await
+                    .map(first),
+            ]
+        } else {
+            match together(conn, &writes).await {
                 Ok(rows) => {
                     bump(&counters.batches, 1);
                     bump(&counters.batched, writes.len());
@@ -241,7 +199,7 @@ async fn batcher(
                     bump(&counters.retried, 1);
                     let mut outcomes = Vec::with_capacity(writes.len());
                     for w in &writes {
-                        outcomes.push(w.statement().fetch_all(&mut *conn).await.map(first));
+                        outcomes.push(w.statement().fetch_all(&mut **conn).await.map(first));
                     }
                     outcomes
                 }
@@ -251,13 +209,9 @@ async fn batcher(
                     conn.close_on_drop();
                     writes.iter().map(|_| Err(copy_error(&e))).collect()
                 }
-            },
+            }
         };
-        for (reply, outcome) in replies.into_iter().zip(outcomes) {
-            // A caller that went away still had its write committed, like any
-            // request dropped after its commit.
-            let _ = reply.send(outcome);
-        }
+        answer_all(replies, outcomes.into_iter().map(Some).collect());
     }
 }
 
