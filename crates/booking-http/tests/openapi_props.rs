@@ -116,6 +116,7 @@ async fn start() -> Server {
         booking_http::RouterOptions {
             admin_key: Some(ADMIN_KEY.into()),
             rate_limits: booking_http::limits::RateLimits::off(),
+            storage: None,
         },
     );
     tokio::spawn(booking_http::serve(listener, app, std::future::pending()));

@@ -181,6 +181,7 @@ mod group_commit {
             refused: now.refused - base.refused,
             deferred: now.deferred - base.deferred,
             overloaded: now.overloaded - base.overloaded,
+            under_way: now.under_way,
         }
     }
 
