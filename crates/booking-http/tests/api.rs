@@ -84,7 +84,7 @@ fn storage_probe(store: AnyStore) -> booking_http::metrics::StorageProbe {
             connections_max: pool.max.into(),
             hot_writes_under_way: hot.under_way,
             hot_writes_batched: hot.batched,
-            hot_writes_alone: hot.direct + hot.queued.saturating_sub(hot.batched),
+            hot_writes_alone: hot.alone(),
             hot_writes_refused: hot.overloaded,
         }
     })

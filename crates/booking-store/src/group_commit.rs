@@ -47,6 +47,14 @@ pub struct GroupCommitStats {
     pub under_way: u64,
 }
 
+impl GroupCommitStats {
+    /// Hot writes that committed without sharing their commit: those run alone, and
+    /// those queued that ran in a batch of one or were sent back.
+    pub fn alone(&self) -> u64 {
+        self.direct + self.queued.saturating_sub(self.batched)
+    }
+}
+
 /// Hot writes under way at once in one store value (one instance) at most, unless
 /// set otherwise: beyond it a hot write is refused at once as unavailable. Large
 /// enough for 10,000 users asking at the same instant.
