@@ -213,6 +213,10 @@ impl GroupCommit {
     pub(super) fn set_limit(&self, n: u64) {
         self.counters.set_limit(n);
     }
+
+    pub(super) fn set_always_batch(&self, on: bool) {
+        self.counters.set_always_batch(on);
+    }
 }
 
 async fn batcher(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Queued>, counters: Arc<Counters>) {

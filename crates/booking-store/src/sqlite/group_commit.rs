@@ -202,6 +202,10 @@ impl GroupCommit {
     pub(super) fn set_limit(&self, n: u64) {
         self.counters.set_limit(n);
     }
+
+    pub(super) fn set_always_batch(&self, on: bool) {
+        self.counters.set_always_batch(on);
+    }
 }
 
 async fn batcher(
@@ -222,7 +226,7 @@ async fn batcher(
         let (writes, replies): (Vec<HotWrite>, Vec<_>) = batch.drain(..).unzip();
         let outcomes = match conn {
             Err(e) => writes.iter().map(|_| Err(copy_error(&e))).collect(),
-            Ok(mut conn) if writes.len() == 1 => {
+            Ok(mut conn) if writes.len() == 1 && !counters.always_batch() => {
                 vec![writes[0].statement().fetch_all(&mut *conn).await.map(first)]
             }
             Ok(mut conn) => match together(&mut conn, &writes).await {
