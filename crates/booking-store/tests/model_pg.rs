@@ -1,0 +1,42 @@
+//! The model-based property test (`booking_testkit::model`) on PostgreSQL: the same
+//! operation generator and the same predictions as on the in-memory store, each case
+//! on a fresh database of the test server (`BOOKING_TEST_POSTGRES_URL`, or a
+//! throwaway server the harness starts), with the group commit as a server runs it
+//! and with every hot write sent through the batch functions.
+//!
+//! Fewer cases than the in-memory run's 200: a case here costs a fresh, migrated
+//! database and about 2,000 round trips of the checks, and two runs share two cores
+//! with the rest of the suite. `BOOKING_MODEL_CASES=N` runs more. Without a server
+//! the tests fail and say how to get one.
+
+use booking_store::PgStore;
+use booking_testkit::model;
+use booking_testkit::pg::{TestDatabase, fresh_database, server_url};
+
+/// Generated cases of each test.
+const CASES: u32 = 12;
+
+async fn fresh(always_batch: bool) -> (PgStore, TestDatabase) {
+    let db = fresh_database().await;
+    let store = PgStore::open(&db.url, 2)
+        .await
+        .expect("open a fresh PostgreSQL database");
+    store.set_always_batch(always_batch);
+    (store, db)
+}
+
+/// Every answer agrees with the model, and I1-I6 hold after every step.
+#[test]
+fn model_on_postgres() {
+    // Outside the cases: no server is a failure that says how to get one, not a
+    // case to shrink.
+    server_url();
+    model::check(file!(), CASES, || fresh(false));
+}
+
+/// The same with every hold, payment and token issue run by the batch functions.
+#[test]
+fn model_on_postgres_every_write_batched() {
+    server_url();
+    model::check(file!(), CASES, || fresh(true));
+}
