@@ -257,6 +257,24 @@ where
     F: Fn() -> Fut,
     Fut: Future<Output = (S, G)>,
 {
+    check_then(source_file, cases, fresh, |_| Ok(()));
+}
+
+/// [`check`], and after each case that passed, `then` looks at its guard (which
+/// may keep a clone of the store, say to read its figures) and may fail the case.
+///
+/// # Panics
+/// When a case fails: with the reason and the smallest failing sequence found.
+pub fn check_then<S, G, F, Fut>(
+    source_file: &'static str,
+    cases: u32,
+    fresh: F,
+    then: impl Fn(G) -> Result<(), String>,
+) where
+    S: Store,
+    F: Fn() -> Fut,
+    Fut: Future<Output = (S, G)>,
+{
     let cases = std::env::var(CASES_VAR)
         .ok()
         .and_then(|n| n.trim().parse().ok())
@@ -273,8 +291,9 @@ where
     let mut runner = TestRunner::new(config);
     let outcome = runner.run(&ops(), |ops| {
         rt.block_on(async {
-            let (store, _guard) = fresh().await;
-            run(store, &ops).await.map(drop)
+            let (store, guard) = fresh().await;
+            run(store, &ops).await?;
+            then(guard).map_err(fail)
         })
     });
     match outcome {
