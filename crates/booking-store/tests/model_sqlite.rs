@@ -51,3 +51,15 @@ fn model_on_sqlite_every_write_batched() {
         },
     );
 }
+
+/// Where several refusals apply and the model accepts any, SQLite still picks the
+/// one the in-memory store picks: the same outcomes in the same order, over 16
+/// fixed sequences.
+#[test]
+fn sqlite_answers_as_the_memory_store_does() {
+    model::check_same_answers(
+        16,
+        || async { (booking_core::MemoryStore::new(), ()) },
+        || fresh(false),
+    );
+}

@@ -223,13 +223,23 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("a Tokio runtime")
 }
 
+/// What a run's answers were, as outcome names ("hold ok", "pay NotYours", "tick
+/// Idle"...).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcomes {
+    /// How often each outcome happened (for the coverage check).
+    pub seen: BTreeMap<String, u32>,
+    /// Every outcome in the order it happened (to compare two stores' answers where
+    /// the model accepts several).
+    pub trace: Vec<String>,
+}
+
 /// Runs `ops` from a fresh world on `store` (which must be empty), checking every
-/// answer and every invariant after every step. Returns how often each outcome
-/// happened (for the coverage check).
+/// answer and every invariant after every step, and returns the outcomes.
 ///
 /// # Errors
 /// The first answer or invariant that disagrees with the model, with the step.
-pub async fn run<S: Store>(store: S, ops: &[Op]) -> Result<BTreeMap<String, u32>, TestCaseError> {
+pub async fn run<S: Store>(store: S, ops: &[Op]) -> Result<Outcomes, TestCaseError> {
     let w = World::new(store).await;
     let mut m = Model::new();
     check_invariants(&w, &m).await?;
@@ -238,7 +248,10 @@ pub async fn run<S: Store>(store: S, ops: &[Op]) -> Result<BTreeMap<String, u32>
         step(&w, &mut m, op).await.map_err(at)?;
         check_invariants(&w, &m).await.map_err(at)?;
     }
-    Ok(m.seen)
+    Ok(Outcomes {
+        seen: m.seen,
+        trace: m.trace,
+    })
 }
 
 /// Every answer agrees with the model, and I1 (one seat, one owner), I2 (money
@@ -322,6 +335,49 @@ where
             panic!("{e}");
         }
     });
+}
+
+/// Two stores give the same answers: over `n` fixed sequences, each run on a fresh
+/// store from `fresh_a` and one from `fresh_b`, the outcomes come in the same order.
+/// This is stricter than the model where several refusals apply at once and it
+/// accepts any of them: both stores must pick the same one.
+///
+/// # Panics
+/// When a sequence fails on either store, or at the first outcome that differs.
+pub fn check_same_answers<A, B, GA, GB, FA, FB, FutA, FutB>(n: usize, fresh_a: FA, fresh_b: FB)
+where
+    A: Store,
+    B: Store,
+    FA: Fn() -> FutA,
+    FB: Fn() -> FutB,
+    FutA: Future<Output = (A, GA)>,
+    FutB: Future<Output = (B, GB)>,
+{
+    let mut runner = TestRunner::deterministic();
+    let strategy = ops();
+    let rt = runtime();
+    for _ in 0..n {
+        let ops = strategy
+            .new_tree(&mut runner)
+            .expect("a sequence")
+            .current();
+        let (a, b) = rt.block_on(async {
+            let (store, _guard) = fresh_a().await;
+            let a = run(store, &ops).await;
+            let (store, _guard) = fresh_b().await;
+            (a, run(store, &ops).await)
+        });
+        let a = a.unwrap_or_else(|e| panic!("the first store: {e}\nops = {ops:?}"));
+        let b = b.unwrap_or_else(|e| panic!("the second store: {e}\nops = {ops:?}"));
+        let first_difference = a.trace.iter().zip(&b.trace).position(|(x, y)| x != y);
+        if let Some(i) = first_difference {
+            panic!(
+                "outcome {i} differs: {:?} on the first store, {:?} on the second\nops = {ops:?}",
+                a.trace[i], b.trace[i]
+            );
+        }
+        assert_eq!(a.trace, b.trace, "ops = {ops:?}");
+    }
 }
 
 /// Every outcome the generator must reach over [`check_coverage`]'s sequences.
@@ -413,7 +469,7 @@ where
             run(store, &ops).await
         });
         let reached = reached.unwrap_or_else(|e| panic!("{e}\nops = {ops:?}"));
-        for (k, n) in reached {
+        for (k, n) in reached.seen {
             *seen.entry(k).or_default() += n;
         }
     }

@@ -92,6 +92,8 @@ pub(super) struct Model {
     pub(super) last_pay: Vec<Option<LastPay>>,
     /// How often each outcome happened (for the coverage test).
     pub(super) seen: BTreeMap<String, u32>,
+    /// The same outcomes, in the order they happened (to compare two stores).
+    pub(super) trace: Vec<String>,
 }
 
 impl Model {
@@ -108,7 +110,9 @@ impl Model {
     }
 
     pub(super) fn note(&mut self, what: impl Into<String>) {
-        *self.seen.entry(what.into()).or_default() += 1;
+        let what = what.into();
+        self.trace.push(what.clone());
+        *self.seen.entry(what).or_default() += 1;
     }
 
     pub(super) fn entry(&self, seq: u64) -> &EntryM {
