@@ -5,7 +5,7 @@
 //! and with every hot write sent through the batch functions.
 //!
 //! Fewer cases than the in-memory run's 200: a case here costs a fresh, migrated
-//! database and about 2,000 round trips of the checks, and two runs share two cores
+//! database and about 3,000 round trips of the checks, and two runs share two cores
 //! with the rest of the suite. `BOOKING_MODEL_CASES=N` runs more. Without a server
 //! the tests fail and say how to get one.
 

@@ -1,11 +1,13 @@
 //! The model-based property test (`booking_testkit::model`) on SQLite: the same
 //! operation generator and the same predictions as on the in-memory store, each case
 //! on a fresh database file in its own temporary directory, with the group commit as
-//! a server runs it and with every hot write sent through its batch path.
+//! a server runs it and with every hot write sent through its batch path; and the
+//! check that SQLite picks the same refusal as the in-memory store where the model
+//! accepts several.
 //!
 //! Fewer cases than the in-memory run's 200: a case here costs a few hundred
-//! milliseconds (a migrated file, then about 2,000 reads and writes of the checks),
-//! not a millisecond, and two runs share two cores with the rest of the suite.
+//! milliseconds (a migrated file, then about 3,000 statements of the checks), not a
+//! millisecond, and the runs share two cores with the rest of the suite.
 //! `BOOKING_MODEL_CASES=N` runs more.
 
 use booking_store::SqliteStore;
