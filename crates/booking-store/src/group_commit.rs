@@ -26,7 +26,9 @@ pub struct GroupCommitStats {
     /// then names).
     pub refused: u64,
     /// Batched writes that found a row they need locked by another transaction and
-    /// ran again alone, after the batch (PostgreSQL: a batch never waits for a lock).
+    /// ran again alone, after the batch (PostgreSQL: a batch never waits for a lock);
+    /// also a PostgreSQL token issue that is not the common case (a user who has a
+    /// place, or whose place lapsed), which runs alone by design.
     pub deferred: u64,
     /// Hot writes refused at once because [`DEFAULT_MAX_UNDER_WAY`] (or the limit
     /// set) were already under way: the instance is overloaded, and says so

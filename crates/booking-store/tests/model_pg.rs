@@ -37,7 +37,7 @@ fn model_on_postgres() {
 }
 
 /// The same with every hold, payment and token issue run by the batch functions:
-/// after each case, none ran alone.
+/// after each case, none ran alone unless its batch sent it back.
 #[test]
 fn model_on_postgres_every_write_batched() {
     server_url();
@@ -47,12 +47,17 @@ fn model_on_postgres_every_write_batched() {
         || fresh(true),
         |(store, _db)| {
             let s = store.group_commit_stats();
-            // One write at a time: each is a batch of its own, committed, or
-            // rolled back by its statement's error and run again alone.
+            // One write at a time: each is a batch of its own, committed, or rolled
+            // back by its statement's error and run again alone. The only other
+            // writes that run alone are the ones a batch sent back: with nothing
+            // locked elsewhere, token issues that are not the common case (a user
+            // who has a place, or whose place lapsed), by design of
+            // `booking_issue_batch`.
             let each_its_batch = s.batches == s.batched && s.batches + s.retried == s.queued;
-            match (s.direct, s.deferred, each_its_batch) {
-                (0, 0, true) => Ok(()),
-                _ => Err(format!("a hot write ran outside a batch: {s:?}")),
+            if each_its_batch && s.direct == s.deferred + s.retried {
+                Ok(())
+            } else {
+                Err(format!("a hot write ran outside a batch: {s:?}"))
             }
         },
     );
