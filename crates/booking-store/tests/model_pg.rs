@@ -2,7 +2,9 @@
 //! operation generator and the same predictions as on the in-memory store, each case
 //! on a fresh database of the test server (`BOOKING_TEST_POSTGRES_URL`, or a
 //! throwaway server the harness starts), with the group commit as a server runs it
-//! and with every hot write sent through the batch functions.
+//! and with every hot write sent through the batch functions; and the check that
+//! PostgreSQL picks the same refusal as the in-memory store where the model accepts
+//! several.
 //!
 //! Fewer cases than the in-memory run's 200: a case here costs a fresh, migrated
 //! database and about 3,000 round trips of the checks, and two runs share two cores
@@ -60,5 +62,18 @@ fn model_on_postgres_every_write_batched() {
                 Err(format!("a hot write ran outside a batch: {s:?}"))
             }
         },
+    );
+}
+
+/// Where several refusals apply and the model accepts any, PostgreSQL (every write
+/// batched) still picks the one the in-memory store picks: the same outcomes in the
+/// same order, over 8 fixed sequences.
+#[test]
+fn postgres_answers_as_the_memory_store_does() {
+    server_url();
+    model::check_same_answers(
+        8,
+        || async { (booking_core::MemoryStore::new(), ()) },
+        || fresh(true),
     );
 }
