@@ -14,8 +14,7 @@
 //! call must succeed.
 //!
 //! Each backend's test file runs the same generator and the same predictions with
-//! [`check`] (a fresh store per case, from the closure it is given), and may replay
-//! a fixed sequence with [`replay`]:
+//! [`check`] (a fresh store per case, from the closure it is given):
 //!
 //! ```text
 //! #[test]
@@ -25,7 +24,8 @@
 //! ```
 //!
 //! Failing cases are saved beside the calling test file (`<file>.proptest-regressions`)
-//! and replayed first on the next run. `BOOKING_MODEL_CASES=N` runs `N` generated
+//! and replayed first on the next run; a fixed sequence (a list of [`Op`]) kept as a
+//! named test runs with [`run`]. `BOOKING_MODEL_CASES=N` runs `N` generated
 //! cases instead of the file's number (to search harder on one backend).
 
 mod invariants;
@@ -316,25 +316,6 @@ pub fn check_then<S, G, F, Fut>(
         }
         Err(TestError::Abort(why)) => panic!("the model test was aborted: {why}"),
     }
-}
-
-/// Runs one fixed sequence (a regression kept as a test) on a fresh store from
-/// `fresh`, as [`check`] runs each case.
-///
-/// # Panics
-/// When an answer or an invariant disagrees with the model.
-pub fn replay<S, G, F, Fut>(ops: &[Op], fresh: F)
-where
-    S: Store,
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = (S, G)>,
-{
-    runtime().block_on(async {
-        let (store, _guard) = fresh().await;
-        if let Err(e) = run(store, ops).await {
-            panic!("{e}");
-        }
-    });
 }
 
 /// Two stores give the same answers: over `n` fixed sequences, each run on a fresh
