@@ -12,7 +12,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use sqlx::pool::PoolConnection;
 use sqlx::{Database, Pool};
@@ -26,7 +26,8 @@ pub struct GroupCommitStats {
     pub direct: u64,
     /// Hot writes that queued for a batch.
     pub queued: u64,
-    /// Transactions that committed two or more queued writes together.
+    /// Transactions that committed two or more queued writes together (or one,
+    /// with the test switch `set_always_batch` on).
     pub batches: u64,
     /// Writes run by those transactions.
     pub batched: u64,
@@ -74,6 +75,9 @@ pub(crate) struct Counters {
     pub(crate) busy: AtomicU64,
     /// The most hot writes under way at once.
     pub(crate) limit: AtomicU64,
+    /// For tests: every hot write goes through the batch path, even with no other
+    /// under way (a batch of one).
+    pub(crate) always_batch: AtomicBool,
 }
 
 impl Default for Counters {
@@ -89,6 +93,7 @@ impl Default for Counters {
             overloaded: AtomicU64::new(0),
             busy: AtomicU64::new(0),
             limit: AtomicU64::new(DEFAULT_MAX_UNDER_WAY),
+            always_batch: AtomicBool::new(false),
         }
     }
 }
@@ -113,13 +118,25 @@ impl Counters {
     pub(crate) fn set_limit(&self, n: u64) {
         self.limit.store(n.max(1), Ordering::Relaxed);
     }
+
+    /// For tests: with `on`, every hot write queues for a batch, even alone, so
+    /// that the batch statements run deterministically.
+    pub(crate) fn set_always_batch(&self, on: bool) {
+        self.always_batch.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether every hot write goes through the batch path.
+    pub(crate) fn always_batch(&self) -> bool {
+        self.always_batch.load(Ordering::Relaxed)
+    }
 }
 
 /// Counts a hot write as under way until dropped (also when its caller goes away).
 pub(crate) struct Busy<'a>(&'a AtomicU64);
 
 impl<'a> Busy<'a> {
-    /// Enters; also says whether no other hot write was under way. Refused (an
+    /// Enters; also says whether no other hot write was under way (never, with
+    /// [`Counters::set_always_batch`] on). Refused (an
     /// error that storage maps to `Unavailable`) when the limit of writes under
     /// way is reached.
     pub(crate) fn enter(c: &'a Counters) -> Result<(Self, bool), sqlx::Error> {
@@ -132,7 +149,7 @@ impl<'a> Busy<'a> {
                 "too many writes under way: this instance is overloaded",
             )));
         }
-        Ok((busy, before == 0))
+        Ok((busy, before == 0 && !c.always_batch()))
     }
 }
 
@@ -288,6 +305,10 @@ impl<W: Batching> GroupCommit<W> {
 
     pub(crate) fn set_limit(&self, n: u64) {
         self.counters.set_limit(n);
+    }
+
+    pub(crate) fn set_always_batch(&self, on: bool) {
+        self.counters.set_always_batch(on);
     }
 }
 

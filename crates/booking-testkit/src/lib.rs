@@ -1,5 +1,6 @@
-//! Test support for booking: a [`Kit`] that wires a store to a manual clock, and the
-//! [`contract`] suite that every storage adapter must pass.
+//! Test support for booking: a [`Kit`] that wires a store to a manual clock, the
+//! [`contract`] suite that every storage adapter must pass, and the [`model`]-based
+//! property test every adapter runs too.
 //!
 //! An adapter's test file runs the whole suite with one line:
 //!
@@ -18,6 +19,7 @@
 
 pub mod bench;
 pub mod contract;
+pub mod model;
 pub mod pg;
 pub mod ports;
 pub mod stress;

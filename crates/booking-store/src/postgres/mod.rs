@@ -169,6 +169,15 @@ impl PgStore {
         self.hot.set_limit(n);
     }
 
+    /// For tests: with `on`, every hot write (issue, hold, payment) goes through the
+    /// group commit's batch functions (`booking_issue_batch`, `booking_hold_batch`,
+    /// `booking_pay_batch`), as a batch of one when no other is under way, so that
+    /// tests run the batch SQL every time, not only when writes happen to overlap.
+    /// Off by default; a server has no reason to turn it on.
+    pub fn set_always_batch(&self, on: bool) {
+        self.hot.set_always_batch(on);
+    }
+
     /// Closes the pool.
     pub async fn close(&self) {
         self.pool.close().await;

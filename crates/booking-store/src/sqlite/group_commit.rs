@@ -174,7 +174,7 @@ impl Batching for HotWrite {
         counters: &Counters,
     ) {
         let (writes, replies): (Vec<HotWrite>, Vec<_>) = queued.into_iter().unzip();
-        let outcomes = if writes.len() == 1 {
+        let outcomes = if writes.len() == 1 && !counters.always_batch() {
             vec![
                 writes[0]
                     .statement()

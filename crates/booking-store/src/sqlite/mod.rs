@@ -164,6 +164,15 @@ impl SqliteStore {
         self.hot.set_limit(n);
     }
 
+    /// For tests: with `on`, every hot write (issue, hold, charge, payment) goes
+    /// through the group commit's batcher and its shared `BEGIN IMMEDIATE`
+    /// transaction, as a batch of one when no other is under way, so that tests run
+    /// the batch path every time, not only when writes happen to overlap. Off by
+    /// default; a server has no reason to turn it on.
+    pub fn set_always_batch(&self, on: bool) {
+        self.hot.set_always_batch(on);
+    }
+
     /// The pool of reader connections.
     pub fn read_pool(&self) -> &SqlitePool {
         &self.read
