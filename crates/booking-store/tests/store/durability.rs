@@ -38,11 +38,26 @@ async fn child_loop(store: impl WalletRepo, user: UserId) -> ! {
     }
 }
 
-/// Runs the child, kills it after `N_ACKS` acknowledgements, returns the highest
-/// acknowledged number.
-fn run_and_kill_child(test_name: &str, url: &str, user: UserId) -> u64 {
+/// The name the test harness knows `test` of this module by: its module path within
+/// the test binary (the crate's own name left out), then the function's name.
+fn harness_name(test: &str) -> String {
+    match module_path!().split_once("::") {
+        Some((_binary, module)) => format!("{module}::{test}"),
+        None => test.to_owned(),
+    }
+}
+
+/// Runs the child (this test binary, running only `test`), kills it after `N_ACKS`
+/// acknowledgements, returns the highest acknowledged number.
+fn run_and_kill_child(test: &str, url: &str, user: UserId) -> u64 {
     let mut child = Command::new(std::env::current_exe().expect("test binary"))
-        .args(["--exact", test_name, "--nocapture", "--test-threads", "1"])
+        .args([
+            "--exact",
+            &harness_name(test),
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .env(CHILD_URL, url)
         .env(CHILD_USER, user.to_string())
         .stdout(Stdio::piped())

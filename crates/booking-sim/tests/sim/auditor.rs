@@ -3,7 +3,7 @@
 //! checks that the audit is clean, corrupts rows with raw SQL, audits again, and
 //! asserts that the specific check reports the violation.
 
-mod common;
+use crate::common;
 
 use booking_sim::audit::{self, AuditOptions, ID_BALANCES, ID_LEDGER, ID_ORDER, ID_SEATS, Verdict};
 use booking_sim::db;

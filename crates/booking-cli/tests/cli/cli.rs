@@ -1,7 +1,7 @@
 //! The `booking` binary tested as a process: every command, the `--json` shapes, the
 //! messages and exit codes of bad input, `serve`, and PostgreSQL.
 
-mod common;
+use crate::common;
 
 use common::{Run, Sandbox, http, in_days, user};
 use serde_json::Value;

@@ -3,7 +3,7 @@
 //! says why requests fail (429: the server is rate limiting this client) and
 //! puts the admission policy it found back at the end.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! adapter: 200 generated sequences of 30 to 60 operations each, every answer
 //! predicted by the model and I1-I6 checked after every step, and the check that the
 //! generator reaches every outcome. The same test runs on SQLite and PostgreSQL in
-//! `booking-store/tests/model_*.rs`, with fewer cases.
+//! `booking-store/tests/store/model_*.rs`, with fewer cases.
 
 use booking_core::MemoryStore;
 use booking_testkit::model;

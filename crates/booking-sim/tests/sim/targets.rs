@@ -2,7 +2,7 @@
 //! process, and two booking-http instances on PostgreSQL over HTTP. Each asserts the
 //! report's figures: every operation happened, conflicts happened, audit clean.
 
-mod common;
+use crate::common;
 
 use booking_sim::audit::Verdict;
 use booking_sim::run::{TargetSpec, Ui, run};

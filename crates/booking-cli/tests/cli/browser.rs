@@ -10,7 +10,7 @@
 //! for conditions in the page, with a generous deadline; no fixed sleep decides
 //! an outcome.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

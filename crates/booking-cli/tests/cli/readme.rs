@@ -1,7 +1,7 @@
 //! The README's quick start and walk-through, run as they are written, so that they
 //! cannot drift from what the service and the command really do.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -4,7 +4,7 @@
 //! (type, const, enum, properties, required, additionalProperties, items,
 //! minItems, maxItems, minimum, maximum, $ref), itself tested on bad documents.
 
-mod common;
+use crate::common;
 
 use booking_sim::run::{TargetSpec, Ui, run};
 use serde_json::Value;
