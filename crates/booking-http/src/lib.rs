@@ -45,6 +45,7 @@ mod edges;
 pub mod error;
 pub mod events;
 mod extract;
+pub mod feed;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
@@ -64,6 +65,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
+pub use feed::event_json;
 pub use server::ServeOptions;
 
 /// Largest request body accepted; past it (declared or sent) the client gets 413
