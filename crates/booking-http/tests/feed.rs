@@ -190,6 +190,40 @@ async fn refusals(app: App) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_document_has_a_schema_per_event_type() {
+    let app = on_sqlite().await;
+    let doc: Value = app
+        .http
+        .get(format!("{}/openapi.json", app.base))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let schemas = &doc["components"]["schemas"];
+    let branches = schemas["EventDataDto"]["oneOf"].as_array().expect("oneOf");
+    assert_eq!(branches.len(), booking_core::EventType::ALL.len());
+    for name in [
+        "TokenIssuedData",
+        "SessionAdmittedData",
+        "HoldCreatedData",
+        "HoldCancelledData",
+        "HoldExpiredData",
+        "WalletChargedData",
+        "PaymentCompletedData",
+        "SessionEndedData",
+    ] {
+        assert!(schemas[name]["properties"].is_object(), "{name}");
+    }
+    let op = &doc["paths"]["/v1/admin/events"]["get"];
+    assert_eq!(
+        op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/EventsPageDto"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_feed_pages_and_filters_on_sqlite() {
     pages_and_filters(on_sqlite().await).await;
 }
