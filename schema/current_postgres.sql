@@ -21,6 +21,42 @@ CREATE TABLE ended_reservations (
     state text NOT NULL
 );
 
+-- table event_outbox
+CREATE TABLE event_outbox (
+    pending_id bigint NOT NULL DEFAULT nextval('event_outbox_pending_id_seq'::regclass),
+    type text NOT NULL,
+    at bigint NOT NULL,
+    user_id uuid,
+    seq bigint,
+    first_seq bigint,
+    reservation_id uuid,
+    schedule_id bigint,
+    seat_no bigint,
+    amount bigint,
+    balance bigint,
+    payment_id uuid,
+    until_at bigint,
+    reason text
+);
+
+-- table events
+CREATE TABLE events (
+    id bigint NOT NULL DEFAULT nextval('events_id_seq'::regclass),
+    type text NOT NULL,
+    at bigint NOT NULL,
+    user_id uuid,
+    seq bigint,
+    first_seq bigint,
+    reservation_id uuid,
+    schedule_id bigint,
+    seat_no bigint,
+    amount bigint,
+    balance bigint,
+    payment_id uuid,
+    until_at bigint,
+    reason text
+);
+
 -- table ledger
 CREATE TABLE ledger (
     id bigint NOT NULL GENERATED ALWAYS AS IDENTITY,
@@ -129,6 +165,12 @@ ALTER TABLE ended_reservations ADD CONSTRAINT reservations_price_check CHECK ((p
 -- constraint ended_reservations.reservations_schedule_id_seat_no_fkey
 ALTER TABLE ended_reservations ADD CONSTRAINT reservations_schedule_id_seat_no_fkey FOREIGN KEY (schedule_id, seat_no) REFERENCES seats(schedule_id, seat_no);
 
+-- constraint event_outbox.event_outbox_pkey
+ALTER TABLE event_outbox ADD CONSTRAINT event_outbox_pkey PRIMARY KEY (pending_id);
+
+-- constraint events.events_pkey
+ALTER TABLE events ADD CONSTRAINT events_pkey PRIMARY KEY (id);
+
 -- constraint ledger.ledger_amount_check
 ALTER TABLE ledger ADD CONSTRAINT ledger_amount_check CHECK ((amount > 0));
 
@@ -201,6 +243,9 @@ ALTER TABLE queue_counters ADD CONSTRAINT queue_counters_max_active_check CHECK 
 -- constraint queue_counters.queue_counters_pkey
 ALTER TABLE queue_counters ADD CONSTRAINT queue_counters_pkey PRIMARY KEY (id);
 
+-- constraint queue_entries.event_session_paid
+ALTER TABLE queue_entries ADD CONSTRAINT event_session_paid TRIGGER DEFERRABLE INITIALLY DEFERRED;
+
 -- constraint queue_entries.queue_entries_check
 ALTER TABLE queue_entries ADD CONSTRAINT queue_entries_check CHECK (((admitted_at IS NULL) = (expires_at IS NULL)));
 
@@ -260,6 +305,12 @@ CREATE UNIQUE INDEX concerts_pkey ON public.concerts USING btree (id);
 
 -- index ended_reservations_by_user
 CREATE INDEX ended_reservations_by_user ON public.ended_reservations USING btree (user_id, created_at);
+
+-- index event_outbox_pkey
+CREATE UNIQUE INDEX event_outbox_pkey ON public.event_outbox USING btree (pending_id);
+
+-- index events_pkey
+CREATE UNIQUE INDEX events_pkey ON public.events USING btree (id);
 
 -- index ledger_by_user
 CREATE INDEX ledger_by_user ON public.ledger USING btree (user_id, id);
@@ -819,3 +870,103 @@ BEGIN
     END LOOP;
 END
 $function$;
+
+-- function event_hold_created()
+CREATE OR REPLACE FUNCTION public.event_hold_created()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+BEGIN
+    INSERT INTO event_outbox
+        (type, at, user_id, reservation_id, schedule_id, seat_no, amount, until_at)
+    VALUES ('hold.created', NEW.held_at, NEW.hold_user, NEW.hold_id, NEW.schedule_id,
+            NEW.seat_no, NEW.price, NEW.hold_until);
+    RETURN NULL;
+END $function$;
+
+-- function event_hold_expired()
+CREATE OR REPLACE FUNCTION public.event_hold_expired()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+BEGIN
+    INSERT INTO event_outbox
+        (type, at, user_id, reservation_id, schedule_id, seat_no, until_at)
+    VALUES ('hold.expired', NEW.expires_at, NEW.user_id, NEW.id, NEW.schedule_id,
+            NEW.seat_no, NEW.expires_at);
+    RETURN NULL;
+END $function$;
+
+-- function event_ledger()
+CREATE OR REPLACE FUNCTION public.event_ledger()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+BEGIN
+    INSERT INTO event_outbox (type, at, user_id, amount, balance, payment_id)
+    VALUES (CASE NEW.kind WHEN 'charge' THEN 'wallet.charged' ELSE 'payment.completed' END,
+            NEW.at, NEW.user_id, NEW.amount, NEW.balance_after, NEW.payment_id);
+    RETURN NULL;
+END $function$;
+
+-- function event_session_admitted()
+CREATE OR REPLACE FUNCTION public.event_session_admitted()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+BEGIN
+    INSERT INTO event_outbox (type, at, first_seq, seq)
+    VALUES ('session.admitted', coalesce(NEW.last_tick_at, 0), OLD.serving + 1, NEW.serving);
+    RETURN NULL;
+END $function$;
+
+-- function event_session_ended()
+CREATE OR REPLACE FUNCTION public.event_session_ended()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+BEGIN
+    INSERT INTO event_outbox (type, at, user_id, seq, reason)
+    VALUES ('session.ended',
+            CASE NEW.state
+                WHEN 'done' THEN (SELECT l.at FROM ledger l
+                                  WHERE l.user_id = NEW.user_id AND l.kind = 'payment'
+                                  ORDER BY l.id DESC LIMIT 1)
+                ELSE coalesce(NEW.expires_at, NEW.issued_at)
+            END,
+            NEW.user_id, NEW.seq,
+            CASE NEW.state WHEN 'done' THEN 'paid' ELSE 'lapsed' END);
+    RETURN NULL;
+END $function$;
+
+-- function event_token_issued()
+CREATE OR REPLACE FUNCTION public.event_token_issued()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+BEGIN
+    INSERT INTO event_outbox (type, at, user_id, seq)
+    VALUES ('token.issued', NEW.issued_at, NEW.user_id, NEW.seq);
+    RETURN NULL;
+END $function$;
+
+-- trigger ended_reservations.event_hold_expired
+CREATE TRIGGER event_hold_expired AFTER INSERT ON ended_reservations FOR EACH ROW WHEN (new.state = 'expired'::text) EXECUTE FUNCTION event_hold_expired();
+
+-- trigger ledger.event_ledger
+CREATE TRIGGER event_ledger AFTER INSERT ON ledger FOR EACH ROW EXECUTE FUNCTION event_ledger();
+
+-- trigger queue_counters.event_session_admitted
+CREATE TRIGGER event_session_admitted AFTER UPDATE OF serving ON queue_counters FOR EACH ROW WHEN (new.serving > old.serving) EXECUTE FUNCTION event_session_admitted();
+
+-- trigger queue_entries.event_session_lapsed
+CREATE TRIGGER event_session_lapsed AFTER UPDATE OF state ON queue_entries FOR EACH ROW WHEN (old.state = 'live'::text AND new.state = 'expired'::text) EXECUTE FUNCTION event_session_ended();
+
+-- trigger queue_entries.event_session_paid
+CREATE CONSTRAINT TRIGGER event_session_paid AFTER UPDATE OF state ON queue_entries DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (old.state = 'live'::text AND new.state = 'done'::text) EXECUTE FUNCTION event_session_ended();
+
+-- trigger queue_entries.event_token_issued
+CREATE TRIGGER event_token_issued AFTER INSERT ON queue_entries FOR EACH ROW EXECUTE FUNCTION event_token_issued();
+
+-- trigger seats.event_hold_created
+CREATE TRIGGER event_hold_created AFTER UPDATE OF hold_id ON seats FOR EACH ROW WHEN (new.hold_id IS NOT NULL AND NOT new.sold AND new.hold_id IS DISTINCT FROM old.hold_id) EXECUTE FUNCTION event_hold_created();

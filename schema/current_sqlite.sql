@@ -22,6 +22,42 @@ CREATE TABLE ended_reservations (
     FOREIGN KEY (schedule_id, seat_no) REFERENCES seats (schedule_id, seat_no)
 );
 
+-- table event_outbox
+CREATE TABLE event_outbox (
+    pending_id     INTEGER PRIMARY KEY,
+    type           TEXT NOT NULL,
+    at             INTEGER NOT NULL,
+    user_id        BLOB,
+    seq            INTEGER,
+    first_seq      INTEGER,
+    reservation_id BLOB,
+    schedule_id    INTEGER,
+    seat_no        INTEGER,
+    amount         INTEGER,
+    balance        INTEGER,
+    payment_id     BLOB,
+    until_at       INTEGER,
+    reason         TEXT
+);
+
+-- table events
+CREATE TABLE events (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    type           TEXT NOT NULL,
+    at             INTEGER NOT NULL,
+    user_id        BLOB,
+    seq            INTEGER,
+    first_seq      INTEGER,
+    reservation_id BLOB,
+    schedule_id    INTEGER,
+    seat_no        INTEGER,
+    amount         INTEGER,
+    balance        INTEGER,
+    payment_id     BLOB,
+    until_at       INTEGER,
+    reason         TEXT
+);
+
 -- table ledger
 CREATE TABLE "ledger" (
     id            INTEGER PRIMARY KEY,
@@ -174,6 +210,65 @@ CREATE UNIQUE INDEX queue_one_live_entry_per_user ON queue_entries (user_id) WHE
 -- index seats_held_by_user
 CREATE INDEX seats_held_by_user ON seats (hold_user, hold_until)
     WHERE hold_user IS NOT NULL AND sold = 0;
+
+-- trigger event_hold_created
+CREATE TRIGGER event_hold_created AFTER UPDATE OF hold_id ON seats
+WHEN NEW.hold_id IS NOT NULL AND NEW.sold = 0 AND NEW.hold_id IS NOT OLD.hold_id
+BEGIN
+    INSERT INTO event_outbox
+        (type, at, user_id, reservation_id, schedule_id, seat_no, amount, until_at)
+    VALUES ('hold.created', NEW.held_at, NEW.hold_user, NEW.hold_id, NEW.schedule_id,
+            NEW.seat_no, NEW.price, NEW.hold_until);
+END;
+
+-- trigger event_hold_expired
+CREATE TRIGGER event_hold_expired AFTER INSERT ON ended_reservations
+WHEN NEW.state = 'expired'
+BEGIN
+    INSERT INTO event_outbox
+        (type, at, user_id, reservation_id, schedule_id, seat_no, until_at)
+    VALUES ('hold.expired', NEW.expires_at, NEW.user_id, NEW.id, NEW.schedule_id,
+            NEW.seat_no, NEW.expires_at);
+END;
+
+-- trigger event_ledger
+CREATE TRIGGER event_ledger AFTER INSERT ON ledger
+BEGIN
+    INSERT INTO event_outbox (type, at, user_id, amount, balance, payment_id)
+    VALUES (CASE NEW.kind WHEN 'charge' THEN 'wallet.charged' ELSE 'payment.completed' END,
+            NEW.at, NEW.user_id, NEW.amount, NEW.balance_after, NEW.payment_id);
+END;
+
+-- trigger event_session_admitted
+CREATE TRIGGER event_session_admitted AFTER UPDATE OF serving ON queue_counters
+WHEN NEW.serving > OLD.serving
+BEGIN
+    INSERT INTO event_outbox (type, at, first_seq, seq)
+    VALUES ('session.admitted', coalesce(NEW.last_tick_at, 0), OLD.serving + 1, NEW.serving);
+END;
+
+-- trigger event_session_ended
+CREATE TRIGGER event_session_ended AFTER UPDATE OF state ON queue_entries
+WHEN OLD.state = 'live' AND NEW.state <> 'live'
+BEGIN
+    INSERT INTO event_outbox (type, at, user_id, seq, reason)
+    VALUES ('session.ended',
+            CASE NEW.state
+                WHEN 'done' THEN (SELECT l.at FROM ledger l
+                                  WHERE l.user_id = NEW.user_id AND l.kind = 'payment'
+                                  ORDER BY l.id DESC LIMIT 1)
+                ELSE coalesce(NEW.expires_at, NEW.issued_at)
+            END,
+            NEW.user_id, NEW.seq,
+            CASE NEW.state WHEN 'done' THEN 'paid' ELSE 'lapsed' END);
+END;
+
+-- trigger event_token_issued
+CREATE TRIGGER event_token_issued AFTER INSERT ON queue_entries
+BEGIN
+    INSERT INTO event_outbox (type, at, user_id, seq)
+    VALUES ('token.issued', NEW.issued_at, NEW.user_id, NEW.seq);
+END;
 
 -- trigger ledger_charge_sets_balance
 CREATE TRIGGER ledger_charge_sets_balance

@@ -115,6 +115,11 @@ pub enum Command {
     Sales(SalesArgs),
     /// Admin: a user's balance and ledger.
     Wallet(WalletArgs),
+    /// Admin: the event feed (token.issued, session.admitted, hold.created,
+    /// hold.cancelled, hold.expired, wallet.charged, payment.completed,
+    /// session.ended), in order.
+    #[command(subcommand)]
+    Events(EventsCmd),
 
     /// User: take a queue token (or get back the one you have).
     #[command(subcommand)]
@@ -366,6 +371,30 @@ pub enum HoldsCmd {
     List(JsonFlag),
     /// Record expired holds and lapsed sessions (the server does it every few seconds).
     Sweep(JsonFlag),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCmd {
+    /// Print the events after an id, one line each, oldest first; --follow keeps
+    /// printing new ones as they happen (Ctrl-C stops). With --json, one JSON
+    /// object per line, as `GET /v1/admin/events` and the webhooks send them.
+    Tail(TailArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// Only the events after this id (default: from the oldest kept).
+    #[arg(long)]
+    pub after: Option<u64>,
+    /// Keep waiting for new events.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Only these types, comma-separated or repeated (e.g. hold.created,payment.completed).
+    #[arg(long, value_delimiter = ',')]
+    pub types: Vec<String>,
+    /// Print one JSON object per line instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

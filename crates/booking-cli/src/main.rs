@@ -16,6 +16,7 @@ mod admin;
 mod cli;
 mod db;
 mod error;
+mod events;
 mod out;
 mod seed;
 mod serve;
@@ -105,7 +106,8 @@ fn needs(command: &Command) -> (Create, Tokens) {
         | Command::Queue(_)
         | Command::Holds(_)
         | Command::Sales(_)
-        | Command::Wallet(_) => (Create::No, Tokens::Unused),
+        | Command::Wallet(_)
+        | Command::Events(_) => (Create::No, Tokens::Unused),
         Command::Token(_)
         | Command::Status(_)
         | Command::Dates(_)
@@ -208,6 +210,7 @@ async fn dispatch(db: &db::Db, command: &Command) -> CliResult<()> {
         Command::Holds(c) => admin::holds(engine, c).await,
         Command::Sales(a) => admin::sales(engine, a).await,
         Command::Wallet(a) => admin::wallet(engine, a).await,
+        Command::Events(c) => events::events(engine, c).await,
         Command::Token(c) => user::token(engine, c).await,
         Command::Status(a) => user::status(engine, a).await,
         Command::Dates(a) => user::dates(engine, a).await,

@@ -42,14 +42,16 @@ mod service;
 pub mod token;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use domain::{Event, EventData, EventId, EventType, SessionEndReason};
 pub use error::{
     CancelError, CatalogError, ChargeError, GateError, HoldError, IssueError, PayError,
     ScheduleError, StatusError,
 };
 pub use memory::MemoryStore;
-pub use ports::{ChargeReceipt, Store, StoreError};
+pub use ports::{ChargeReceipt, EventRepo, Store, StoreError};
 pub use service::{
-    Activity, Admitted, Booking, Config, ConfigError, IssuedToken, LineSnapshot, MAX_PAID_AT_ONCE,
-    PaymentReceipt, QueueStats, QueueStatus, QueueView, SweepReport, TickOutcome,
+    Activity, Admitted, Booking, Config, ConfigError, IssuedToken, LineSnapshot,
+    MAX_EVENTS_PER_READ, MAX_PAID_AT_ONCE, PaymentReceipt, QueueStats, QueueStatus, QueueView,
+    SweepReport, TickOutcome,
 };
 pub use token::{TokenClaims, TokenError, TokenSigner};

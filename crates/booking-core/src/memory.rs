@@ -12,14 +12,14 @@ use chrono::NaiveDate;
 
 use crate::domain::Amount;
 use crate::domain::{
-    AdmissionPolicy, Concert, ConcertId, EntryState, Hold, HoldState, IdempotencyKey, LedgerEntry,
-    LedgerEntryId, LedgerKind, Money, NewConcert, NewSchedule, PaidSeat, Payment, QueueCounters,
-    QueueEntry, QueueSeq, ReservationId, Schedule, ScheduleId, ScheduleSummary, Seat, SeatNo,
-    SeatState, Timestamp, UserId,
+    AdmissionPolicy, Concert, ConcertId, EntryState, Event, EventData, EventId, EventType, Hold,
+    HoldState, IdempotencyKey, LedgerEntry, LedgerEntryId, LedgerKind, Money, NewConcert,
+    NewSchedule, PaidSeat, Payment, QueueCounters, QueueEntry, QueueSeq, ReservationId, Schedule,
+    ScheduleId, ScheduleSummary, Seat, SeatNo, SeatState, SessionEndReason, Timestamp, UserId,
 };
 use crate::ports::{
     Advance, CancelRepoError, CatalogRepo, ChargeReceipt, ChargeRepoError, ChargeRequest,
-    CreateScheduleError, HoldRepo, HoldRepoError, IssueRepoError, IssueRequest, NewHold,
+    CreateScheduleError, EventRepo, HoldRepo, HoldRepoError, IssueRepoError, IssueRequest, NewHold,
     PayManyRepoError, PayManyRequest, PayRepoError, PayRequest, PaymentRepo, QueueRepo, StoreError,
     WalletRepo,
 };
@@ -97,6 +97,12 @@ struct State {
     payment_of_reservation: HashMap<ReservationId, usize>,
     payment_keys: HashMap<(UserId, IdempotencyKey), usize>,
     payments_by_user: HashMap<UserId, Vec<usize>>,
+    /// Events written by the changes, not yet relayed: (time, payload).
+    outbox: Vec<(Timestamp, EventData)>,
+    /// The feed, by id.
+    events: Vec<Event>,
+    /// The highest event id ever given.
+    last_event_id: u64,
 }
 
 impl MemoryStore {
@@ -162,6 +168,11 @@ fn fresh_counters() -> QueueCounters {
 }
 
 impl State {
+    /// Writes an event into the outbox, in the critical section of its change.
+    fn emit(&mut self, at: Timestamp, data: EventData) {
+        self.outbox.push((at, data));
+    }
+
     fn counters(&mut self) -> &mut QueueCounters {
         self.counters.get_or_insert_with(fresh_counters)
     }
@@ -212,14 +223,24 @@ impl State {
         })
     }
 
-    fn end_entry(&mut self, seq: QueueSeq, state: EntryState) {
+    /// Ends a live entry: `Done` by a payment at `now`, or `Expired` (lapsed at its
+    /// `expires_at`); emits `session.ended`.
+    fn end_entry(&mut self, seq: QueueSeq, state: EntryState, now: Timestamp) {
         if let Some(e) = self.entry_mut(seq) {
             e.state = state;
             let user = e.user;
+            let (at, reason) = match state {
+                EntryState::Done => (now, SessionEndReason::Paid),
+                _ => (
+                    e.expires_at.unwrap_or(e.issued_at),
+                    SessionEndReason::Lapsed,
+                ),
+            };
             if self.live_entry_of.get(&user) == Some(&seq) {
                 self.live_entry_of.remove(&user);
             }
             self.admitted_live.remove(&seq);
+            self.emit(at, EventData::SessionEnded { user, seq, reason });
         }
     }
 
@@ -307,7 +328,17 @@ impl State {
             at: now,
             key: None,
         });
-        self.end_entry(session, EntryState::Done);
+        self.emit(
+            now,
+            EventData::PaymentCompleted {
+                payment: id,
+                user,
+                seats: payment.seats.clone(),
+                amount: total,
+                balance_after: after,
+            },
+        );
+        self.end_entry(session, EntryState::Done, now);
         payment
     }
 
@@ -317,6 +348,17 @@ impl State {
         self.ledger_by_user.entry(entry.user).or_default().push(i);
         self.ledger.push(entry);
         i
+    }
+}
+
+/// The `hold.expired` event of a hold recorded as expired.
+fn expired(h: &Hold) -> EventData {
+    EventData::HoldExpired {
+        reservation: h.id,
+        user: h.user,
+        schedule: h.schedule,
+        seat: h.seat,
+        until: h.expires_at,
     }
 }
 
@@ -449,7 +491,7 @@ impl QueueRepo for MemoryStore {
             return Err(IssueRepoError::QueueFull);
         }
         if let Some(seq) = st.live_entry_of.get(&req.user).copied() {
-            st.end_entry(seq, EntryState::Expired);
+            st.end_entry(seq, EntryState::Expired, req.now);
         }
         let seq = QueueSeq::new(c.last_seq + 1).map_err(|e| StoreError::Failed(e.to_string()))?;
         let entry = QueueEntry {
@@ -465,6 +507,13 @@ impl QueueRepo for MemoryStore {
         st.entries.push(entry);
         st.live_entry_of.insert(req.user, seq);
         st.counters().last_seq = seq.get();
+        st.emit(
+            req.now,
+            EventData::TokenIssued {
+                user: req.user,
+                seq,
+            },
+        );
         Ok(entry)
     }
 
@@ -506,11 +555,18 @@ impl QueueRepo for MemoryStore {
                 st.admitted_live.insert(seq);
             }
         }
+        let old = c.serving;
         let c = st.counters();
         c.serving = adv.serving;
         c.version += 1;
         c.last_tick_at = Some(adv.now);
         c.admit_rate_milli = adv.admit_rate_milli;
+        if adv.serving > old {
+            let range = (QueueSeq::new(old + 1), QueueSeq::new(adv.serving));
+            if let (Ok(first), Ok(last)) = range {
+                st.emit(adv.now, EventData::SessionAdmitted { first, last });
+            }
+        }
         Ok(true)
     }
 
@@ -558,7 +614,7 @@ impl QueueRepo for MemoryStore {
             .copied()
             .collect();
         for seq in &lapsed {
-            st.end_entry(*seq, EntryState::Expired);
+            st.end_entry(*seq, EntryState::Expired, now);
         }
         Ok(lapsed.len() as u64)
     }
@@ -600,8 +656,21 @@ impl HoldRepo for MemoryStore {
                 && h.state == HoldState::Held
             {
                 h.state = HoldState::Expired;
+                let h = *h;
+                st.emit(h.expires_at, expired(&h));
             }
         }
+        st.emit(
+            now,
+            EventData::HoldCreated {
+                reservation: req.id,
+                user: req.user,
+                schedule: req.schedule,
+                seat: req.seat,
+                price,
+                until: req.expires_at,
+            },
+        );
         st.reservations.insert(req.id, hold);
         st.reservations_by_user
             .entry(req.user)
@@ -637,7 +706,17 @@ impl HoldRepo for MemoryStore {
             .get_mut(&id)
             .ok_or(CancelRepoError::NotFound)?;
         h.state = HoldState::Cancelled;
-        Ok(*h)
+        let h = *h;
+        st.emit(
+            now,
+            EventData::HoldCancelled {
+                reservation: h.id,
+                user: h.user,
+                schedule: h.schedule,
+                seat: h.seat,
+            },
+        );
+        Ok(h)
     }
 
     async fn reservation(&self, id: ReservationId) -> Result<Option<Hold>, StoreError> {
@@ -689,6 +768,7 @@ impl HoldRepo for MemoryStore {
             if let Some(r) = st.reservations.get_mut(&h.id) {
                 r.state = HoldState::Expired;
             }
+            st.emit(h.expires_at, expired(h));
         }
         Ok(lapsed.len() as u64)
     }
@@ -727,6 +807,14 @@ impl WalletRepo for MemoryStore {
         if let Some(key) = req.key {
             st.charge_keys.insert((req.user, key), i);
         }
+        st.emit(
+            req.now,
+            EventData::WalletCharged {
+                user: req.user,
+                amount: req.amount,
+                balance_after: after,
+            },
+        );
         Ok(ChargeReceipt {
             entry: st.ledger[i].clone(),
             replayed: false,
@@ -855,6 +943,47 @@ impl PaymentRepo for MemoryStore {
             &st.payments,
             limit,
         ))
+    }
+}
+
+impl EventRepo for MemoryStore {
+    async fn relay_events(&self) -> Result<u64, StoreError> {
+        let mut st = self.lock();
+        let pending = std::mem::take(&mut st.outbox);
+        let n = pending.len() as u64;
+        for (at, data) in pending {
+            st.last_event_id += 1;
+            let id = EventId(st.last_event_id);
+            st.events.push(Event { id, at, data });
+        }
+        Ok(n)
+    }
+
+    async fn events_after(
+        &self,
+        after: EventId,
+        limit: u32,
+        types: &[EventType],
+    ) -> Result<Vec<Event>, StoreError> {
+        let st = self.lock();
+        let start = st.events.partition_point(|e| e.id <= after);
+        Ok(st.events[start..]
+            .iter()
+            .filter(|e| types.is_empty() || types.contains(&e.event_type()))
+            .take(limit as usize)
+            .cloned()
+            .collect())
+    }
+
+    async fn last_event_id(&self) -> Result<EventId, StoreError> {
+        Ok(EventId(self.lock().last_event_id))
+    }
+
+    async fn prune_events(&self, older_than: Timestamp, up_to: EventId) -> Result<u64, StoreError> {
+        let mut st = self.lock();
+        let before = st.events.len();
+        st.events.retain(|e| e.at >= older_than || e.id > up_to);
+        Ok((before - st.events.len()) as u64)
     }
 }
 

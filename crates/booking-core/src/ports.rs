@@ -18,9 +18,10 @@ use std::future::Future;
 use chrono::NaiveDate;
 
 use crate::domain::{
-    AdmissionPolicy, Amount, Concert, ConcertId, Hold, HoldState, IdempotencyKey, LedgerEntry,
-    Money, NewConcert, NewSchedule, Payment, PaymentId, QueueCounters, QueueEntry, QueueSeq,
-    ReservationId, Schedule, ScheduleId, ScheduleSummary, Seat, SeatNo, Timestamp, TokenId, UserId,
+    AdmissionPolicy, Amount, Concert, ConcertId, Event, EventId, EventType, Hold, HoldState,
+    IdempotencyKey, LedgerEntry, Money, NewConcert, NewSchedule, Payment, PaymentId, QueueCounters,
+    QueueEntry, QueueSeq, ReservationId, Schedule, ScheduleId, ScheduleSummary, Seat, SeatNo,
+    Timestamp, TokenId, UserId,
 };
 
 /// A failure of the storage itself (unreachable, broken), as opposed to a refusal
@@ -594,8 +595,66 @@ pub trait PaymentRepo: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<Payment>, StoreError>> + Send;
 }
 
+// ---------------------------------------------------------------------------------
+// Events
+
+/// The events of every change: an outbox written by the changes, and the feed the
+/// relay moves them into (decision record 0013).
+///
+/// Every method of the other ports that changes state MUST write its events into
+/// the outbox in the same atomic step as the change (a refused write, or a batch
+/// rolled back, writes none):
+///
+/// - [`QueueRepo::issue`], a new place: `token.issued` (`at` = now); the lapsed
+///   entry it records first: `session.ended` (lapsed).
+/// - [`QueueRepo::advance`] that moves the counter: one `session.admitted` with the
+///   range `old + 1 ..= new` (`at` = now).
+/// - [`QueueRepo::expire_sessions`]: one `session.ended` (lapsed) per entry, `at`
+///   = the entry's `expires_at`.
+/// - [`HoldRepo::hold`]: `hold.created` (`at` = now), and `hold.expired` first for
+///   a lapsed hold it replaces (`at` = that hold's end).
+/// - [`HoldRepo::cancel`]: `hold.cancelled` (`at` = now).
+/// - [`HoldRepo::sweep_expired_holds`]: one `hold.expired` per hold, `at` = its end.
+/// - [`WalletRepo::charge`] (not a replay): `wallet.charged` (`at` = now).
+/// - [`PaymentRepo::pay`], [`PaymentRepo::pay_many`]: `payment.completed` and
+///   `session.ended` (paid), `at` = now.
+///
+/// Within one change the order of its events is not specified.
+pub trait EventRepo: Send + Sync + 'static {
+    /// Moves every committed outbox row into the feed, in the order they were
+    /// written, with the next ids; returns how many moved. MUST be safe to call
+    /// from any number of processes at once: one relay runs at a time (the others
+    /// return 0 at once), so ids strictly increase in the order readers see them,
+    /// and no event ever appears behind an id a reader has already seen.
+    fn relay_events(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Up to `limit` feed events with an id above `after`, in id order, of the
+    /// given types (every type when `types` is empty).
+    fn events_after(
+        &self,
+        after: EventId,
+        limit: u32,
+        types: &[EventType],
+    ) -> impl Future<Output = Result<Vec<Event>, StoreError>> + Send;
+
+    /// The highest id ever given to an event (pruned ones included); `EventId(0)`
+    /// when there was none.
+    fn last_event_id(&self) -> impl Future<Output = Result<EventId, StoreError>> + Send;
+
+    /// Deletes the feed events with `at < older_than` and `id <= up_to`; returns how
+    /// many. Ids are never reused after a prune.
+    fn prune_events(
+        &self,
+        older_than: Timestamp,
+        up_to: EventId,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
 /// Everything the services need, in one bound: implemented for every type that
 /// implements all the ports.
-pub trait Store: CatalogRepo + QueueRepo + HoldRepo + WalletRepo + PaymentRepo {}
+pub trait Store: CatalogRepo + QueueRepo + HoldRepo + WalletRepo + PaymentRepo + EventRepo {}
 
-impl<T> Store for T where T: CatalogRepo + QueueRepo + HoldRepo + WalletRepo + PaymentRepo {}
+impl<T> Store for T where
+    T: CatalogRepo + QueueRepo + HoldRepo + WalletRepo + PaymentRepo + EventRepo
+{
+}

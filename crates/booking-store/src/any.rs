@@ -4,13 +4,13 @@ use std::time::Duration;
 
 use booking_core::StoreError;
 use booking_core::domain::{
-    AdmissionPolicy, Concert, ConcertId, Hold, IdempotencyKey, LedgerEntry, Money, NewConcert,
-    NewSchedule, Payment, QueueCounters, QueueEntry, QueueSeq, ReservationId, Schedule, ScheduleId,
-    ScheduleSummary, Seat, Timestamp, UserId,
+    AdmissionPolicy, Concert, ConcertId, Event, EventId, EventType, Hold, IdempotencyKey,
+    LedgerEntry, Money, NewConcert, NewSchedule, Payment, QueueCounters, QueueEntry, QueueSeq,
+    ReservationId, Schedule, ScheduleId, ScheduleSummary, Seat, Timestamp, UserId,
 };
 use booking_core::ports::{
     Advance, CancelRepoError, CatalogRepo, ChargeReceipt, ChargeRepoError, ChargeRequest,
-    CreateScheduleError, HoldRepo, HoldRepoError, IssueRepoError, IssueRequest, NewHold,
+    CreateScheduleError, EventRepo, HoldRepo, HoldRepoError, IssueRepoError, IssueRequest, NewHold,
     PayManyRepoError, PayManyRequest, PayRepoError, PayRequest, PaymentRepo, QueueRepo, WalletRepo,
 };
 use chrono::NaiveDate;
@@ -266,6 +266,15 @@ impl WalletRepo for AnyStore {
         fn charge(&self, req: ChargeRequest) -> Result<ChargeReceipt, ChargeRepoError>;
         fn balance(&self, user: UserId) -> Result<Money, StoreError>;
         fn ledger(&self, user: UserId, limit: u32) -> Result<Vec<LedgerEntry>, StoreError>;
+    }
+}
+
+impl EventRepo for AnyStore {
+    forward! {
+        fn relay_events(&self) -> Result<u64, StoreError>;
+        fn events_after(&self, after: EventId, limit: u32, types: &[EventType]) -> Result<Vec<Event>, StoreError>;
+        fn last_event_id(&self) -> Result<EventId, StoreError>;
+        fn prune_events(&self, older_than: Timestamp, up_to: EventId) -> Result<u64, StoreError>;
     }
 }
 

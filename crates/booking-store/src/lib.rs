@@ -8,6 +8,7 @@
 mod any;
 mod columns;
 mod convert;
+mod events;
 mod group_commit;
 pub mod postgres;
 mod rows;

@@ -4,6 +4,7 @@
 //! Domain types do not implement `Serialize`: wire formats (DTOs) live at the edges.
 
 mod catalog;
+mod event;
 mod ids;
 mod ledger;
 mod money;
@@ -15,6 +16,7 @@ pub use catalog::{
     Concert, ConcertName, NewConcert, NewSchedule, PriceList, Schedule, ScheduleSummary, Seat,
     SeatCount, SeatNo, SeatPrices, SeatState,
 };
+pub use event::{Event, EventData, EventId, EventType, SessionEndReason, UnknownEventType};
 pub use ids::{
     ConcertId, IdempotencyKey, LedgerEntryId, PaymentId, QueueSeq, ReservationId, ScheduleId,
     TokenId, UserId,

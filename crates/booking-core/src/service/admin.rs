@@ -48,6 +48,8 @@ pub struct SweepReport {
     pub n_holds_expired: u64,
     /// Sessions recorded as expired.
     pub n_sessions_expired: u64,
+    /// Feed events deleted: older than [`Config::event_retention`](super::Config).
+    pub n_events_pruned: u64,
 }
 
 /// How many rows one sweep touches at most: a limit keeps each transaction short.
@@ -237,6 +239,17 @@ impl<S: Store, C: Clock> Booking<S, C> {
         let report = SweepReport {
             n_holds_expired: self.store.sweep_expired_holds(now, SWEEP_BATCH).await?,
             n_sessions_expired: self.store.expire_sessions(now, SWEEP_BATCH).await?,
+            n_events_pruned: 0,
+        };
+        // Retention: events older than the configured age, up to the last id for
+        // now (every reader pages by itself).
+        let up_to = self.store.last_event_id().await?;
+        let report = SweepReport {
+            n_events_pruned: self
+                .store
+                .prune_events(now.minus(self.config.event_retention), up_to)
+                .await?,
+            ..report
         };
         let counters = &self.activity;
         super::activity::ActivityCounters::add(&counters.holds_expired, report.n_holds_expired);

@@ -8,6 +8,7 @@
 mod activity;
 mod admin;
 mod catalog;
+mod events;
 mod holds;
 mod payment;
 mod queue;
@@ -30,6 +31,7 @@ use crate::token::TokenSigner;
 
 pub use activity::Activity;
 pub use admin::{QueueStats, SweepReport, TickOutcome};
+pub use events::MAX_EVENTS_PER_READ;
 pub use payment::{MAX_PAID_AT_ONCE, PaymentReceipt};
 pub use queue::{Admitted, IssuedToken, LineSnapshot, QueueStatus, QueueView};
 
@@ -84,6 +86,9 @@ pub struct Config {
     /// recently as still active, so a gate that read its clock a little earlier
     /// (and lets the user show up) cannot push the active users above the cap.
     pub clock_tolerance: Duration,
+    /// How long the event feed keeps an event (default 7 days; 1 min to 10 years):
+    /// the sweeper deletes older ones.
+    pub event_retention: Duration,
 }
 
 impl Default for Config {
@@ -102,6 +107,7 @@ impl Default for Config {
             sold_out_recheck: Duration::from_secs(1),
             list_limit: 1_000,
             clock_tolerance: Duration::from_secs(2),
+            event_retention: Duration::from_secs(7 * 86_400),
         }
     }
 }
@@ -164,6 +170,11 @@ impl Config {
         }
         if self.clock_tolerance > Duration::from_secs(60) {
             return Err(ConfigError("the clock tolerance is at most 1 min"));
+        }
+        if !(Duration::from_secs(60)..=Duration::from_secs(10 * 365 * 86_400))
+            .contains(&self.event_retention)
+        {
+            return Err(ConfigError("the event retention is 1 min to 10 years"));
         }
         if !(1..=100_000).contains(&self.list_limit) {
             return Err(ConfigError("the list limit is 1 to 100,000"));

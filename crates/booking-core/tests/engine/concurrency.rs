@@ -26,7 +26,7 @@ use booking_core::{
     Admitted, Booking, Clock, Config, GateError, HoldError, ManualClock, MemoryStore, QueueStatus,
     TickOutcome, TokenSigner,
 };
-use booking_core::{ChargeReceipt, StoreError};
+use booking_core::{ChargeReceipt, Event, EventId, EventRepo, EventType, StoreError};
 use chrono::NaiveDate;
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
@@ -265,6 +265,15 @@ impl PaymentRepo for Remote {
         fn pay_many(&self, req: PayManyRequest) -> Result<Payment, PayManyRepoError>;
         fn payment_by_key(&self, user: UserId, key: &IdempotencyKey) -> Result<Option<Payment>, StoreError>;
         fn payments_of(&self, user: UserId, limit: u32) -> Result<Vec<Payment>, StoreError>;
+    }
+}
+
+impl EventRepo for Remote {
+    remote_calls! {
+        fn relay_events(&self) -> Result<u64, StoreError>;
+        fn events_after(&self, after: EventId, limit: u32, types: &[EventType]) -> Result<Vec<Event>, StoreError>;
+        fn last_event_id(&self) -> Result<EventId, StoreError>;
+        fn prune_events(&self, older_than: Timestamp, up_to: EventId) -> Result<u64, StoreError>;
     }
 }
 

@@ -43,6 +43,11 @@ const CANCEL: &str = concat!(
                'cancelled'
         FROM ls
         RETURNING id
+    ), ev AS (
+        -- No row carries a cancel's time: its event is written here (the other
+        -- events come from migration 0008's triggers).
+        INSERT INTO event_outbox (type, at, user_id, reservation_id, schedule_id, seat_no)
+        SELECT 'hold.cancelled', $3, hold_user, hold_id, schedule_id, seat_no FROM ls
     ), s AS (
         UPDATE seats st
         SET hold_id = NULL, hold_user = NULL, held_at = NULL, hold_until = NULL

@@ -66,6 +66,7 @@ use crate::convert::pg_err as db;
 use crate::group_commit::GroupCommit;
 
 mod catalog;
+mod events;
 mod group_commit;
 mod holds;
 mod payment;

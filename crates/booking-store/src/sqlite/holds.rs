@@ -176,6 +176,20 @@ impl HoldRepo for SqliteStore {
             "cancelled",
         )
         .await?;
+        // No row carries a cancel's time: its event is written here, in the same
+        // transaction (the other events come from migration 0007's triggers).
+        sqlx::query(
+            "INSERT INTO event_outbox (type, at, user_id, reservation_id, schedule_id, seat_no)
+             VALUES ('hold.cancelled', ?, ?, ?, ?, ?)",
+        )
+        .bind(now.as_millis())
+        .bind(user.as_uuid())
+        .bind(id.as_uuid())
+        .bind(hold.schedule.get())
+        .bind(i64::from(hold.seat.get()))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
         commit(tx).await?;
         Ok(Hold {
             state: HoldState::Cancelled,

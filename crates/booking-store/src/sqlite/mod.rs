@@ -35,6 +35,7 @@ use crate::convert::sqlite_err as db;
 use crate::group_commit::GroupCommit;
 
 mod catalog;
+mod events;
 mod group_commit;
 mod holds;
 mod payment;

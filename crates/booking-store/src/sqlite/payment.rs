@@ -253,6 +253,19 @@ impl PaymentRepo for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
+        sqlx::query(
+            "INSERT INTO ledger (user_id, kind, payment_id, amount, balance_after, at)
+             SELECT ?1, 'payment', ?2, ?3, balance, ?4 FROM wallets WHERE user_id = ?1",
+        )
+        .bind(req.user.as_uuid())
+        .bind(req.id.as_uuid())
+        .bind(total.minor_units())
+        .bind(now.as_millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        // The session ends after the ledger row is written: its `session.ended`
+        // event takes the payment's time from it (migration 0007).
         let ended = sqlx::query(
             "UPDATE queue_entries SET state = 'done'
              WHERE seq = ? AND user_id = ? AND state = 'live'",
@@ -271,17 +284,6 @@ impl PaymentRepo for SqliteStore {
             ))
             .into());
         }
-        sqlx::query(
-            "INSERT INTO ledger (user_id, kind, payment_id, amount, balance_after, at)
-             SELECT ?1, 'payment', ?2, ?3, balance, ?4 FROM wallets WHERE user_id = ?1",
-        )
-        .bind(req.user.as_uuid())
-        .bind(req.id.as_uuid())
-        .bind(total.minor_units())
-        .bind(now.as_millis())
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
         // The session ended: the payer's other holds lapse now.
         sqlx::query(
             "UPDATE seats SET hold_until = ?2

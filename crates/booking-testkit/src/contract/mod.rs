@@ -6,7 +6,8 @@
 //!
 //! One module per area, in the order of the list in [`crate::contract_suite`]:
 //! `token` (R1), `admission` (I3, I4, sessions, the ticker), `catalog` (R2),
-//! `holds` (R3, I1), `wallet` (R4, I2), `payment` (R5, I5, I6).
+//! `holds` (R3, I1), `wallet` (R4, I2), `payment` (R5, I5, I6), `events` (issue 18:
+//! the outbox and the feed, names starting with `ev_`).
 
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use crate::Kit;
 
 mod admission;
 mod catalog;
+mod events;
 mod holds;
 mod payment;
 mod token;
@@ -24,6 +26,7 @@ mod wallet;
 
 pub use admission::*;
 pub use catalog::*;
+pub use events::*;
 pub use holds::*;
 pub use payment::*;
 pub use token::*;
@@ -110,7 +113,10 @@ macro_rules! contract_suite {
             r5_payment_of_several_holds_is_all_or_nothing,
             i1_a_session_end_releases_its_holds,
             r5_late_payment_of_a_seat_sold_since_says_sold,
-            r4_an_ended_token_reads_but_cannot_charge
+            r4_an_ended_token_reads_but_cannot_charge,
+            ev_every_change_emits_its_events,
+            ev_a_refused_write_emits_nothing,
+            ev_the_feed_pages_filters_and_prunes
         );
     };
     (@each $make:expr; $($name:ident),+ $(,)?) => {
