@@ -8,6 +8,7 @@ mod api;
 mod checkout;
 mod edges;
 mod events;
+mod feed;
 mod multi_instance;
 mod openapi_props;
 mod overload;
