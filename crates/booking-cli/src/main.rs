@@ -20,6 +20,7 @@ mod out;
 mod seed;
 mod serve;
 mod user;
+mod webhook;
 
 use std::process::ExitCode;
 
@@ -105,7 +106,8 @@ fn needs(command: &Command) -> (Create, Tokens) {
         | Command::Queue(_)
         | Command::Holds(_)
         | Command::Sales(_)
-        | Command::Wallet(_) => (Create::No, Tokens::Unused),
+        | Command::Wallet(_)
+        | Command::Webhook(_) => (Create::No, Tokens::Unused),
         Command::Token(_)
         | Command::Status(_)
         | Command::Dates(_)
@@ -208,6 +210,7 @@ async fn dispatch(db: &db::Db, command: &Command) -> CliResult<()> {
         Command::Holds(c) => admin::holds(engine, c).await,
         Command::Sales(a) => admin::sales(engine, a).await,
         Command::Wallet(a) => admin::wallet(engine, a).await,
+        Command::Webhook(c) => webhook::webhook(engine, c).await,
         Command::Token(c) => user::token(engine, c).await,
         Command::Status(a) => user::status(engine, a).await,
         Command::Dates(a) => user::dates(engine, a).await,
