@@ -138,7 +138,7 @@ impl WebhookUrl {
             None => authority.split(':').next().unwrap_or(""),
         };
         let port_ok = match authority.rsplit_once(']').map_or(authority, |(_, p)| p) {
-            p if p.is_empty() => true,
+            "" => true,
             p => match p.rsplit_once(':') {
                 Some((_, port)) => port.parse::<u16>().is_ok_and(|n| n > 0),
                 None => !authority.starts_with('['),
