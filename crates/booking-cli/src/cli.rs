@@ -119,6 +119,11 @@ pub enum Command {
     /// once (every `booking serve` instance delivers).
     #[command(subcommand)]
     Webhook(WebhookCmd),
+    /// Admin: the event feed (token.issued, session.admitted, hold.created,
+    /// hold.cancelled, hold.expired, wallet.charged, payment.completed,
+    /// session.ended), in order.
+    #[command(subcommand)]
+    Events(EventsCmd),
 
     /// User: take a queue token (or get back the one you have).
     #[command(subcommand)]
@@ -439,6 +444,30 @@ pub struct WebhookIdArgs {
     /// The endpoint's id (from `booking webhook list`).
     pub id: String,
     /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCmd {
+    /// Print the events after an id, one line each, oldest first; --follow keeps
+    /// printing new ones as they happen (Ctrl-C stops). With --json, one JSON
+    /// object per line, as `GET /v1/admin/events` and the webhooks send them.
+    Tail(TailArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// Only the events after this id (default: from the oldest kept).
+    #[arg(long)]
+    pub after: Option<u64>,
+    /// Keep waiting for new events.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Only these types, comma-separated or repeated (e.g. hold.created,payment.completed).
+    #[arg(long, value_delimiter = ',')]
+    pub types: Vec<String>,
+    /// Print one JSON object per line instead of text.
     #[arg(long)]
     pub json: bool,
 }

@@ -16,6 +16,7 @@ mod admin;
 mod cli;
 mod db;
 mod error;
+mod events;
 mod out;
 mod seed;
 mod serve;
@@ -107,7 +108,8 @@ fn needs(command: &Command) -> (Create, Tokens) {
         | Command::Holds(_)
         | Command::Sales(_)
         | Command::Wallet(_)
-        | Command::Webhook(_) => (Create::No, Tokens::Unused),
+        | Command::Webhook(_)
+        | Command::Events(_) => (Create::No, Tokens::Unused),
         Command::Token(_)
         | Command::Status(_)
         | Command::Dates(_)
@@ -211,6 +213,7 @@ async fn dispatch(db: &db::Db, command: &Command) -> CliResult<()> {
         Command::Sales(a) => admin::sales(engine, a).await,
         Command::Wallet(a) => admin::wallet(engine, a).await,
         Command::Webhook(c) => webhook::webhook(engine, c).await,
+        Command::Events(c) => events::events(engine, c).await,
         Command::Token(c) => user::token(engine, c).await,
         Command::Status(a) => user::status(engine, a).await,
         Command::Dates(a) => user::dates(engine, a).await,

@@ -189,6 +189,7 @@ pub async fn run(global: &Global, args: &ServeArgs) -> CliResult<()> {
         BackgroundOptions {
             tick_every: args.tick_every,
             sweep_every: args.sweep_every,
+            ..BackgroundOptions::default()
         },
         stopped(stop_rx.clone()),
     ));

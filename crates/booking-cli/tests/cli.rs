@@ -66,6 +66,7 @@ fn help_lists_every_command_and_the_exit_codes() {
         "holds",
         "sales",
         "wallet",
+        "events",
         "token",
         "status",
         "dates",
@@ -791,6 +792,79 @@ fn a_user_pays_several_holds_at_once_and_reads_them_after() {
             .unwrap()
             .len(),
         2
+    );
+}
+
+#[test]
+fn events_tail_prints_what_happened_in_order() {
+    let mut sb = seeded();
+    let (u, token) = admitted(&sb);
+    sb.set("BOOKING_TOKEN", &token);
+    let date = sb.run(&["dates", "1", "--json"]).json()[0]["date"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let hold = sb.run(&["hold", "1", &date, "4"]).ok();
+    sb.run(&["charge", "100000"]).ok();
+    let paid = sb.run(&["pay", &hold, "--json"]).json();
+
+    let out = sb.run(&["events", "tail", "--json"]).ok();
+    let events: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types[..2],
+        ["token.issued", "session.admitted"],
+        "the place, then its admission: {types:?}"
+    );
+    let mut rest = types[2..].to_vec();
+    let ended = rest.split_off(3);
+    assert_eq!(
+        rest,
+        ["hold.created", "wallet.charged", "payment.completed"]
+    );
+    assert_eq!(ended, ["session.ended"]);
+    assert!(
+        events
+            .windows(2)
+            .all(|w| w[0]["id"].as_u64() < w[1]["id"].as_u64())
+    );
+    let payment = &events[4];
+    assert_eq!(payment["data"]["payment_id"], paid["payment_id"]);
+    assert_eq!(payment["data"]["user_id"], u.as_str());
+    assert_eq!(payment["data"]["seats"][0]["reservation_id"], hold.as_str());
+    assert_eq!(events[5]["data"]["reason"], "paid");
+
+    // --after, --types, and the text form: one line per event.
+    let after = events[2]["id"].as_u64().unwrap().to_string();
+    let text = sb
+        .run(&[
+            "events",
+            "tail",
+            "--after",
+            &after,
+            "--types",
+            "payment.completed,session.ended",
+        ])
+        .ok();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].contains("payment.completed") && lines[0].contains(&u),
+        "{text}"
+    );
+    assert!(
+        lines[1].contains("session.ended") && lines[1].ends_with("paid"),
+        "{text}"
+    );
+    sb.run(&["events", "tail", "--types", "hold.made"])
+        .fails(BAD_INPUT, "unknown event type");
+    assert!(
+        sb.run(&["events", "tail", "--help"])
+            .ok()
+            .contains("--follow")
     );
 }
 

@@ -85,6 +85,11 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 /// Longest a request may take; past it the client gets 503 `unavailable`.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// Longest a long poll (`GET /v1/admin/events?wait=30`) may take: its longest wait
+/// and [`REQUEST_TIMEOUT`] for the reads.
+pub const LONG_POLL_TIMEOUT: Duration =
+    Duration::from_secs(feed::MAX_WAIT_SECS + REQUEST_TIMEOUT.as_secs());
+
 /// What every handler shares.
 pub struct AppState<S, C> {
     /// The engine.
@@ -126,19 +131,40 @@ pub struct RouterOptions {
 /// Declares every route once: [`ROUTES`] lists them for the OpenAPI test and
 /// `add_routes` mounts them, so the two cannot differ.
 macro_rules! route_table {
-    ($($method:ident $path:literal => $handler:expr;)*) => {
+    (
+        { $($method:ident $path:literal => $handler:expr;)* }
+        long polls { $($lmethod:ident $lpath:literal => $lhandler:expr;)* }
+    ) => {
         /// Every `(method, path)` the router serves, spelled as in the OpenAPI document.
-        pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
+        pub const ROUTES: &[(&str, &str)] = &[
+            $((stringify!($method), $path),)*
+            $((stringify!($lmethod), $lpath),)*
+        ];
 
         fn add_routes<S: Store + Clone, C: Clock>(
             router: Router<AppState<S, C>>,
         ) -> Router<AppState<S, C>> {
             router$(.route($path, axum::routing::$method($handler)))*
         }
+
+        /// The long polls: they may wait longer than [`REQUEST_TIMEOUT`], so they
+        /// have their own, [`LONG_POLL_TIMEOUT`].
+        fn add_long_polls<S: Store + Clone, C: Clock>(
+            router: Router<AppState<S, C>>,
+        ) -> Router<AppState<S, C>> {
+            router$(.route(
+                $lpath,
+                axum::routing::$lmethod($lhandler).layer(TimeoutLayer::with_status_code(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    LONG_POLL_TIMEOUT,
+                )),
+            ))*
+        }
     };
 }
 
 route_table! {
+    {
     post "/v1/queue/tokens" => api::issue_token::<S, C>;
     get "/v1/queue/status" => api::queue_status::<S, C>;
     get "/v1/queue/events" => events::queue_events::<S, C>;
@@ -169,6 +195,10 @@ route_table! {
     get "/v1/admin/webhooks" => webhooks::list::<S, C>;
     delete "/v1/admin/webhooks/{id}" => webhooks::remove::<S, C>;
     post "/v1/admin/webhooks/{id}/retry" => webhooks::retry::<S, C>;
+    }
+    long polls {
+        get "/v1/admin/events" => feed::events::<S, C>;
+    }
 }
 
 /// The application's router. Serve it with [`serve`], which passes the client's
@@ -186,14 +216,15 @@ pub fn router<S: Store + Clone, C: Clock>(
         seat_maps: Arc::default(),
         feed: Arc::default(),
     };
-    add_routes::<S, C>(Router::new())
+    let routes = add_routes::<S, C>(Router::new())
         .merge(web::routes())
         .fallback(|| async { ApiError::not_found("no_such_endpoint", "no such endpoint") })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             REQUEST_TIMEOUT,
-        ))
+        ));
+    add_long_polls::<S, C>(routes)
         .route_layer(axum::middleware::from_fn_with_state(
             metrics,
             metrics::track,
@@ -249,8 +280,11 @@ pub fn redacted_uri(uri: &axum::http::Uri) -> String {
 pub struct BackgroundOptions {
     /// How often to try an admission tick (the policy decides when one is due).
     pub tick_every: Duration,
-    /// How often to record expired holds and sessions.
+    /// How often to record expired holds and sessions (and prune old events).
     pub sweep_every: Duration,
+    /// How often to relay the event outbox into the feed (default 100 ms): an
+    /// event is in the feed this long after its change at most.
+    pub relay_every: Duration,
 }
 
 impl Default for BackgroundOptions {
@@ -258,14 +292,16 @@ impl Default for BackgroundOptions {
         BackgroundOptions {
             tick_every: Duration::from_millis(100),
             sweep_every: Duration::from_secs(10),
+            relay_every: Duration::from_millis(100),
         }
     }
 }
 
-/// Runs the admission ticker and the sweeper until `stop` resolves. Any number of
-/// instances may run them at once: each tick is a compare-and-set, and sweeping
-/// only records what has already expired. Failures are logged and retried at the
-/// next round.
+/// Runs the admission ticker, the sweeper and the event relay until `stop`
+/// resolves. Any number of instances may run them at once: each tick is a
+/// compare-and-set, sweeping only records what has already expired, and one relay
+/// runs at a time (the others find the lock taken and do nothing). Failures are
+/// logged and retried at the next round.
 pub async fn run_background<S: Store, C: Clock>(
     booking: Arc<Booking<S, C>>,
     options: BackgroundOptions,
@@ -273,6 +309,8 @@ pub async fn run_background<S: Store, C: Clock>(
 ) {
     let mut tick = tokio::time::interval(options.tick_every);
     let mut sweep = tokio::time::interval(options.sweep_every);
+    let mut relay = tokio::time::interval(options.relay_every);
+    relay.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(stop);
@@ -283,6 +321,12 @@ pub async fn run_background<S: Store, C: Clock>(
                 match booking.tick().await {
                     Ok(outcome) => tracing::trace!(?outcome, "tick"),
                     Err(e) => tracing::warn!(error = %e, "admission tick failed"),
+                }
+            }
+            _ = relay.tick() => {
+                match booking.relay_events().await {
+                    Ok(n) => tracing::trace!(moved = n, "relay"),
+                    Err(e) => tracing::warn!(error = %e, "event relay failed"),
                 }
             }
             _ = sweep.tick() => {

@@ -69,6 +69,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, Secur
         crate::webhooks::list,
         crate::webhooks::remove,
         crate::webhooks::retry,
+        crate::feed::events,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&SecuritySchemes),
@@ -213,8 +214,63 @@ fn set_param(doc: &mut Value, prefix: &str, name: &str, schema: &Value) {
     assert!(found, "no operation under {prefix} has a parameter {name}");
 }
 
+/// The `types` filter of the event feed: event types, comma-separated.
+pub fn event_types_pattern() -> String {
+    let names: Vec<String> = booking_core::EventType::ALL
+        .iter()
+        .map(|t| t.as_str().replace('.', "\\."))
+        .collect();
+    let one = format!("({})", names.join("|"));
+    format!("^{one}(,{one})*$")
+}
+
+/// The bounds of the event feed's query.
+fn constrain_feed(doc: &mut Value) {
+    let path = "/v1/admin/events";
+    set_param(
+        doc,
+        path,
+        "after",
+        &int_schema(
+            0,
+            i64::MAX,
+            "The events after this id (default 0: from the oldest kept)",
+        ),
+    );
+    set_param(
+        doc,
+        path,
+        "limit",
+        &int_schema(1, 1_000, "How many at most (default 100)"),
+    );
+    set_param(
+        doc,
+        path,
+        "wait",
+        &int_schema(
+            0,
+            crate::feed::MAX_WAIT_SECS as i64,
+            "Seconds to wait when there is no event yet (default 0); the answer comes as \
+             soon as one arrives",
+        ),
+    );
+    set_param(
+        doc,
+        path,
+        "types",
+        &json!({
+            "type": "string",
+            "maxLength": 200,
+            "pattern": event_types_pattern(),
+            "description": "Only these types, comma-separated (default: every type)",
+            "example": "hold.created,payment.completed",
+        }),
+    );
+}
+
 /// Writes every bound the server checks into the generated document.
 fn constrain(doc: &mut Value, config: &Config) {
+    constrain_feed(doc);
     let seats = i64::from(SeatCount::MAX);
     let max_charge = config.max_charge.minor_units();
     let max_balance = config.max_balance.minor_units();

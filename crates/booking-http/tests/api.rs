@@ -564,6 +564,7 @@ async fn the_background_ticker_admits_waiting_users() {
     let options = booking_http::BackgroundOptions {
         tick_every: Duration::from_millis(10),
         sweep_every: Duration::from_millis(10),
+        ..booking_http::BackgroundOptions::default()
     };
     let task = tokio::spawn(booking_http::run_background(
         Arc::clone(&app.booking),

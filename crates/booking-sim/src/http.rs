@@ -853,6 +853,7 @@ pub fn background_options(_config: &Config) -> booking_http::BackgroundOptions {
     booking_http::BackgroundOptions {
         tick_every: Duration::from_millis(20),
         sweep_every: Duration::from_secs(1),
+        ..booking_http::BackgroundOptions::default()
     }
 }
 

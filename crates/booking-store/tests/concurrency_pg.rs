@@ -75,7 +75,8 @@ mod group_commit {
 
     use booking_core::StoreError;
     use booking_core::domain::{
-        QueueEntry, QueueSeq, ReservationId, ScheduleId, SeatState, Timestamp, TokenId, UserId,
+        PaymentId, QueueEntry, QueueSeq, ReservationId, ScheduleId, SeatState, Timestamp, TokenId,
+        UserId,
     };
     use booking_core::ports::{
         CatalogRepo, HoldRepo, HoldRepoError, IssueRepoError, IssueRequest, NewHold, PayRepoError,
@@ -386,6 +387,29 @@ mod group_commit {
         assert_eq!((stats.batches, stats.retried, stats.queued), (0, 1, 4));
         // The first write, its user's issue and the four again alone.
         assert_eq!(stats.direct, 6);
+        // The rolled-back call left no event: one payment.completed per payment.
+        let mut paid: Vec<PaymentId> = booking_testkit::stress::feed_of(&store)
+            .await
+            .into_iter()
+            .filter_map(|e| match e.data {
+                booking_core::EventData::PaymentCompleted { payment, .. } => Some(payment),
+                _ => None,
+            })
+            .collect();
+        let mut want = vec![used];
+        for (u, _) in paying.iter().skip(1) {
+            want.extend(
+                store
+                    .payments_of(u.0, 10)
+                    .await
+                    .expect("payments")
+                    .iter()
+                    .map(|p| p.id),
+            );
+        }
+        paid.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(paid, want);
     }
 
     fn issue(user: UserId, token: TokenId) -> IssueRequest {
@@ -496,5 +520,25 @@ mod group_commit {
             stats.direct, 8,
             "the first write, its user's issue and the six again alone"
         );
+        // The rolled-back call left no event: one token.issued per place.
+        let mut issued: Vec<u64> = booking_testkit::stress::feed_of(&store)
+            .await
+            .into_iter()
+            .filter_map(|e| match e.data {
+                booking_core::EventData::TokenIssued { seq, .. } => Some(seq.get()),
+                _ => None,
+            })
+            .collect();
+        issued.sort_unstable();
+        assert_eq!(issued, (1..=7).collect::<Vec<_>>());
     }
+}
+
+/// Issue 18: 1,000 users charge, hold (two per seat) and pay at once over the three
+/// instances while each relays and a reader pages: one event per committed change,
+/// ids strictly increasing, none behind the reader's cursor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn events_of_a_thousand_concurrent_changes_are_each_relayed_once_in_order() {
+    let (c, _db) = cluster().await;
+    stress::events_of_concurrent_changes(&c, 1_000).await;
 }

@@ -307,6 +307,21 @@ mod group_commit {
         let stats = store.group_commit_stats();
         assert_eq!(stats.retried - base.retried, 1);
         assert_eq!(stats.batches - base.batches, 0);
+        // The rolled-back batch left no event: one wallet.charged per charge
+        // applied, with the balances in order.
+        let balances: Vec<i64> = booking_testkit::stress::feed_of(&store)
+            .await
+            .into_iter()
+            .filter_map(|e| match e.data {
+                booking_core::EventData::WalletCharged {
+                    user: u,
+                    balance_after,
+                    ..
+                } if u == user => Some(balance_after.minor_units()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(balances, (7..=12).collect::<Vec<_>>());
     }
 
     fn issue(user: UserId, token: TokenId) -> IssueRequest {
@@ -404,4 +419,11 @@ mod group_commit {
             (6, 0, 1)
         );
     }
+}
+
+/// Issue 18: as on PostgreSQL, on three pools sharing one file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn events_of_a_thousand_concurrent_changes_are_each_relayed_once_in_order() {
+    let (c, _dir) = cluster().await;
+    stress::events_of_concurrent_changes(&c, 1_000).await;
 }

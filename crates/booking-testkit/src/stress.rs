@@ -618,3 +618,159 @@ pub async fn payments_of_several_holds_race<S: Store + Clone>(cluster: &Cluster<
         "no seat sold but by a winning payment"
     );
 }
+
+/// Every event of the feed of `booking`'s store, after a relay, in id order.
+pub async fn all_events<S: Store, C: booking_core::Clock>(
+    booking: &Booking<S, C>,
+) -> Vec<booking_core::Event> {
+    feed_of(booking.store()).await
+}
+
+/// Every event of the feed of `store`, after a relay, in id order.
+pub async fn feed_of<S: Store>(store: &S) -> Vec<booking_core::Event> {
+    store.relay_events().await.expect("relay");
+    let mut all: Vec<booking_core::Event> = Vec::new();
+    loop {
+        let after = all.last().map_or(booking_core::EventId(0), |e| e.id);
+        let page = store.events_after(after, 1_000, &[]).await.expect("events");
+        if page.is_empty() {
+            return all;
+        }
+        all.extend(page);
+    }
+}
+
+/// Issue 18: `n` admitted users on several instances each charge, hold one of `n /
+/// 2` seats (two users per seat: one wins) and pay the hold they won, all at once,
+/// while every instance relays the outbox and a reader pages through the feed. The
+/// feed then has exactly one event per committed change (`wallet.charged` per
+/// charge, `hold.created` per winning hold, `payment.completed` and
+/// `session.ended` per payment), its ids strictly increase, and every event at or
+/// below the reader's last cursor was seen by the reader: nothing committed behind
+/// it.
+pub async fn events_of_concurrent_changes<S: Store + Clone>(cluster: &Cluster<S>, n: usize) {
+    use booking_core::{EventId, EventType};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let node = cluster.node(0);
+    let seats = (n / 2).clamp(1, 1_000);
+    let schedule = crate::concert_date(&node, seats as i64, Some(100)).await;
+    let users: Vec<UserId> = (0..n).map(|_| UserId::random()).collect();
+    let admitted = cluster.admit_with_tokens(&users).await;
+    let start = all_events(&node).await;
+    assert_eq!(
+        start
+            .iter()
+            .filter(|e| e.event_type() == EventType::TokenIssued)
+            .count(),
+        n,
+        "one token.issued per user"
+    );
+    let cursor0 = start.last().map_or(EventId(0), |e| e.id);
+
+    let done = Arc::new(AtomicBool::new(false));
+    // Relays on every instance, as their background tasks would.
+    let mut relays = JoinSet::new();
+    for i in 0..cluster.nodes.len() {
+        let (node, done) = (cluster.node(i), Arc::clone(&done));
+        relays.spawn(async move {
+            let mut moved = 0;
+            while !done.load(Ordering::Relaxed) {
+                moved += node.relay_events().await.expect("relay");
+                tokio::task::yield_now().await;
+            }
+            moved
+        });
+    }
+    // A reader paging through the feed with its cursor.
+    let reader = {
+        let (node, done) = (cluster.node(1), Arc::clone(&done));
+        tokio::spawn(async move {
+            let mut seen: Vec<EventId> = Vec::new();
+            let mut cursor = cursor0;
+            loop {
+                let finished = done.load(Ordering::Relaxed);
+                let page = node
+                    .store()
+                    .events_after(cursor, 100, &[])
+                    .await
+                    .expect("page");
+                for e in &page {
+                    assert!(
+                        e.id > cursor,
+                        "an id behind the cursor: {} <= {cursor}",
+                        e.id
+                    );
+                    cursor = e.id;
+                    seen.push(e.id);
+                }
+                if page.is_empty() {
+                    if finished {
+                        return (seen, cursor);
+                    }
+                    tokio::task::yield_now().await;
+                }
+            }
+        })
+    };
+
+    let barrier = Arc::new(Barrier::new(n));
+    let mut set = JoinSet::new();
+    for (i, (who, token)) in admitted.into_iter().enumerate() {
+        let (node, barrier) = (cluster.node(i), Arc::clone(&barrier));
+        let seat_no = seat((i % seats) as i64 + 1);
+        set.spawn(async move {
+            barrier.wait().await;
+            node.charge(who.user(), amount(100), None)
+                .await
+                .expect("charge");
+            match node.hold(&who, schedule.id, seat_no).await {
+                Ok(h) => {
+                    let paid = node.pay(&token, h.id, None).await.expect("pay");
+                    (1, paid.payment.id)
+                }
+                Err(HoldError::SeatTaken(_) | HoldError::SoldOut) => (0, PaymentId::random()),
+                Err(e) => panic!("unexpected hold outcome: {e:?}"),
+            }
+        });
+    }
+    let outcomes = set.join_all().await;
+    done.store(true, Ordering::Relaxed);
+    let mut relayed = 0;
+    for moved in relays.join_all().await {
+        relayed += moved;
+    }
+    let (seen, last) = reader.await.expect("reader");
+    let winners: Vec<PaymentId> = outcomes
+        .iter()
+        .filter(|(won, _)| *won == 1)
+        .map(|(_, p)| *p)
+        .collect();
+    assert_eq!(winners.len(), seats, "one winner per seat");
+
+    let all = all_events(&node).await;
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id), "ids increase");
+    let after: Vec<&booking_core::Event> = all.iter().filter(|e| e.id > cursor0).collect();
+    let count = |t: EventType| after.iter().filter(|e| e.event_type() == t).count();
+    assert_eq!(count(EventType::WalletCharged), n);
+    assert_eq!(count(EventType::HoldCreated), seats);
+    assert_eq!(count(EventType::PaymentCompleted), seats);
+    assert_eq!(count(EventType::SessionEnded), seats);
+    assert_eq!(after.len(), n + 3 * seats, "nothing else, nothing twice");
+    let paid: BTreeSet<PaymentId> = after
+        .iter()
+        .filter_map(|e| match &e.data {
+            booking_core::EventData::PaymentCompleted { payment, .. } => Some(*payment),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(paid, winners.into_iter().collect::<BTreeSet<_>>());
+    // The reader saw every event up to its last cursor, in order, and nothing else.
+    let behind: Vec<EventId> = after
+        .iter()
+        .map(|e| e.id)
+        .filter(|id| *id <= last)
+        .collect();
+    assert_eq!(seen, behind, "every event at or below the cursor, once");
+    assert!(relayed as usize <= after.len());
+}

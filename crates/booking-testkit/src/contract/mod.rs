@@ -6,7 +6,8 @@
 //!
 //! One module per area, in the order of the list in [`crate::contract_suite`]:
 //! `token` (R1), `admission` (I3, I4, sessions, the ticker), `catalog` (R2),
-//! `holds` (R3, I1), `wallet` (R4, I2), `payment` (R5, I5, I6).
+//! `holds` (R3, I1), `wallet` (R4, I2), `payment` (R5, I5, I6), `events` (issue 18:
+//! the outbox and the feed, names starting with `ev_`).
 
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use crate::Kit;
 
 mod admission;
 mod catalog;
+mod events;
 mod holds;
 mod payment;
 mod token;
@@ -25,6 +27,7 @@ mod webhooks;
 
 pub use admission::*;
 pub use catalog::*;
+pub use events::*;
 pub use holds::*;
 pub use payment::*;
 pub use token::*;
@@ -118,7 +121,10 @@ macro_rules! contract_suite {
             port_webhook_writes_need_the_lease,
             port_webhook_lowest_cursor_of_active_endpoints,
             port_webhook_concurrent_claims_get_distinct_endpoints,
-            port_webhook_retention_keeps_what_an_endpoint_has_not_had
+            port_webhook_retention_keeps_what_an_endpoint_has_not_had,
+            ev_every_change_emits_its_events,
+            ev_a_refused_write_emits_nothing,
+            ev_the_feed_pages_filters_and_prunes
         );
     };
     (@each $make:expr; $($name:ident),+ $(,)?) => {
