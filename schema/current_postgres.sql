@@ -147,6 +147,22 @@ CREATE TABLE wallets (
     balance bigint NOT NULL
 );
 
+-- table webhooks
+CREATE TABLE webhooks (
+    id bigint NOT NULL GENERATED ALWAYS AS IDENTITY,
+    url text NOT NULL,
+    types text NOT NULL DEFAULT ''::text,
+    secret text NOT NULL,
+    cursor bigint NOT NULL,
+    attempts bigint NOT NULL DEFAULT 0,
+    next_attempt_at bigint NOT NULL,
+    status text NOT NULL DEFAULT 'active'::text,
+    last_error text,
+    leased_until bigint,
+    leased_by text,
+    created_at bigint NOT NULL
+);
+
 -- constraint concerts.concerts_name_check
 ALTER TABLE concerts ADD CONSTRAINT concerts_name_check CHECK (((char_length(name) >= 1) AND (char_length(name) <= 800)));
 
@@ -300,6 +316,27 @@ ALTER TABLE wallets ADD CONSTRAINT wallets_balance_check CHECK ((balance >= 0));
 -- constraint wallets.wallets_pkey
 ALTER TABLE wallets ADD CONSTRAINT wallets_pkey PRIMARY KEY (user_id);
 
+-- constraint webhooks.webhooks_attempts_check
+ALTER TABLE webhooks ADD CONSTRAINT webhooks_attempts_check CHECK ((attempts >= 0));
+
+-- constraint webhooks.webhooks_check
+ALTER TABLE webhooks ADD CONSTRAINT webhooks_check CHECK (((leased_until IS NULL) = (leased_by IS NULL)));
+
+-- constraint webhooks.webhooks_cursor_check
+ALTER TABLE webhooks ADD CONSTRAINT webhooks_cursor_check CHECK ((cursor >= 0));
+
+-- constraint webhooks.webhooks_pkey
+ALTER TABLE webhooks ADD CONSTRAINT webhooks_pkey PRIMARY KEY (id);
+
+-- constraint webhooks.webhooks_secret_check
+ALTER TABLE webhooks ADD CONSTRAINT webhooks_secret_check CHECK (((char_length(secret) >= 16) AND (char_length(secret) <= 200)));
+
+-- constraint webhooks.webhooks_status_check
+ALTER TABLE webhooks ADD CONSTRAINT webhooks_status_check CHECK ((status = ANY (ARRAY['active'::text, 'failed'::text])));
+
+-- constraint webhooks.webhooks_url_check
+ALTER TABLE webhooks ADD CONSTRAINT webhooks_url_check CHECK (((char_length(url) >= 1) AND (char_length(url) <= 2048)));
+
 -- index concerts_pkey
 CREATE UNIQUE INDEX concerts_pkey ON public.concerts USING btree (id);
 
@@ -380,6 +417,12 @@ CREATE UNIQUE INDEX seats_pkey ON public.seats USING btree (schedule_id, seat_no
 
 -- index wallets_pkey
 CREATE UNIQUE INDEX wallets_pkey ON public.wallets USING btree (user_id);
+
+-- index webhooks_due
+CREATE INDEX webhooks_due ON public.webhooks USING btree (next_attempt_at, id) WHERE (status = 'active'::text);
+
+-- index webhooks_pkey
+CREATE UNIQUE INDEX webhooks_pkey ON public.webhooks USING btree (id);
 
 -- view reservations
 CREATE VIEW reservations AS

@@ -165,6 +165,23 @@ CREATE TABLE wallets (
     balance INTEGER NOT NULL CHECK (balance >= 0)
 ) WITHOUT ROWID;
 
+-- table webhooks
+CREATE TABLE webhooks (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    url             TEXT NOT NULL CHECK (length(url) BETWEEN 1 AND 2048),
+    types           TEXT NOT NULL DEFAULT '',
+    secret          TEXT NOT NULL CHECK (length(secret) BETWEEN 16 AND 200),
+    cursor          INTEGER NOT NULL CHECK (cursor >= 0),
+    attempts        INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    next_attempt_at INTEGER NOT NULL,
+    status          TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'failed')),
+    last_error      TEXT,
+    leased_until    INTEGER,
+    leased_by       TEXT,
+    created_at      INTEGER NOT NULL,
+    CHECK ((leased_until IS NULL) = (leased_by IS NULL))
+);
+
 -- view reservations
 CREATE VIEW reservations AS
 SELECT hold_id AS id, hold_user AS user_id, schedule_id, seat_no, price,
@@ -210,6 +227,9 @@ CREATE UNIQUE INDEX queue_one_live_entry_per_user ON queue_entries (user_id) WHE
 -- index seats_held_by_user
 CREATE INDEX seats_held_by_user ON seats (hold_user, hold_until)
     WHERE hold_user IS NOT NULL AND sold = 0;
+
+-- index webhooks_due
+CREATE INDEX webhooks_due ON webhooks (next_attempt_at, id) WHERE status = 'active';
 
 -- trigger event_hold_created
 CREATE TRIGGER event_hold_created AFTER UPDATE OF hold_id ON seats

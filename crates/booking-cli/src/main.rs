@@ -21,6 +21,7 @@ mod out;
 mod seed;
 mod serve;
 mod user;
+mod webhook;
 
 use std::process::ExitCode;
 
@@ -107,6 +108,7 @@ fn needs(command: &Command) -> (Create, Tokens) {
         | Command::Holds(_)
         | Command::Sales(_)
         | Command::Wallet(_)
+        | Command::Webhook(_)
         | Command::Events(_) => (Create::No, Tokens::Unused),
         Command::Token(_)
         | Command::Status(_)
@@ -210,6 +212,7 @@ async fn dispatch(db: &db::Db, command: &Command) -> CliResult<()> {
         Command::Holds(c) => admin::holds(engine, c).await,
         Command::Sales(a) => admin::sales(engine, a).await,
         Command::Wallet(a) => admin::wallet(engine, a).await,
+        Command::Webhook(c) => webhook::webhook(engine, c).await,
         Command::Events(c) => events::events(engine, c).await,
         Command::Token(c) => user::token(engine, c).await,
         Command::Status(a) => user::status(engine, a).await,

@@ -5,11 +5,12 @@
 
 use std::io::IsTerminal;
 use std::sync::Arc;
+use std::time::Duration;
 
 use booking_core::domain::UserId;
 use booking_http::limits::RateLimits;
 use booking_http::metrics::{StorageFigures, StorageProbe};
-use booking_http::{BackgroundOptions, RouterOptions, ServeOptions};
+use booking_http::{BackgroundOptions, DeliveryOptions, RouterOptions, ServeOptions};
 use booking_store::AnyStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -50,6 +51,19 @@ pub async fn run(global: &Global, args: &ServeArgs) -> CliResult<()> {
         if d.is_zero() {
             return Err(CliError::bad_input(format!("{name} must be more than 0")));
         }
+    }
+
+    if !(Duration::from_secs(1)..=Duration::from_secs(60)).contains(&args.webhook_timeout) {
+        return Err(CliError::bad_input(format!(
+            "--webhook-timeout is 1s to 60s, got {:?}",
+            args.webhook_timeout
+        )));
+    }
+    if args.webhook_workers > 64 {
+        return Err(CliError::bad_input(format!(
+            "--webhook-workers is 0 to 64, got {}",
+            args.webhook_workers
+        )));
     }
 
     let serve_options = ServeOptions {
@@ -179,8 +193,24 @@ pub async fn run(global: &Global, args: &ServeArgs) -> CliResult<()> {
         },
         stopped(stop_rx.clone()),
     ));
+    // Every instance delivers webhooks (unless --webhook-workers 0): the leases in
+    // the database keep two instances from posting to one endpoint at once.
+    let deliverer = (args.webhook_workers > 0).then(|| {
+        tokio::spawn(booking_http::run_deliverer(
+            Arc::clone(&engine),
+            DeliveryOptions {
+                workers: args.webhook_workers,
+                request_timeout: args.webhook_timeout,
+                ..DeliveryOptions::default()
+            },
+            stopped(stop_rx.clone()),
+        ))
+    });
     let served = booking_http::serve_with(listener, app, serve_options, stopped(stop_rx)).await;
     let _ = background.await;
+    if let Some(deliverer) = deliverer {
+        let _ = deliverer.await;
+    }
     engine.store().close().await;
     served.map_err(|e| CliError::failure(format!("the server failed: {e}")))?;
     tracing::info!("stopped");

@@ -54,4 +54,5 @@ pub use service::{
     MAX_EVENTS_PER_READ, MAX_PAID_AT_ONCE, PaymentReceipt, QueueStats, QueueStatus, QueueView,
     SweepReport, TickOutcome,
 };
+pub use service::{AddedWebhook, Delivery, NextEvents, WebhookError};
 pub use token::{TokenClaims, TokenError, TokenSigner};

@@ -17,17 +17,21 @@ use crate::domain::{
     NewSchedule, PaidSeat, Payment, QueueCounters, QueueEntry, QueueSeq, ReservationId, Schedule,
     ScheduleId, ScheduleSummary, Seat, SeatNo, SeatState, SessionEndReason, Timestamp, UserId,
 };
+use crate::domain::{ClaimedWebhook, NewWebhook, Webhook, WebhookId, WebhookSecret, WebhookStatus};
 use crate::ports::{
     Advance, CancelRepoError, CatalogRepo, ChargeReceipt, ChargeRepoError, ChargeRequest,
     CreateScheduleError, EventRepo, HoldRepo, HoldRepoError, IssueRepoError, IssueRequest, NewHold,
     PayManyRepoError, PayManyRequest, PayRepoError, PayRequest, PaymentRepo, QueueRepo, StoreError,
-    WalletRepo,
+    WalletRepo, WebhookFailure, WebhookRepo,
 };
 
 /// The in-memory store. Clones share the same data.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
     inner: Arc<Mutex<State>>,
+    /// The webhook endpoints: no write of the other ports touches them, so they
+    /// have their own lock (see the section "Webhooks" below).
+    hooks: Arc<Mutex<Hooks>>,
 }
 
 #[derive(Debug)]
@@ -984,6 +988,180 @@ impl EventRepo for MemoryStore {
         let before = st.events.len();
         st.events.retain(|e| e.at >= older_than || e.id > up_to);
         Ok((before - st.events.len()) as u64)
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Webhooks: the endpoints under their own lock; each method is atomic under it.
+
+#[derive(Debug, Default)]
+struct Hooks {
+    rows: BTreeMap<WebhookId, (Webhook, WebhookSecret)>,
+    last_id: i64,
+}
+
+impl MemoryStore {
+    fn hooks(&self) -> MutexGuard<'_, Hooks> {
+        self.hooks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Hooks {
+    /// The endpoint `holder` holds at `now`, if it does.
+    fn held(&mut self, id: WebhookId, holder: &str, now: Timestamp) -> Option<&mut Webhook> {
+        let (w, _) = self.rows.get_mut(&id)?;
+        let holds =
+            w.leased_by.as_deref() == Some(holder) && w.leased_until.is_some_and(|u| u > now);
+        holds.then_some(w)
+    }
+}
+
+impl WebhookRepo for MemoryStore {
+    async fn add_webhook(&self, new: NewWebhook) -> Result<Webhook, StoreError> {
+        let mut h = self.hooks();
+        h.last_id += 1;
+        let id = WebhookId::new(h.last_id).map_err(|e| StoreError::Failed(e.to_string()))?;
+        let w = Webhook {
+            id,
+            url: new.url,
+            types: new.types,
+            cursor: new.cursor,
+            attempts: 0,
+            next_attempt_at: new.now,
+            status: WebhookStatus::Active,
+            last_error: None,
+            leased_until: None,
+            leased_by: None,
+            created_at: new.now,
+        };
+        h.rows.insert(id, (w.clone(), new.secret));
+        Ok(w)
+    }
+
+    async fn webhooks(&self) -> Result<Vec<Webhook>, StoreError> {
+        Ok(self.hooks().rows.values().map(|(w, _)| w.clone()).collect())
+    }
+
+    async fn webhook(&self, id: WebhookId) -> Result<Option<Webhook>, StoreError> {
+        Ok(self.hooks().rows.get(&id).map(|(w, _)| w.clone()))
+    }
+
+    async fn remove_webhook(&self, id: WebhookId) -> Result<bool, StoreError> {
+        Ok(self.hooks().rows.remove(&id).is_some())
+    }
+
+    async fn claim_webhook(
+        &self,
+        holder: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        below: EventId,
+    ) -> Result<Option<ClaimedWebhook>, StoreError> {
+        let mut h = self.hooks();
+        let due = h
+            .rows
+            .values()
+            .map(|(w, _)| w)
+            .filter(|w| {
+                w.status == WebhookStatus::Active
+                    && w.next_attempt_at <= now
+                    && w.leased_until.is_none_or(|u| u <= now)
+                    && w.cursor < below
+            })
+            .min_by_key(|w| (w.next_attempt_at, w.id))
+            .map(|w| w.id);
+        let Some(id) = due else { return Ok(None) };
+        let (w, secret) = h.rows.get_mut(&id).expect("found under the same lock");
+        w.leased_until = Some(lease_until);
+        w.leased_by = Some(holder.to_owned());
+        Ok(Some(ClaimedWebhook {
+            webhook: w.clone(),
+            secret: secret.clone(),
+        }))
+    }
+
+    async fn advance_webhook(
+        &self,
+        id: WebhookId,
+        holder: &str,
+        cursor: EventId,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut h = self.hooks();
+        let Some(w) = h.held(id, holder, now) else {
+            return Ok(false);
+        };
+        w.cursor = w.cursor.max(cursor);
+        w.attempts = 0;
+        w.last_error = None;
+        w.leased_until = Some(lease_until);
+        Ok(true)
+    }
+
+    async fn record_webhook_failure(
+        &self,
+        id: WebhookId,
+        holder: &str,
+        now: Timestamp,
+        failure: WebhookFailure,
+    ) -> Result<bool, StoreError> {
+        let mut h = self.hooks();
+        let Some(w) = h.held(id, holder, now) else {
+            return Ok(false);
+        };
+        w.attempts = w.attempts.saturating_add(1);
+        w.last_error = Some(failure.error);
+        match failure.retry_at {
+            Some(at) => w.next_attempt_at = at,
+            None => w.status = WebhookStatus::Failed,
+        }
+        w.leased_until = None;
+        w.leased_by = None;
+        Ok(true)
+    }
+
+    async fn release_webhook(
+        &self,
+        id: WebhookId,
+        holder: &str,
+        now: Timestamp,
+        next_attempt_at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut h = self.hooks();
+        let Some(w) = h.held(id, holder, now) else {
+            return Ok(false);
+        };
+        w.next_attempt_at = next_attempt_at;
+        w.leased_until = None;
+        w.leased_by = None;
+        Ok(true)
+    }
+
+    async fn reset_webhook(
+        &self,
+        id: WebhookId,
+        now: Timestamp,
+    ) -> Result<Option<Webhook>, StoreError> {
+        let mut h = self.hooks();
+        let Some((w, _)) = h.rows.get_mut(&id) else {
+            return Ok(None);
+        };
+        w.status = WebhookStatus::Active;
+        w.attempts = 0;
+        w.last_error = None;
+        w.next_attempt_at = now;
+        Ok(Some(w.clone()))
+    }
+
+    async fn lowest_webhook_cursor(&self) -> Result<Option<EventId>, StoreError> {
+        Ok(self
+            .hooks()
+            .rows
+            .values()
+            .filter(|(w, _)| w.status == WebhookStatus::Active)
+            .map(|(w, _)| w.cursor)
+            .min())
     }
 }
 

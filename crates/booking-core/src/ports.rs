@@ -18,10 +18,10 @@ use std::future::Future;
 use chrono::NaiveDate;
 
 use crate::domain::{
-    AdmissionPolicy, Amount, Concert, ConcertId, Event, EventId, EventType, Hold, HoldState,
-    IdempotencyKey, LedgerEntry, Money, NewConcert, NewSchedule, Payment, PaymentId, QueueCounters,
-    QueueEntry, QueueSeq, ReservationId, Schedule, ScheduleId, ScheduleSummary, Seat, SeatNo,
-    Timestamp, TokenId, UserId,
+    AdmissionPolicy, Amount, ClaimedWebhook, Concert, ConcertId, Event, EventId, EventType, Hold,
+    HoldState, IdempotencyKey, LedgerEntry, Money, NewConcert, NewSchedule, NewWebhook, Payment,
+    PaymentId, QueueCounters, QueueEntry, QueueSeq, ReservationId, Schedule, ScheduleId,
+    ScheduleSummary, Seat, SeatNo, Timestamp, TokenId, UserId, Webhook, WebhookId,
 };
 
 /// A failure of the storage itself (unreachable, broken), as opposed to a refusal
@@ -652,9 +652,126 @@ pub trait EventRepo: Send + Sync + 'static {
 
 /// Everything the services need, in one bound: implemented for every type that
 /// implements all the ports.
-pub trait Store: CatalogRepo + QueueRepo + HoldRepo + WalletRepo + PaymentRepo + EventRepo {}
+pub trait Store:
+    CatalogRepo + QueueRepo + HoldRepo + WalletRepo + PaymentRepo + EventRepo + WebhookRepo
+{
+}
 
 impl<T> Store for T where
-    T: CatalogRepo + QueueRepo + HoldRepo + WalletRepo + PaymentRepo + EventRepo
+    T: CatalogRepo + QueueRepo + HoldRepo + WalletRepo + PaymentRepo + EventRepo + WebhookRepo
 {
+}
+
+// ---------------------------------------------------------------------------------
+// Webhooks
+
+/// A failed delivery, as [`WebhookRepo::record_webhook_failure`] records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookFailure {
+    /// What went wrong (a status code, a timeout), shown to the operator. Never a
+    /// secret: the deliverer writes it from the answer, not from the request.
+    pub error: String,
+    /// When to try again, or `None` to mark the endpoint `failed`.
+    pub retry_at: Option<Timestamp>,
+}
+
+/// Webhook endpoints and their delivery state: the cursor (the last event id
+/// delivered), the failures in a row and the backoff, and a lease that lets one
+/// deliverer at a time, among any number of instances, post to an endpoint.
+///
+/// Every write that a deliverer makes names the lease holder (`holder`) and MUST
+/// change nothing unless the endpoint's lease is still that holder's and has not
+/// lapsed at `now`: a deliverer that lost its lease (it stalled past the lease, and
+/// another claimed the endpoint) can no longer move the cursor.
+pub trait WebhookRepo: Send + Sync + 'static {
+    /// Stores a new endpoint, `active`, with no failure, due at once, not leased,
+    /// and a fresh id (1, 2, ... in the order added; never reused).
+    fn add_webhook(
+        &self,
+        new: NewWebhook,
+    ) -> impl Future<Output = Result<Webhook, StoreError>> + Send;
+
+    /// Every endpoint, by id (no secrets).
+    fn webhooks(&self) -> impl Future<Output = Result<Vec<Webhook>, StoreError>> + Send;
+
+    /// One endpoint, or `None`.
+    fn webhook(
+        &self,
+        id: WebhookId,
+    ) -> impl Future<Output = Result<Option<Webhook>, StoreError>> + Send;
+
+    /// Deletes an endpoint; `false` when there was none. A deliverer holding it
+    /// then finds its writes refused.
+    fn remove_webhook(
+        &self,
+        id: WebhookId,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Claims one endpoint for `holder` until `lease_until`, and returns it with its
+    /// secret; `None` when none is due.
+    ///
+    /// MUST pick, in one statement or transaction, an endpoint that is `active`,
+    /// due (`next_attempt_at <= now`), whose lease is absent or lapsed
+    /// (`leased_until <= now`) and whose cursor is below `below` (the last event id
+    /// of the feed: an endpoint with nothing after its cursor is not claimed), the
+    /// one with the earliest `next_attempt_at`, then the lowest id; and set its
+    /// lease. Any number of concurrent claims, from any number of processes, MUST
+    /// each get a different endpoint (or `None`): never two holders at once.
+    fn claim_webhook(
+        &self,
+        holder: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        below: EventId,
+    ) -> impl Future<Output = Result<Option<ClaimedWebhook>, StoreError>> + Send;
+
+    /// Moves the cursor of an endpoint `holder` holds forward to `cursor` (never
+    /// back), clears its failures (`attempts` 0, no last error), and extends the
+    /// lease to `lease_until`. `false`, changing nothing, when the lease is not
+    /// `holder`'s or has lapsed at `now`, or the endpoint is gone.
+    fn advance_webhook(
+        &self,
+        id: WebhookId,
+        holder: &str,
+        cursor: EventId,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Records a failed delivery of an endpoint `holder` holds: `attempts` + 1, the
+    /// error, `next_attempt_at = retry_at` (or the status `failed` when `None`), and
+    /// drops the lease. `false`, changing nothing, as for
+    /// [`advance_webhook`](Self::advance_webhook).
+    fn record_webhook_failure(
+        &self,
+        id: WebhookId,
+        holder: &str,
+        now: Timestamp,
+        failure: WebhookFailure,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Drops the lease of an endpoint `holder` holds (it is due again at
+    /// `next_attempt_at`). `false`, changing nothing, as for
+    /// [`advance_webhook`](Self::advance_webhook).
+    fn release_webhook(
+        &self,
+        id: WebhookId,
+        holder: &str,
+        now: Timestamp,
+        next_attempt_at: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Makes an endpoint `active` again with no failures, due at `now`, keeping its
+    /// cursor and lease, and returns it; `None` when there is none.
+    fn reset_webhook(
+        &self,
+        id: WebhookId,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Option<Webhook>, StoreError>> + Send;
+
+    /// The lowest cursor of the `active` endpoints, or `None` when there are none:
+    /// the events above it are still to be delivered, so retention keeps them.
+    fn lowest_webhook_cursor(
+        &self,
+    ) -> impl Future<Output = Result<Option<EventId>, StoreError>> + Send;
 }

@@ -33,6 +33,13 @@
 //! | `PUT /v1/admin/queue/policy` | admin key | change the admission policy |
 //! | `POST /v1/admin/queue/pause`, `.../resume` | admin key | pause or resume admission |
 //! | `POST /v1/admin/sweep` | admin key | record expired holds and sessions |
+//! | `POST /v1/admin/webhooks` | admin key | add a webhook endpoint (the answer shows its secret, once): 201 |
+//! | `GET /v1/admin/webhooks` | admin key | the endpoints and their delivery state |
+//! | `DELETE /v1/admin/webhooks/{id}` | admin key | remove an endpoint: 204 |
+//! | `POST /v1/admin/webhooks/{id}/retry` | admin key | make a failed endpoint active again |
+//!
+//! Every instance also runs a webhook deliverer ([`deliver::run_deliverer`]) beside
+//! [`run_background`].
 //!
 //! Beside the API, [`web`] serves two pages (not part of the API or its OpenAPI
 //! document): the waiting room and shop at `GET /`, the operator's view at
@@ -40,6 +47,7 @@
 
 mod admin;
 mod api;
+pub mod deliver;
 pub mod dto;
 mod edges;
 pub mod error;
@@ -51,6 +59,7 @@ pub mod metrics;
 pub mod openapi;
 mod server;
 pub mod web;
+pub mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -64,6 +73,7 @@ use tokio::net::TcpListener;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+pub use deliver::{DeliveryOptions, run_deliverer};
 pub use error::ApiError;
 pub use feed::event_json;
 pub use server::ServeOptions;
@@ -181,6 +191,10 @@ route_table! {
     post "/v1/admin/queue/pause" => admin::pause::<S, C>;
     post "/v1/admin/queue/resume" => admin::resume::<S, C>;
     post "/v1/admin/sweep" => admin::sweep::<S, C>;
+    post "/v1/admin/webhooks" => webhooks::add::<S, C>;
+    get "/v1/admin/webhooks" => webhooks::list::<S, C>;
+    delete "/v1/admin/webhooks/{id}" => webhooks::remove::<S, C>;
+    post "/v1/admin/webhooks/{id}/retry" => webhooks::retry::<S, C>;
     }
     long polls {
         get "/v1/admin/events" => feed::events::<S, C>;

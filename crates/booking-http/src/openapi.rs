@@ -13,7 +13,10 @@
 
 use axum::Json;
 use axum::extract::State;
-use booking_core::domain::{AdmissionPolicy, ConcertName, IdempotencyKey, SeatCount};
+use booking_core::domain::{
+    AdmissionPolicy, ConcertName, EventType, IdempotencyKey, MAX_WEBHOOK_TYPES, SeatCount,
+    WebhookSecret, WebhookUrl,
+};
 use booking_core::{Clock, Config, Store};
 use serde_json::{Value, json};
 
@@ -62,6 +65,10 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, Secur
         crate::admin::pause,
         crate::admin::resume,
         crate::admin::sweep,
+        crate::webhooks::add,
+        crate::webhooks::list,
+        crate::webhooks::remove,
+        crate::webhooks::retry,
         crate::feed::events,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
@@ -415,10 +422,53 @@ fn constrain(doc: &mut Value, config: &Config) {
         p["description"] = json!("The admission policy: a batch, a capacity, or both");
     }
 
+    // Webhooks.
+    set(
+        doc,
+        &format!("{s}/NewWebhookDto/properties/url"),
+        json!({
+            "type": "string",
+            "format": "uri",
+            "maxLength": WebhookUrl::MAX_LEN,
+            "description": "Where to post: an absolute `http://` or `https://` URL with a host \
+                            and no user name or password (else 422 `invalid_input`)",
+        }),
+    );
+    let mut type_names: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+    type_names.extend(["*", "all"]);
+    set(
+        doc,
+        &format!("{s}/NewWebhookDto/properties/types"),
+        json!({
+            "type": "array",
+            "items": {"type": "string", "enum": type_names},
+            "maxItems": MAX_WEBHOOK_TYPES,
+            "description": "The event types to deliver; missing, empty, `*` or `all`: every type",
+        }),
+    );
+    set(
+        doc,
+        &format!("{s}/NewWebhookDto/properties/secret"),
+        json!({
+            "type": ["string", "null"],
+            "minLength": WebhookSecret::MIN_LEN,
+            "maxLength": WebhookSecret::MAX_LEN,
+            "pattern": "^[!-~]+$",
+            "description": "The signing secret, 16 to 200 visible ASCII characters; generated \
+                            when missing. Returned in the answer of this call only",
+        }),
+    );
+
     // Parameters.
     let concert = int_schema(1, i64::MAX, "The concert");
     set_param(doc, "/v1/concerts/", "id", &concert);
     set_param(doc, "/v1/admin/concerts/", "id", &concert);
+    set_param(
+        doc,
+        "/v1/admin/webhooks/",
+        "id",
+        &int_schema(1, i64::MAX, "The endpoint's id"),
+    );
     set_param(
         doc,
         "/v1/concerts/",

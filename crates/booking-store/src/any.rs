@@ -8,11 +8,13 @@ use booking_core::domain::{
     LedgerEntry, Money, NewConcert, NewSchedule, Payment, QueueCounters, QueueEntry, QueueSeq,
     ReservationId, Schedule, ScheduleId, ScheduleSummary, Seat, Timestamp, UserId,
 };
+use booking_core::domain::{ClaimedWebhook, NewWebhook, Webhook, WebhookId};
 use booking_core::ports::{
     Advance, CancelRepoError, CatalogRepo, ChargeReceipt, ChargeRepoError, ChargeRequest,
     CreateScheduleError, EventRepo, HoldRepo, HoldRepoError, IssueRepoError, IssueRequest, NewHold,
     PayManyRepoError, PayManyRequest, PayRepoError, PayRequest, PaymentRepo, QueueRepo, WalletRepo,
 };
+use booking_core::ports::{WebhookFailure, WebhookRepo};
 use chrono::NaiveDate;
 
 use crate::{OpenError, PgStore, SqliteStore};
@@ -284,6 +286,21 @@ impl PaymentRepo for AnyStore {
         fn pay_many(&self, req: PayManyRequest) -> Result<Payment, PayManyRepoError>;
         fn payment_by_key(&self, user: UserId, key: &IdempotencyKey) -> Result<Option<Payment>, StoreError>;
         fn payments_of(&self, user: UserId, limit: u32) -> Result<Vec<Payment>, StoreError>;
+    }
+}
+
+impl WebhookRepo for AnyStore {
+    forward! {
+        fn add_webhook(&self, new: NewWebhook) -> Result<Webhook, StoreError>;
+        fn webhooks(&self) -> Result<Vec<Webhook>, StoreError>;
+        fn webhook(&self, id: WebhookId) -> Result<Option<Webhook>, StoreError>;
+        fn remove_webhook(&self, id: WebhookId) -> Result<bool, StoreError>;
+        fn claim_webhook(&self, holder: &str, now: Timestamp, lease_until: Timestamp, below: EventId) -> Result<Option<ClaimedWebhook>, StoreError>;
+        fn advance_webhook(&self, id: WebhookId, holder: &str, cursor: EventId, now: Timestamp, lease_until: Timestamp) -> Result<bool, StoreError>;
+        fn record_webhook_failure(&self, id: WebhookId, holder: &str, now: Timestamp, failure: WebhookFailure) -> Result<bool, StoreError>;
+        fn release_webhook(&self, id: WebhookId, holder: &str, now: Timestamp, next_attempt_at: Timestamp) -> Result<bool, StoreError>;
+        fn reset_webhook(&self, id: WebhookId, now: Timestamp) -> Result<Option<Webhook>, StoreError>;
+        fn lowest_webhook_cursor(&self) -> Result<Option<EventId>, StoreError>;
     }
 }
 

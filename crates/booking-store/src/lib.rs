@@ -13,6 +13,7 @@ mod group_commit;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
+mod webhook_rows;
 
 pub use any::{AnyStore, Backend, PoolStats, SchemaVersion, StoreOptions, connect};
 pub use group_commit::{DEFAULT_MAX_UNDER_WAY, GroupCommitStats};

@@ -11,6 +11,7 @@ mod money;
 mod queue;
 mod reservation;
 mod time;
+mod webhook;
 
 pub use catalog::{
     Concert, ConcertName, NewConcert, NewSchedule, PriceList, Schedule, ScheduleSummary, Seat,
@@ -29,6 +30,11 @@ pub use queue::{
 };
 pub use reservation::{Hold, HoldState};
 pub use time::{Timestamp, parse_date};
+pub use webhook::{
+    ClaimedWebhook, MAX_WEBHOOK_TYPES, NewWebhook, RetryPolicy, SIGNATURE_HEADER, SignatureError,
+    Webhook, WebhookId, WebhookSecret, WebhookStatus, WebhookUrl, WebhookValueError,
+    parse_event_types, sign, verify_signature,
+};
 
 /// Why a value could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -241,9 +241,14 @@ impl<S: Store, C: Clock> Booking<S, C> {
             n_sessions_expired: self.store.expire_sessions(now, SWEEP_BATCH).await?,
             n_events_pruned: 0,
         };
-        // Retention: events older than the configured age, up to the last id for
-        // now (every reader pages by itself).
-        let up_to = self.store.last_event_id().await?;
+        // Retention: events older than the configured age that every active
+        // webhook endpoint has had (at or below the lowest cursor); with no
+        // endpoint, up to the last id (feed readers page by themselves).
+        let last = self.store.last_event_id().await?;
+        let up_to = match self.store.lowest_webhook_cursor().await? {
+            Some(lowest) => lowest.min(last),
+            None => last,
+        };
         let report = SweepReport {
             n_events_pruned: self
                 .store

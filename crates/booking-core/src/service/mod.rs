@@ -14,6 +14,7 @@ mod payment;
 mod queue;
 mod sale;
 mod wallet;
+mod webhooks;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -34,6 +35,7 @@ pub use admin::{QueueStats, SweepReport, TickOutcome};
 pub use events::MAX_EVENTS_PER_READ;
 pub use payment::{MAX_PAID_AT_ONCE, PaymentReceipt};
 pub use queue::{Admitted, IssuedToken, LineSnapshot, QueueStatus, QueueView};
+pub use webhooks::{AddedWebhook, Delivery, NextEvents, WebhookError};
 
 /// Tunable rules. [`Config::default`] gives the documented defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]

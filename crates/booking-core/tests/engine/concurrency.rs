@@ -17,11 +17,13 @@ use booking_core::domain::{
     QueueCounters, QueueEntry, QueueSeq, ReservationId, Schedule, ScheduleId, ScheduleSummary,
     Seat, SeatCount, SeatNo, SeatPrices, SeatState, Timestamp, TokenId, UserId,
 };
+use booking_core::domain::{ClaimedWebhook, NewWebhook, Webhook, WebhookId};
 use booking_core::ports::{
     Advance, CancelRepoError, CatalogRepo, ChargeRepoError, ChargeRequest, CreateScheduleError,
     HoldRepo, HoldRepoError, IssueRepoError, IssueRequest, NewHold, PayManyRepoError,
     PayManyRequest, PayRepoError, PayRequest, PaymentRepo, QueueRepo, WalletRepo,
 };
+use booking_core::ports::{WebhookFailure, WebhookRepo};
 use booking_core::{
     Admitted, Booking, Clock, Config, GateError, HoldError, ManualClock, MemoryStore, QueueStatus,
     TickOutcome, TokenSigner,
@@ -274,6 +276,21 @@ impl EventRepo for Remote {
         fn events_after(&self, after: EventId, limit: u32, types: &[EventType]) -> Result<Vec<Event>, StoreError>;
         fn last_event_id(&self) -> Result<EventId, StoreError>;
         fn prune_events(&self, older_than: Timestamp, up_to: EventId) -> Result<u64, StoreError>;
+    }
+}
+
+impl WebhookRepo for Remote {
+    remote_calls! {
+        fn add_webhook(&self, new: NewWebhook) -> Result<Webhook, StoreError>;
+        fn webhooks(&self) -> Result<Vec<Webhook>, StoreError>;
+        fn webhook(&self, id: WebhookId) -> Result<Option<Webhook>, StoreError>;
+        fn remove_webhook(&self, id: WebhookId) -> Result<bool, StoreError>;
+        fn claim_webhook(&self, holder: &str, now: Timestamp, lease_until: Timestamp, below: EventId) -> Result<Option<ClaimedWebhook>, StoreError>;
+        fn advance_webhook(&self, id: WebhookId, holder: &str, cursor: EventId, now: Timestamp, lease_until: Timestamp) -> Result<bool, StoreError>;
+        fn record_webhook_failure(&self, id: WebhookId, holder: &str, now: Timestamp, failure: WebhookFailure) -> Result<bool, StoreError>;
+        fn release_webhook(&self, id: WebhookId, holder: &str, now: Timestamp, next_attempt_at: Timestamp) -> Result<bool, StoreError>;
+        fn reset_webhook(&self, id: WebhookId, now: Timestamp) -> Result<Option<Webhook>, StoreError>;
+        fn lowest_webhook_cursor(&self) -> Result<Option<EventId>, StoreError>;
     }
 }
 

@@ -303,7 +303,21 @@ fn valid_object(doc: &Value, s: &Value, hints: &HashMap<&str, Value>) -> BoxedSt
 
 fn valid_string(s: &Value, name: &str) -> BoxedStrategy<Value> {
     let pattern = s["pattern"].as_str().unwrap_or("");
+    if let Some(names) = s["enum"].as_array() {
+        return proptest::sample::select(names.clone()).boxed();
+    }
     match s["format"].as_str() {
+        Some("uri") => {
+            // A webhook URL: http or https, a host, maybe a port and a path.
+            let max = s["maxLength"].as_u64().expect("maxLength");
+            assert!(max >= 100, "{name}");
+            proptest::string::string_regex(
+                "[Hh][Tt][Tt][Pp][Ss]?://([a-z0-9-]{1,20}(\\.[a-z0-9-]{1,10}){0,3}|127\\.0\\.0\\.1)(:[1-9][0-9]{0,3})?(/[!-~]{0,40})?",
+            )
+            .expect("regex")
+            .prop_map(Value::from)
+            .boxed()
+        }
         Some("uuid") => {
             assert_eq!(pattern, booking_http::openapi::UUID_PATTERN, "{name}");
             assert_eq!((&s["minLength"], &s["maxLength"]), (&json!(36), &json!(36)));
@@ -344,7 +358,8 @@ fn valid_string(s: &Value, name: &str) -> BoxedStrategy<Value> {
         }
         None if pattern == "^[!-~]+$" => {
             let max = s["maxLength"].as_u64().expect("maxLength");
-            proptest::string::string_regex(&format!("[!-~]{{1,{max}}}"))
+            let min = s["minLength"].as_u64().unwrap_or(1);
+            proptest::string::string_regex(&format!("[!-~]{{{min},{max}}}"))
                 .expect("regex")
                 .prop_map(Value::from)
                 .boxed()
@@ -416,7 +431,24 @@ fn outside(doc: &Value, s: &Value, text: bool) -> Vec<(String, Value)> {
                 out.push(("not a date-time".into(), json!("2026-13-01T00:00:00Z")));
                 out.push(("no zone".into(), json!("2026-12-01T00:00:00")));
             }
+            Some("uri") => {
+                for bad in [
+                    "ftp://example.com/",
+                    "example.com/hook",
+                    "http://",
+                    "http://user:pw@example.com/",
+                    "http://exa mple.com/",
+                ] {
+                    out.push((format!("the URL {bad:?}"), json!(bad)));
+                }
+            }
             _ => {}
+        }
+        if s["enum"].is_array() {
+            out.push(("not in the list".into(), json!("no.such.value")));
+        }
+        if let Some(min) = s["minLength"].as_u64().filter(|&m| m > 1) {
+            out.push(("too short".into(), json!("k".repeat(min as usize - 1))));
         }
         if let Some(max) = s["maxLength"].as_u64() {
             out.push(("too long".into(), json!("k".repeat(max as usize + 1))));

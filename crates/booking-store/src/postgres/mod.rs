@@ -72,6 +72,7 @@ mod holds;
 mod payment;
 mod queue;
 mod wallet;
+mod webhooks;
 
 use group_commit::HotWrite;
 // The hot calls, for the group commit.

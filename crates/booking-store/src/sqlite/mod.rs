@@ -41,6 +41,7 @@ mod holds;
 mod payment;
 mod queue;
 mod wallet;
+mod webhooks;
 
 pub use crate::group_commit::GroupCommitStats;
 use group_commit::HotWrite;

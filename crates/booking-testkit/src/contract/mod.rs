@@ -23,6 +23,7 @@ mod holds;
 mod payment;
 mod token;
 mod wallet;
+mod webhooks;
 
 pub use admission::*;
 pub use catalog::*;
@@ -31,6 +32,7 @@ pub use holds::*;
 pub use payment::*;
 pub use token::*;
 pub use wallet::*;
+pub use webhooks::*;
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -114,6 +116,12 @@ macro_rules! contract_suite {
             i1_a_session_end_releases_its_holds,
             r5_late_payment_of_a_seat_sold_since_says_sold,
             r4_an_ended_token_reads_but_cannot_charge,
+            port_webhook_add_list_remove,
+            port_webhook_claim_picks_due_unleased_endpoints,
+            port_webhook_writes_need_the_lease,
+            port_webhook_lowest_cursor_of_active_endpoints,
+            port_webhook_concurrent_claims_get_distinct_endpoints,
+            port_webhook_retention_keeps_what_an_endpoint_has_not_had,
             ev_every_change_emits_its_events,
             ev_a_refused_write_emits_nothing,
             ev_the_feed_pages_filters_and_prunes
