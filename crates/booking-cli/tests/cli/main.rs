@@ -7,3 +7,4 @@ mod browser;
 mod cli;
 mod common;
 mod readme;
+mod webhook;

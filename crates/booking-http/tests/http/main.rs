@@ -13,3 +13,4 @@ mod multi_instance;
 mod openapi_props;
 mod overload;
 mod web;
+mod webhooks;

@@ -3,7 +3,7 @@
 //! through the port itself (a claim and a failure past the limit), as a deliverer
 //! would leave it.
 
-mod common;
+use crate::common;
 
 use booking_core::domain::Timestamp;
 use booking_core::ports::{WebhookFailure, WebhookRepo};
