@@ -1070,8 +1070,9 @@ impl WebhookRepo for MemoryStore {
             })
             .min_by_key(|w| (w.next_attempt_at, w.id))
             .map(|w| w.id);
-        let Some(id) = due else { return Ok(None) };
-        let (w, secret) = h.rows.get_mut(&id).expect("found under the same lock");
+        let Some((w, secret)) = due.and_then(|id| h.rows.get_mut(&id)) else {
+            return Ok(None);
+        };
         w.leased_until = Some(lease_until);
         w.leased_by = Some(holder.to_owned());
         Ok(Some(ClaimedWebhook {

@@ -88,9 +88,9 @@ impl DeliveryStats {
 /// Builds the HTTP client of the deliverer: timeouts, no redirects, no proxy from
 /// the environment (events go to the URL the operator gave, nowhere else).
 ///
-/// # Panics
+/// # Errors
 /// When the HTTP client cannot be built (the platform has no usable resolver).
-pub fn client(request_timeout: Duration) -> reqwest::Client {
+pub fn client(request_timeout: Duration) -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
         .timeout(request_timeout)
         .connect_timeout(request_timeout.min(Duration::from_secs(5)))
@@ -98,7 +98,6 @@ pub fn client(request_timeout: Duration) -> reqwest::Client {
         .no_proxy()
         .user_agent(concat!("booking-webhooks/", env!("CARGO_PKG_VERSION")))
         .build()
-        .expect("an HTTP client with default settings builds")
 }
 
 /// Runs the deliverer until `stop` resolves: `options.workers` workers, each
@@ -125,7 +124,13 @@ pub async fn run_deliverer_with<S: Store, C: Clock>(
     stop: impl Future<Output = ()> + Send,
 ) {
     let (stopping, stop_rx) = tokio::sync::watch::channel(false);
-    let client = client(options.request_timeout);
+    let client = match client(options.request_timeout) {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::error!(error = %e, "no HTTP client for webhook delivery: nothing is delivered by this instance");
+            return;
+        }
+    };
     let workers = (0..options.workers.max(1)).map(|i| {
         let worker = Worker {
             booking: Arc::clone(&booking),

@@ -356,9 +356,18 @@ pub fn sign(secret: &WebhookSecret, t: i64, body: &[u8]) -> String {
     format!("t={t},v1={}", hex(&mac_of(secret, t, body)))
 }
 
+/// HMAC-SHA256 keyed with the secret's bytes.
+#[allow(
+    clippy::expect_used,
+    reason = "HMAC takes a key of any length (a longer one is hashed, a shorter one padded): \
+              new_from_slice cannot fail for it"
+)]
+fn keyed(secret: &WebhookSecret) -> HmacSha256 {
+    HmacSha256::new_from_slice(secret.expose().as_bytes()).expect("HMAC takes a key of any length")
+}
+
 fn mac_of(secret: &WebhookSecret, t: i64, body: &[u8]) -> [u8; 32] {
-    let mut mac = HmacSha256::new_from_slice(secret.expose().as_bytes())
-        .expect("HMAC takes a key of any length");
+    let mut mac = keyed(secret);
     mac.update(t.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
@@ -432,8 +441,7 @@ pub fn verify_signature(
         return Err(SignatureError::Stale);
     }
     for c in &candidates {
-        let mut mac = HmacSha256::new_from_slice(secret.expose().as_bytes())
-            .expect("HMAC takes a key of any length");
+        let mut mac = keyed(secret);
         mac.update(t.to_string().as_bytes());
         mac.update(b".");
         mac.update(body);
@@ -503,7 +511,9 @@ fn jitter_seed(id: WebhookId, attempts: u32, now: Timestamp) -> u64 {
     h.update(attempts.to_le_bytes());
     h.update(now.as_millis().to_le_bytes());
     let d = h.finalize();
-    u64::from_le_bytes(d[..8].try_into().expect("a SHA-256 digest has 32 bytes"))
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&d[..8]);
+    u64::from_le_bytes(first)
 }
 
 /// SplitMix64's finaliser: spreads a seed's bits.
