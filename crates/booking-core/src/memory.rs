@@ -61,6 +61,8 @@ pub struct MemorySnapshot {
     pub ledger: Vec<LedgerEntry>,
     /// Every payment, in write order.
     pub payments: Vec<Payment>,
+    /// Every event: the feed's, then the outbox's not yet relayed (id 0), in order.
+    pub events: Vec<Event>,
 }
 
 /// The stored claim on one seat, as a SQL backend's `seats` row holds it.
@@ -148,6 +150,16 @@ impl MemoryStore {
             balances,
             ledger: st.ledger.clone(),
             payments: st.payments.clone(),
+            events: st
+                .events
+                .iter()
+                .cloned()
+                .chain(st.outbox.iter().map(|(at, data)| Event {
+                    id: EventId(0),
+                    at: *at,
+                    data: data.clone(),
+                }))
+                .collect(),
         }
     }
 

@@ -3,12 +3,12 @@
 //! user was told. Every check has a stable id (`I1.seats`, `I2.balances`, ...),
 //! a verdict, and the first violations it found, described for people.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::db::DbState;
+use crate::db::{DbState, EventRow};
 use crate::record::Record;
 
 /// How many violations a check lists (it counts them all).
@@ -169,6 +169,7 @@ pub fn audit(db: Option<&DbState>, rec: &Record, opts: &AuditOptions) -> Audit {
             checks.push(replays(rec));
             checks.push(sessions_end(db));
             checks.push(probes(rec));
+            checks.push(events_replay(db));
         }
         None => {
             let why = "no database to read (give --database)";
@@ -186,6 +187,7 @@ pub fn audit(db: Option<&DbState>, rec: &Record, opts: &AuditOptions) -> Audit {
             checks.push(replays(rec));
             checks.push(Builder::new(ID_SESSIONS, "I6", T_SESSIONS).skipped(why));
             checks.push(probes(rec));
+            checks.push(Builder::new(ID_EVENTS, "events", T_EVENTS).skipped(why));
         }
     }
     Audit {
@@ -240,6 +242,10 @@ const T_SESSIONS: &str =
 /// Check id.
 pub const ID_PROBES: &str = "I6.probes";
 const T_PROBES: &str = "an ended token was refused when it tried to hold again";
+
+/// Check id.
+pub const ID_EVENTS: &str = "events.replay";
+const T_EVENTS: &str = "the events replay to the tables: one token.issued per place, one hold.created per reservation, wallets = charges - payments, one payment.completed per payment, admissions tile the served places";
 
 fn seats(db: &DbState) -> Check {
     let mut b = Builder::new(ID_SEATS, "I1", T_SEATS);
@@ -445,6 +451,150 @@ fn balances(db: &DbState) -> Check {
             format!(
                 "user {}: ledger row {id}'s balance_after does not follow the rows before it",
                 short(user)
+            )
+        });
+    }
+    b.done()
+}
+
+/// The feed (relayed or still in the outbox, read in the same snapshot as the
+/// tables) tells the same story as the tables: nothing lost, nothing invented.
+fn events_replay(db: &DbState) -> Check {
+    let mut b = Builder::new(ID_EVENTS, "events", T_EVENTS);
+    if let Some(first) = db.events.iter().find_map(|e| e.id)
+        && first > 1
+    {
+        return b.skipped(&format!(
+            "events before id {first} were pruned (older than the retention)"
+        ));
+    }
+    fn of<'a>(db: &'a DbState, kind: &'a str) -> impl Iterator<Item = &'a EventRow> + 'a {
+        db.events.iter().filter(move |e| e.kind == kind)
+    }
+    // The relay gives consecutive ids: a gap is an event lost from the feed.
+    let ids: Vec<i64> = db.events.iter().filter_map(|e| e.id).collect();
+    for w in ids.windows(2) {
+        if w[1] != w[0] + 1 {
+            b.violation(|| format!("event ids jump from {} to {}", w[0], w[1]));
+        }
+    }
+    // One token.issued per place, naming its user.
+    let told: BTreeMap<i64, Option<Uuid>> = of(db, "token.issued")
+        .map(|e| (e.seq.unwrap_or(-1), e.user))
+        .collect();
+    b.n_checked += db.entries.len() as u64;
+    if of(db, "token.issued").count() != told.len() {
+        b.violation(|| "two token.issued events name the same place".to_owned());
+    }
+    for q in &db.entries {
+        if told.get(&q.seq) != Some(&Some(q.user)) {
+            b.violation(|| {
+                format!(
+                    "place {} (user {}) has no token.issued",
+                    q.seq,
+                    short(&q.user)
+                )
+            });
+        }
+    }
+    if told.len() != db.entries.len() {
+        b.violation(|| {
+            format!(
+                "{} token.issued events for {} places",
+                told.len(),
+                db.entries.len()
+            )
+        });
+    }
+    // One hold.created per reservation.
+    let created: BTreeMap<Uuid, usize> =
+        of(db, "hold.created").fold(BTreeMap::new(), |mut m, e| {
+            *m.entry(e.reservation.unwrap_or_default()).or_default() += 1;
+            m
+        });
+    b.n_checked += db.reservations.len() as u64;
+    for r in &db.reservations {
+        if created.get(&r.id) != Some(&1) {
+            b.violation(|| {
+                format!(
+                    "reservation {} has {} hold.created events",
+                    short(&r.id),
+                    created.get(&r.id).copied().unwrap_or(0)
+                )
+            });
+        }
+    }
+    if created.len() != db.reservations.len() {
+        b.violation(|| {
+            format!(
+                "{} reservations created by events, {} stored",
+                created.len(),
+                db.reservations.len()
+            )
+        });
+    }
+    // Wallets: charges minus payments, as the events tell them.
+    let mut sums: BTreeMap<Uuid, i64> = BTreeMap::new();
+    for e in of(db, "wallet.charged") {
+        *sums.entry(e.user.unwrap_or_default()).or_default() += e.amount.unwrap_or(0);
+    }
+    for e in of(db, "payment.completed") {
+        *sums.entry(e.user.unwrap_or_default()).or_default() -= e.amount.unwrap_or(0);
+    }
+    let wallets: BTreeMap<Uuid, i64> = db.wallets.iter().copied().collect();
+    for user in sums.keys().chain(wallets.keys()).collect::<BTreeSet<_>>() {
+        b.n_checked += 1;
+        let (told, stored) = (
+            sums.get(user).copied().unwrap_or(0),
+            wallets.get(user).copied().unwrap_or(0),
+        );
+        if told != stored {
+            b.violation(|| {
+                format!(
+                    "user {}: the events add up to {told}, the wallet holds {stored}",
+                    short(user)
+                )
+            });
+        }
+    }
+    // One payment.completed per payment.
+    let paid: BTreeSet<Uuid> = db.payments.iter().map(|p| p.id).collect();
+    let told_paid: Vec<Uuid> = of(db, "payment.completed")
+        .filter_map(|e| e.payment)
+        .collect();
+    b.n_checked += paid.len() as u64;
+    if told_paid.len() != paid.len()
+        || told_paid.iter().collect::<BTreeSet<_>>() != paid.iter().collect()
+    {
+        b.violation(|| {
+            format!(
+                "{} payment.completed events for {} payments",
+                told_paid.len(),
+                paid.len()
+            )
+        });
+    }
+    // Admissions: ranges that tile 1..=serving in order.
+    let mut next = 1;
+    for e in of(db, "session.admitted") {
+        b.n_checked += 1;
+        let (first, last) = (e.first_seq.unwrap_or(0), e.seq.unwrap_or(0));
+        if first != next || last < first {
+            b.violation(|| {
+                format!(
+                    "session.admitted {first}..={last} after the places up to {}",
+                    next - 1
+                )
+            });
+        }
+        next = last + 1;
+    }
+    if next - 1 != db.serving {
+        b.violation(|| {
+            format!(
+                "the admissions reach place {}, the serving counter is {}",
+                next - 1,
+                db.serving
             )
         });
     }
@@ -924,7 +1074,55 @@ mod tests {
                 amount: 100,
                 paid_at: 2_000,
             }],
+            events: clean_events(),
         }
+    }
+
+    /// The events of `clean_db`, the last two still in the outbox.
+    fn clean_events() -> Vec<EventRow> {
+        let ev = |id: Option<i64>, kind: &str| EventRow {
+            id,
+            kind: kind.into(),
+            ..EventRow::default()
+        };
+        vec![
+            EventRow {
+                user: Some(uid(1)),
+                seq: Some(1),
+                ..ev(Some(1), "token.issued")
+            },
+            EventRow {
+                user: Some(uid(2)),
+                seq: Some(2),
+                ..ev(Some(2), "token.issued")
+            },
+            EventRow {
+                first_seq: Some(1),
+                seq: Some(2),
+                ..ev(Some(3), "session.admitted")
+            },
+            EventRow {
+                user: Some(uid(1)),
+                reservation: Some(uid(10)),
+                ..ev(Some(4), "hold.created")
+            },
+            EventRow {
+                user: Some(uid(1)),
+                amount: Some(100),
+                ..ev(None, "wallet.charged")
+            },
+            EventRow {
+                user: Some(uid(1)),
+                amount: Some(100),
+                payment: Some(uid(20)),
+                ..ev(None, "payment.completed")
+            },
+            EventRow {
+                user: Some(uid(1)),
+                seq: Some(1),
+                ..ev(None, "session.ended")
+            },
+        ]
     }
 
     fn failed(db: &DbState) -> Vec<&'static str> {
@@ -939,7 +1137,8 @@ mod tests {
             &AuditOptions::default(),
         );
         assert!(a.clean, "{a:#?}");
-        assert_eq!(a.checks.len(), 14);
+        assert_eq!(a.checks.len(), 15);
+        assert_eq!(a.check(ID_EVENTS).map(|c| c.n_checked), Some(6));
         assert_eq!(a.check(ID_SEATS).map(|c| c.n_checked), Some(2));
     }
 
@@ -947,7 +1146,7 @@ mod tests {
     fn each_corruption_fails_its_own_check() {
         let mut db = clean_db();
         db.wallets[0].1 = 50;
-        assert_eq!(failed(&db), vec![ID_BALANCES]);
+        assert_eq!(failed(&db), vec![ID_BALANCES, ID_EVENTS]);
 
         let mut db = clean_db();
         db.ledger.remove(1);
@@ -970,6 +1169,39 @@ mod tests {
         db.max_active = Some(1);
         db.entries[0].state = "live".into();
         assert_eq!(failed(&db), vec![ID_CAPACITY, ID_SESSIONS]);
+    }
+
+    #[test]
+    fn events_that_tell_another_story_fail_the_replay() {
+        // Each change of the events alone: lost, invented, doubled, out of order.
+        let changes: [fn(&mut Vec<EventRow>); 6] = [
+            |e| {
+                e.remove(1);
+            },
+            |e| e.push(e[0].clone()),
+            |e| {
+                e.remove(3);
+            },
+            |e| e[4].amount = Some(90),
+            |e| {
+                e.remove(5);
+            },
+            |e| e[2].first_seq = Some(2),
+        ];
+        for (i, change) in changes.iter().enumerate() {
+            let mut db = clean_db();
+            change(&mut db.events);
+            assert_eq!(failed(&db), vec![ID_EVENTS], "change {i}");
+        }
+        // Events pruned by the retention: the replay cannot be complete, and says so.
+        let mut db = clean_db();
+        db.events.remove(0);
+        db.events[0].id = Some(2);
+        let a = audit(Some(&db), &Record::default(), &AuditOptions::default());
+        assert_eq!(
+            a.check(ID_EVENTS).map(|c| c.verdict),
+            Some(Verdict::Skipped)
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use std::str::FromStr;
 
-use booking_core::domain::{EntryState, HoldState, LedgerKind};
+use booking_core::domain::{EntryState, EventData, HoldState, LedgerKind};
 use booking_core::memory::MemorySnapshot;
 use booking_store::Backend;
 use sqlx::{Connection, Row};
@@ -96,6 +96,27 @@ pub struct PaymentRow {
     pub paid_at: i64,
 }
 
+/// An event, relayed to the feed or still in the outbox, in one plain shape.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EventRow {
+    /// Its feed id; `None` while in the outbox.
+    pub id: Option<i64>,
+    /// Its type (`token.issued`, ...).
+    pub kind: String,
+    /// The user, when it names one.
+    pub user: Option<Uuid>,
+    /// The place (`token.issued`), or the last place admitted (`session.admitted`).
+    pub seq: Option<i64>,
+    /// The first place admitted (`session.admitted`).
+    pub first_seq: Option<i64>,
+    /// The reservation (hold events).
+    pub reservation: Option<Uuid>,
+    /// The amount (charges and payments).
+    pub amount: Option<i64>,
+    /// The payment (`payment.completed`).
+    pub payment: Option<Uuid>,
+}
+
 /// Every row the auditor checks.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DbState {
@@ -119,6 +140,8 @@ pub struct DbState {
     pub ledger: Vec<LedgerRow>,
     /// Payments.
     pub payments: Vec<PaymentRow>,
+    /// Events: the feed's, then the outbox's, each in order.
+    pub events: Vec<EventRow>,
 }
 
 /// Why the database could not be read.
@@ -231,7 +254,58 @@ pub fn from_memory(s: &MemorySnapshot) -> DbState {
                 paid_at: p.paid_at.as_millis(),
             })
             .collect(),
+        events: s.events.iter().map(event_row).collect(),
     }
+}
+
+/// A memory store's event in the plain shape the SQL tables give.
+fn event_row(ev: &booking_core::domain::Event) -> EventRow {
+    let mut r = EventRow {
+        id: (ev.id.0 > 0).then_some(ev.id.0 as i64),
+        kind: ev.event_type().as_str().to_owned(),
+        ..EventRow::default()
+    };
+    match &ev.data {
+        EventData::TokenIssued { user, seq } => {
+            r.user = Some(user.as_uuid());
+            r.seq = Some(seq.get() as i64);
+        }
+        EventData::SessionAdmitted { first, last } => {
+            r.first_seq = Some(first.get() as i64);
+            r.seq = Some(last.get() as i64);
+        }
+        EventData::HoldCreated {
+            reservation, user, ..
+        }
+        | EventData::HoldCancelled {
+            reservation, user, ..
+        }
+        | EventData::HoldExpired {
+            reservation, user, ..
+        } => {
+            r.user = Some(user.as_uuid());
+            r.reservation = Some(reservation.as_uuid());
+        }
+        EventData::WalletCharged { user, amount, .. } => {
+            r.user = Some(user.as_uuid());
+            r.amount = Some(amount.minor_units());
+        }
+        EventData::PaymentCompleted {
+            payment,
+            user,
+            amount,
+            ..
+        } => {
+            r.user = Some(user.as_uuid());
+            r.amount = Some(amount.minor_units());
+            r.payment = Some(payment.as_uuid());
+        }
+        EventData::SessionEnded { user, seq, .. } => {
+            r.user = Some(user.as_uuid());
+            r.seq = Some(seq.get() as i64);
+        }
+    }
+    r
 }
 
 const Q_COUNTERS: &str = "SELECT serving, last_seq, max_active FROM queue_counters WHERE id = 1";
@@ -243,6 +317,11 @@ const Q_ENTRIES: &str =
 const Q_WALLETS: &str = "SELECT user_id, balance FROM wallets";
 const Q_LEDGER: &str =
     "SELECT id, user_id, payment_id, amount, balance_after FROM ledger ORDER BY id";
+const Q_EVENTS: &str = "SELECT id, type, user_id, seq, first_seq, reservation_id, amount, \
+     payment_id FROM (SELECT 0 AS src, id AS id, id AS ord, type, user_id, seq, first_seq, \
+     reservation_id, amount, payment_id FROM events UNION ALL SELECT 1, NULL, pending_id, type, \
+     user_id, seq, first_seq, reservation_id, amount, payment_id FROM event_outbox) AS e \
+     ORDER BY src, ord";
 const Q_PAYMENTS: &str = "SELECT id, reservation_id, user_id, schedule_id, seat_no, amount, \
      paid_at FROM payments";
 
@@ -333,6 +412,22 @@ macro_rules! read_tables {
                 seat: r.try_get(4).map_err(e)?,
                 amount: r.try_get(5).map_err(e)?,
                 paid_at: r.try_get(6).map_err(e)?,
+            });
+        }
+        for r in sqlx::query(Q_EVENTS)
+            .fetch_all(&mut *$tx)
+            .await
+            .map_err(e)?
+        {
+            st.events.push(EventRow {
+                id: r.try_get(0).map_err(e)?,
+                kind: r.try_get(1).map_err(e)?,
+                user: r.try_get(2).map_err(e)?,
+                seq: r.try_get(3).map_err(e)?,
+                first_seq: r.try_get(4).map_err(e)?,
+                reservation: r.try_get(5).map_err(e)?,
+                amount: r.try_get(6).map_err(e)?,
+                payment: r.try_get(7).map_err(e)?,
             });
         }
         st
