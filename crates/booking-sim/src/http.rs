@@ -43,9 +43,13 @@ pub const RATE_LIMIT_HINT: &str = "the server is rate limiting this client; star
 /// How the HTTP target connects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpOptions {
-    /// Requests in flight per instance at most, so connections per instance at
-    /// most: virtual users share them as a browser's tabs share its connections
-    /// (a user whose request finds them all busy waits for one).
+    /// Requests in flight per instance and lane at most, so connections per
+    /// instance and lane at most: virtual users share them as a browser's tabs
+    /// share its connections (a user whose request finds them all busy waits for
+    /// one). The line's requests (token issues, status polls) and the shop's
+    /// (everything an admitted user sends) have a lane each, as each real user has
+    /// connections of their own: a buyer never waits in the load generator
+    /// behind thousands of arrivals, only in the server.
     pub connections: usize,
     /// The instance the operator side (admin API) talks to; the first of the
     /// users' instances when `None`.
@@ -66,14 +70,27 @@ impl Default for HttpOptions {
     }
 }
 
+/// Where a request goes, and which connections it waits for.
+#[derive(Debug, Clone, Copy)]
+enum Route {
+    /// A waiting-room request (token issue, status poll) to this instance.
+    Line(usize),
+    /// An admitted user's request to this instance.
+    Shop(usize),
+    /// The operator's instance, which does not count against the users'
+    /// connections.
+    Operator,
+}
+
 /// Virtual users calling booking-http over HTTP.
 pub struct HttpTarget {
     client: Client,
     bases: Vec<String>,
     admin_base: String,
     admin_key: String,
-    /// One per instance: a permit per connection.
-    slots: Vec<tokio::sync::Semaphore>,
+    /// One pair per instance (the line's lane, the shop's): a permit per
+    /// connection.
+    slots: Vec<[tokio::sync::Semaphore; 2]>,
     connections: usize,
     /// For status streams: no overall timeout, since a stream lasts as long as the
     /// wait.
@@ -134,7 +151,12 @@ impl HttpTarget {
             .map_or_else(|| bases[0].clone(), |b| b.trim_end_matches('/').to_owned());
         let slots = bases
             .iter()
-            .map(|_| tokio::sync::Semaphore::new(options.connections))
+            .map(|_| {
+                [
+                    tokio::sync::Semaphore::new(options.connections),
+                    tokio::sync::Semaphore::new(options.connections),
+                ]
+            })
             .collect();
         Ok(HttpTarget {
             client,
@@ -162,14 +184,9 @@ impl HttpTarget {
         format!("{}{}", self.bases[node % self.bases.len()], path)
     }
 
-    /// Sends `req` to instance `node` (`None`: the operator's instance, which
-    /// does not count against the users' connections) and reads the answer.
-    async fn exchange(
-        &self,
-        node: Option<usize>,
-        req: RequestBuilder,
-    ) -> OpResult<(StatusCode, Vec<u8>)> {
-        self.exchange_paced(node, req)
+    /// Sends `req` by `route` and reads the answer.
+    async fn exchange(&self, route: Route, req: RequestBuilder) -> OpResult<(StatusCode, Vec<u8>)> {
+        self.exchange_paced(route, req)
             .await
             .map(|(status, body, _)| (status, body))
     }
@@ -177,12 +194,17 @@ impl HttpTarget {
     /// [`Self::exchange`], with the answer's `Retry-After` (in seconds) if any.
     async fn exchange_paced(
         &self,
-        node: Option<usize>,
+        route: Route,
         req: RequestBuilder,
     ) -> OpResult<(StatusCode, Vec<u8>, Option<Duration>)> {
-        let _permit = match node {
-            Some(n) => Some(
-                self.slots[n % self.slots.len()]
+        let lane = match route {
+            Route::Line(n) => Some((n, 0)),
+            Route::Shop(n) => Some((n, 1)),
+            Route::Operator => None,
+        };
+        let _permit = match lane {
+            Some((n, lane)) => Some(
+                self.slots[n % self.slots.len()][lane]
                     .acquire()
                     .await
                     .map_err(|_| OpError::failed(FailureKind::Transport, "the target closed"))?,
@@ -203,11 +225,11 @@ impl HttpTarget {
 
     async fn send<T: DeserializeOwned>(
         &self,
-        node: Option<usize>,
+        route: Route,
         req: RequestBuilder,
         ok: &[StatusCode],
     ) -> OpResult<T> {
-        let (status, body) = self.exchange(node, req).await?;
+        let (status, body) = self.exchange(route, req).await?;
         if ok.contains(&status) {
             return serde_json::from_slice(&body)
                 .map_err(|e| OpError::failed(FailureKind::Protocol, format!("{status}: {e}")));
@@ -226,9 +248,9 @@ impl HttpTarget {
         let mut attempt = 1;
         loop {
             let Some(again) = req.try_clone() else {
-                return self.send(None, req, ok).await;
+                return self.send(Route::Operator, req, ok).await;
             };
-            match self.send(None, again, ok).await {
+            match self.send(Route::Operator, again, ok).await {
                 Err(OpError::Failed(f)) if f.kind == FailureKind::RateLimited && attempt < 10 => {
                     tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
                     attempt += 1;
@@ -245,7 +267,7 @@ impl HttpTarget {
         req: RequestBuilder,
         ok: &[StatusCode],
     ) -> OpResult<(QueueBody, Option<Duration>)> {
-        let (status, body, retry_after) = self.exchange_paced(Some(node), req).await?;
+        let (status, body, retry_after) = self.exchange_paced(Route::Line(node), req).await?;
         if !ok.contains(&status) {
             return Err(error_of(status, &body));
         }
@@ -541,7 +563,7 @@ impl Target for HttpTarget {
     async fn dates(&self, t: &Ticket, concert: i64) -> OpResult<Vec<DateInfo>> {
         let path = format!("/v1/concerts/{concert}/dates");
         let req = self.user_req(reqwest::Method::GET, t, &path);
-        let list: Vec<DateBody> = self.send(Some(t.node), req, OK).await?;
+        let list: Vec<DateBody> = self.send(Route::Shop(t.node), req, OK).await?;
         list.into_iter()
             .map(|d| {
                 Ok(DateInfo {
@@ -556,7 +578,7 @@ impl Target for HttpTarget {
     async fn seats(&self, t: &Ticket, concert: i64, date: NaiveDate) -> OpResult<Vec<SeatView>> {
         let path = format!("/v1/concerts/{concert}/dates/{date}/seats");
         let req = self.user_req(reqwest::Method::GET, t, &path);
-        let map: SeatMapBody = self.send(Some(t.node), req, OK).await?;
+        let map: SeatMapBody = self.send(Route::Shop(t.node), req, OK).await?;
         Ok(map
             .seats
             .iter()
@@ -578,7 +600,7 @@ impl Target for HttpTarget {
         let req = self
             .user_req(reqwest::Method::POST, t, "/v1/reservations")
             .json(&json!({ "concert_id": concert, "date": date.to_string(), "seat": seat }));
-        let r: ReservationBody = self.send(Some(t.node), req, CREATED).await?;
+        let r: ReservationBody = self.send(Route::Shop(t.node), req, CREATED).await?;
         Ok(HoldAck {
             reservation: uuid(&r.reservation_id)?,
             schedule: r.schedule_id,
@@ -595,7 +617,7 @@ impl Target for HttpTarget {
             .user_req(reqwest::Method::POST, t, &path)
             .header("Idempotency-Key", key)
             .json(&json!({ "amount": amount }));
-        let (status, body) = self.exchange(Some(t.node), req).await?;
+        let (status, body) = self.exchange(Route::Shop(t.node), req).await?;
         if !CREATED_OR_REPLAYED.contains(&status) {
             return Err(error_of(status, &body));
         }
@@ -612,7 +634,7 @@ impl Target for HttpTarget {
             .user_req(reqwest::Method::POST, t, "/v1/payments")
             .header("Idempotency-Key", key)
             .json(&json!({ "reservation_id": reservation.to_string() }));
-        let (status, body) = self.exchange(Some(t.node), req).await?;
+        let (status, body) = self.exchange(Route::Shop(t.node), req).await?;
         if !CREATED_OR_REPLAYED.contains(&status) {
             return Err(error_of(status, &body));
         }
@@ -632,7 +654,7 @@ impl Target for HttpTarget {
     async fn cancel(&self, t: &Ticket, reservation: Uuid) -> OpResult<()> {
         let path = format!("/v1/reservations/{reservation}");
         let req = self.user_req(reqwest::Method::DELETE, t, &path);
-        let _: Value = self.send(Some(t.node), req, OK).await?;
+        let _: Value = self.send(Route::Shop(t.node), req, OK).await?;
         Ok(())
     }
 
@@ -702,7 +724,7 @@ impl HttpTarget {
 
     async fn queue_sample_now(&self) -> OpResult<QueueSample> {
         let req = self.admin_req(reqwest::Method::GET, "/v1/admin/queue");
-        let q: QueueStatsBody = self.send(None, req, OK).await?;
+        let q: QueueStatsBody = self.send(Route::Operator, req, OK).await?;
         Ok(QueueSample {
             issued: q.issued,
             serving: q.serving,
@@ -939,5 +961,78 @@ mod tests {
     fn times_are_read_as_milliseconds() {
         assert_eq!(millis("2026-01-01T00:00:00.123Z"), Ok(1_767_225_600_123));
         assert!(millis("yesterday").is_err());
+    }
+
+    /// With one connection per lane, a buyer's request goes through while the
+    /// line's only connection waits on a token issue the server holds back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_buyer_does_not_wait_behind_the_line() {
+        use std::sync::Arc;
+        // The token route tells the test a request arrived, then answers 503 only
+        // once the test lets it.
+        let (arrived, mut arrivals) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let release = Arc::new(tokio::sync::Semaphore::new(0));
+        let held = Arc::clone(&release);
+        let app = axum::Router::new()
+            .route(
+                "/v1/queue/tokens",
+                axum::routing::post(move || {
+                    let (held, arrived) = (Arc::clone(&held), arrived.clone());
+                    async move {
+                        let _ = arrived.send(());
+                        held.acquire().await.expect("open").forget();
+                        StatusCode::SERVICE_UNAVAILABLE
+                    }
+                }),
+            )
+            .route(
+                "/v1/concerts/1/dates",
+                axum::routing::get(|| async {
+                    axum::Json(json!([{"date": "2030-01-01", "schedule_id": 7, "seats_free": 3}]))
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let options = HttpOptions {
+            connections: 1,
+            ..HttpOptions::default()
+        };
+        let target =
+            Arc::new(HttpTarget::with_options(vec![base], "k".into(), options).expect("target"));
+        let issue = || {
+            let target = Arc::clone(&target);
+            tokio::spawn(async move { target.issue(UserId::random(), 0).await })
+        };
+        let first = issue();
+        arrivals
+            .recv()
+            .await
+            .expect("the first issue reached the server");
+        // The first issue holds the line's one connection; a second waits for it.
+        let second = issue();
+        let ticket = Ticket {
+            token: "t".into(),
+            user: UserId::random(),
+            seq: 1,
+            node: 0,
+            answer: None,
+        };
+        let dates = tokio::time::timeout(Duration::from_secs(10), target.dates(&ticket, 1))
+            .await
+            .expect("the buyer's request waited behind the line")
+            .expect("dates");
+        assert_eq!(dates.len(), 1);
+        assert_eq!(dates[0].n_free, 3);
+        assert!(!first.is_finished() && !second.is_finished());
+        release.add_permits(2);
+        assert!(first.await.expect("join").is_err());
+        assert!(second.await.expect("join").is_err());
+        assert!(
+            arrivals.try_recv().is_ok(),
+            "the second issue was sent after the first"
+        );
     }
 }

@@ -75,9 +75,11 @@ struct Args {
     #[arg(long, value_name = "URL", help_heading = "Target")]
     admin_url: Option<String>,
 
-    /// Over HTTP: connections per instance at most. Virtual users share them
-    /// (a request that finds them all busy waits for one), so 10,000 users need
-    /// no more sockets than this.
+    /// Over HTTP: connections per instance at most, for each of two lanes: the
+    /// line's requests (token issues, status polls) and the shop's (admitted
+    /// users). Virtual users share a lane's connections (a request that finds them
+    /// all busy waits for one), so 10,000 users need no more than twice this many
+    /// sockets per instance, and a buyer never waits here behind arrivals.
     #[arg(long, default_value_t = booking_sim::http::DEFAULT_CONNECTIONS, value_name = "N", help_heading = "Target")]
     connections: usize,
 

@@ -99,7 +99,8 @@ pub struct SimConfig {
     pub pool_size: u32,
     /// Worker threads of the spawned servers' runtime.
     pub server_threads: usize,
-    /// Over HTTP: connections per instance at most, shared by the virtual users.
+    /// Over HTTP: connections per instance and lane (the line's, the shop's) at
+    /// most, shared by the virtual users.
     pub connections: usize,
     /// Over HTTP: waiting users hold a pushed status stream instead of polling
     /// (a connection each, beside `connections`).
