@@ -278,7 +278,8 @@ pub fn redacted_uri(uri: &axum::http::Uri) -> String {
 /// How often the background tasks run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BackgroundOptions {
-    /// How often to try an admission tick (the policy decides when one is due).
+    /// How often to try an admission tick at most apart (the policy decides
+    /// when one is due; the ticker wakes at that time when it is sooner).
     pub tick_every: Duration,
     /// How often to record expired holds and sessions (and prune old events).
     pub sweep_every: Duration,
@@ -297,6 +298,10 @@ impl Default for BackgroundOptions {
     }
 }
 
+/// The shortest pause between two ticks of one instance, however soon the next
+/// advance is due (clocks of instances differ by a little).
+const MIN_TICK_GAP: Duration = Duration::from_millis(2);
+
 /// Runs the admission ticker, the sweeper and the event relay until `stop`
 /// resolves. Any number of instances may run them at once: each tick is a
 /// compare-and-set, sweeping only records what has already expired, and one relay
@@ -307,21 +312,33 @@ pub async fn run_background<S: Store, C: Clock>(
     options: BackgroundOptions,
     stop: impl Future<Output = ()> + Send,
 ) {
-    let mut tick = tokio::time::interval(options.tick_every);
     let mut sweep = tokio::time::interval(options.sweep_every);
     let mut relay = tokio::time::interval(options.relay_every);
     relay.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The next tick comes after `tick_every`, or sooner when the next advance is
+    // due sooner: a policy of 100 ms then admits every 100 ms, not every second
+    // round of a 100 ms ticker that falls just before the due time.
+    let tick = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(tick);
     tokio::pin!(stop);
     loop {
         tokio::select! {
             () = &mut stop => return,
-            _ = tick.tick() => {
-                match booking.tick().await {
-                    Ok(outcome) => tracing::trace!(?outcome, "tick"),
-                    Err(e) => tracing::warn!(error = %e, "admission tick failed"),
-                }
+            () = &mut tick => {
+                let due = match booking.tick_timed().await {
+                    Ok((outcome, due)) => {
+                        tracing::trace!(?outcome, ?due, "tick");
+                        due
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "admission tick failed");
+                        None
+                    }
+                };
+                let next = due.map_or(options.tick_every, |d| d.min(options.tick_every));
+                let next = next.max(MIN_TICK_GAP);
+                tick.as_mut().reset(tokio::time::Instant::now() + next);
             }
             _ = relay.tick() => {
                 match booking.relay_events().await {

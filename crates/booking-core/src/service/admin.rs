@@ -1,5 +1,7 @@
 //! Operator actions: catalog set-up, admission control, ticking, sweeping, reports.
 
+use std::time::Duration;
+
 use super::Booking;
 use crate::clock::Clock;
 use crate::domain::{
@@ -170,21 +172,35 @@ impl<S: Store, C: Clock> Booking<S, C> {
     /// # Errors
     /// Only storage failures.
     pub async fn tick(&self) -> Result<TickOutcome, StoreError> {
+        self.tick_timed().await.map(|(outcome, _)| outcome)
+    }
+
+    /// [`Booking::tick`], and how long until the next advance is due by this
+    /// engine's clock when the tick knows it (after an advance, by anyone's, or
+    /// when one was not due yet): a ticker can sleep exactly that long, so
+    /// admissions keep the policy's interval instead of waiting for a ticker's
+    /// round that falls just after it.
+    ///
+    /// # Errors
+    /// Only storage failures.
+    pub async fn tick_timed(&self) -> Result<(TickOutcome, Option<Duration>), StoreError> {
         let now = self.now();
         let c = self.store.counters().await?;
         if c.paused {
-            return Ok(TickOutcome::Paused);
+            return Ok((TickOutcome::Paused, None));
         }
         let interval = c.policy.interval();
-        if c.last_tick_at.is_some_and(|t| now < t.plus(interval)) {
-            return Ok(TickOutcome::NotDue);
+        if let Some(due) = c.last_tick_at.map(|t| t.plus(interval))
+            && now < due
+        {
+            return Ok((TickOutcome::NotDue, Some(due.since(now))));
         }
         let n_waiting = c.n_waiting();
         if n_waiting == 0 {
-            return Ok(TickOutcome::Idle);
+            return Ok((TickOutcome::Idle, None));
         }
         if self.sold_out().await? {
-            return Ok(TickOutcome::SoldOut);
+            return Ok((TickOutcome::SoldOut, None));
         }
         // Sessions that lapsed within the clock tolerance still count: a gate whose
         // clock reads a little earlier may still let such a user show up.
@@ -219,14 +235,18 @@ impl<S: Store, C: Clock> Booking<S, C> {
             admit_rate_milli,
         };
         if !self.store.advance(adv).await? {
-            return Ok(TickOutcome::LostRace);
+            // Another instance advanced at about this time.
+            return Ok((TickOutcome::LostRace, Some(interval)));
         }
         self.fresh_counters(now).await?;
         super::activity::ActivityCounters::add(&self.activity.admitted, n);
-        Ok(TickOutcome::Advanced {
-            admitted: n,
-            serving: adv.serving,
-        })
+        Ok((
+            TickOutcome::Advanced {
+                admitted: n,
+                serving: adv.serving,
+            },
+            Some(interval),
+        ))
     }
 
     /// Records expired holds and lapsed sessions. Correctness never waits for it:

@@ -87,3 +87,45 @@ async fn no_pause_outlasts_half_the_show_up_grace() {
         other => panic!("expected waiting, got {other:?}"),
     }
 }
+
+/// A ticker learns when the next advance is due, by the engine's clock, so it can
+/// wake then instead of at its next round.
+#[tokio::test]
+async fn a_tick_tells_when_the_next_advance_is_due() {
+    let clock = ManualClock::new(START);
+    let b = engine(&clock, Duration::from_secs(60));
+    b.set_policy(AdmissionPolicy::rate(1, TICK).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(b.tick_timed().await.unwrap(), (TickOutcome::Idle, None));
+    b.issue_token(UserId::random()).await.unwrap();
+    b.issue_token(UserId::random()).await.unwrap();
+    assert_eq!(
+        b.tick_timed().await.unwrap(),
+        (
+            TickOutcome::Advanced {
+                admitted: 1,
+                serving: 1
+            },
+            Some(TICK)
+        )
+    );
+    clock.advance(Duration::from_millis(30));
+    assert_eq!(
+        b.tick_timed().await.unwrap(),
+        (TickOutcome::NotDue, Some(Duration::from_millis(70)))
+    );
+    clock.advance(Duration::from_millis(70));
+    assert!(matches!(
+        b.tick_timed().await.unwrap(),
+        (
+            TickOutcome::Advanced {
+                admitted: 1,
+                serving: 2
+            },
+            Some(TICK)
+        )
+    ));
+    b.set_paused(true).await.unwrap();
+    assert_eq!(b.tick_timed().await.unwrap(), (TickOutcome::Paused, None));
+}

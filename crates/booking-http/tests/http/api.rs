@@ -593,6 +593,66 @@ async fn the_background_ticker_admits_waiting_users() {
         .expect("task");
 }
 
+/// The ticker wakes when the next advance is due, not at its next round: with
+/// rounds 30 s apart and one admission per 50 ms, three users are all admitted
+/// long before a second round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_background_ticker_wakes_when_an_advance_is_due() {
+    let app = spawn_app().await;
+    app.booking
+        .set_policy(
+            booking_core::domain::AdmissionPolicy::rate(1, Duration::from_millis(50))
+                .expect("policy"),
+        )
+        .await
+        .expect("set policy");
+    let mut tokens = Vec::new();
+    for _ in 0..3 {
+        tokens.push(app.token(UserId::random()).await);
+    }
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let options = booking_http::BackgroundOptions {
+        tick_every: Duration::from_secs(30),
+        ..booking_http::BackgroundOptions::default()
+    };
+    let task = tokio::spawn(booking_http::run_background(
+        Arc::clone(&app.booking),
+        options,
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    // The engine's clock moves 60 ms a step; bounded by 10 s of real time, a
+    // third of one round.
+    let mut last = Value::Null;
+    for _ in 0..1_000 {
+        app.clock.advance(Duration::from_millis(60));
+        last = app
+            .call("GET", "/v1/queue/status", Some(&tokens[2]), None)
+            .await
+            .1;
+        if last["status"] == "active" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(last["status"], "active", "{last}");
+    assert_eq!(
+        app.booking
+            .queue_stats()
+            .await
+            .expect("stats")
+            .counters
+            .serving,
+        3
+    );
+    stop_tx.send(()).expect("stop");
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("stops")
+        .expect("task");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_api_needs_its_key_and_runs_the_show() {
     let app = spawn_app().await;
