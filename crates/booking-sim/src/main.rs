@@ -228,8 +228,10 @@ struct Args {
     admit_batch: Option<u32>,
 
     /// Tick interval of admission.
-    #[arg(long, default_value = "100ms", value_parser = parse_duration, help_heading = "Admission")]
-    admit_every: Duration,
+    /// (Default 100ms; on sale 20ms: admission by capacity looks for room often,
+    /// so a buyer who arrives just after a tick is not kept waiting by the next.)
+    #[arg(long, value_parser = parse_duration, help_heading = "Admission")]
+    admit_every: Option<Duration>,
 
     /// Active users at most (0: no cap).
     /// (Default 1000; on sale the seats on sale plus a fifth: the shop serves as
@@ -368,8 +370,13 @@ fn config(a: &Args) -> Result<(SimConfig, TargetSpec), String> {
         .as_deref()
         .unwrap_or(pick(onsale, "100ms..1s", "0ms..0ms"));
     let (think_min, think_max) = parse_think(think)?;
+    let admit_every = a.admit_every.unwrap_or(pick(
+        onsale,
+        Duration::from_millis(100),
+        Duration::from_millis(20),
+    ));
     let policy = AdmissionPolicy::new(
-        a.admit_every,
+        admit_every,
         (admit_batch > 0).then_some(admit_batch),
         (max_active > 0).then_some(max_active),
     )
