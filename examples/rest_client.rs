@@ -214,7 +214,7 @@ impl LocalServer {
             booking_http::RouterOptions {
                 admin_key: Some(admin_key.clone()),
                 rate_limits: booking_http::limits::RateLimits::off(),
-                storage: None,
+                ..booking_http::RouterOptions::default()
             },
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

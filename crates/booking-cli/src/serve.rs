@@ -164,6 +164,9 @@ pub async fn run(global: &Global, args: &ServeArgs) -> CliResult<()> {
     out::print(&lines.join("\n"))?;
     tracing::info!(%addr, database = %db.url, "listening");
 
+    // Shared by the router and the ticker: arrivals wake the ticker, advances
+    // the status streams.
+    let line = Arc::new(booking_http::events::LineFeed::default());
     let options = RouterOptions {
         admin_key: Some(admin_key),
         rate_limits: RateLimits {
@@ -172,6 +175,7 @@ pub async fn run(global: &Global, args: &ServeArgs) -> CliResult<()> {
             burst: args.rate_limit_burst,
         },
         storage: Some(storage_probe(engine.store().clone())),
+        line: Some(Arc::clone(&line)),
     };
     let app = booking_http::router(Arc::clone(&engine), options);
 
@@ -184,13 +188,14 @@ pub async fn run(global: &Global, args: &ServeArgs) -> CliResult<()> {
         tracing::info!("shutting down: finishing the requests in flight");
         let _ = stop_tx.send(true);
     });
-    let background = tokio::spawn(booking_http::run_background(
+    let background = tokio::spawn(booking_http::run_background_with_line(
         Arc::clone(&engine),
         BackgroundOptions {
             tick_every: args.tick_every,
             sweep_every: args.sweep_every,
             ..BackgroundOptions::default()
         },
+        Some(line),
         stopped(stop_rx.clone()),
     ));
     // Every instance delivers webhooks (unless --webhook-workers 0): the leases in

@@ -169,7 +169,7 @@ fn start(booking: &Engine, listener: tokio::net::TcpListener) -> tokio::task::Jo
         booking_http::RouterOptions {
             admin_key: None,
             rate_limits: booking_http::limits::RateLimits::off(),
-            storage: None,
+            ..booking_http::RouterOptions::default()
         },
     );
     tokio::spawn(async move {

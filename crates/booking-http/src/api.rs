@@ -112,6 +112,9 @@ pub async fn issue_token<S: Store + Clone, C: Clock>(
 ) -> ApiResult<Response> {
     let user = parse_user(&req.user_id)?;
     let issued = st.booking.issue_token(user).await?;
+    if matches!(issued.status, QueueStatus::Waiting { .. }) {
+        st.feed.arrived();
+    }
     let dto = QueueDto::new(&issued.claims, issued.status, Some(issued.token));
     Ok(queue_answer(StatusCode::CREATED, issued.status, dto))
 }

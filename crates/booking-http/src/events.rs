@@ -57,9 +57,18 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// wakes only the places it passed, and one that sees the sale sold out (or
 /// paused or resumed) wakes them all. A waiting stream otherwise wakes on its
 /// own pace. So the work per refresh follows admissions, not the line's length.
+///
+/// The same feed also carries two nudges between this instance's request
+/// handlers and its ticker ([`crate::run_background`], when both are given the
+/// feed): a token issued wakes the ticker, so a user who arrives at an empty
+/// line is admitted at once instead of at the ticker's next round; an advance
+/// wakes the refresh, so streams hear of it at once instead of within
+/// [`FEED_REFRESH`].
 #[derive(Default)]
 pub struct LineFeed {
     inner: Mutex<FeedState>,
+    arrived: Notify,
+    moved: Notify,
 }
 
 #[derive(Default)]
@@ -84,6 +93,12 @@ struct Listener {
 impl Drop for Listener {
     fn drop(&mut self) {
         self.feed.state().waiting.remove(&self.key);
+    }
+}
+
+impl std::fmt::Debug for LineFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LineFeed").finish_non_exhaustive()
     }
 }
 
@@ -113,6 +128,22 @@ impl LineFeed {
             key,
             wake,
         }
+    }
+
+    /// Tells the ticker that someone took a place in line.
+    pub fn arrived(&self) {
+        self.arrived.notify_one();
+    }
+
+    /// Resolves after [`LineFeed::arrived`] was called (at once if it was since
+    /// the last wait).
+    pub async fn wait_arrival(&self) {
+        self.arrived.notified().await;
+    }
+
+    /// Tells the refresh that the serving counter moved: it reads the line now.
+    pub fn moved(&self) {
+        self.moved.notify_one();
     }
 
     /// The last line read, if any.
@@ -155,7 +186,10 @@ async fn refresh<S: Store, C: Clock>(feed: Arc<LineFeed>, booking: Arc<Booking<S
             Ok(line) => feed.publish(line),
             Err(e) => tracing::warn!(error = %e, "the line feed could not read the line"),
         }
-        tokio::time::sleep(FEED_REFRESH).await;
+        tokio::select! {
+            () = tokio::time::sleep(FEED_REFRESH) => {}
+            () = feed.moved.notified() => {}
+        }
     }
 }
 

@@ -68,7 +68,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::http::StatusCode;
-use booking_core::{Booking, Clock, Store};
+use booking_core::{Booking, Clock, Store, TickOutcome};
 use tokio::net::TcpListener;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -126,6 +126,11 @@ pub struct RouterOptions {
     /// Where `/metrics` reads the database pool's and the group commit's figures;
     /// `None` leaves them out.
     pub storage: Option<metrics::StorageProbe>,
+    /// The line as this instance sees it; give the same one to
+    /// [`BackgroundOptions::line`] so that arrivals wake the ticker and advances
+    /// the status streams (see [`run_background_with_line`]). `None`: the router
+    /// makes its own.
+    pub line: Option<Arc<events::LineFeed>>,
 }
 
 /// Declares every route once: [`ROUTES`] lists them for the OpenAPI test and
@@ -214,7 +219,7 @@ pub fn router<S: Store + Clone, C: Clock>(
         admin_key: options.admin_key.map(Arc::from),
         metrics: Arc::clone(&metrics),
         seat_maps: Arc::default(),
-        feed: Arc::default(),
+        feed: options.line.unwrap_or_default(),
     };
     let routes = add_routes::<S, C>(Router::new())
         .merge(web::routes())
@@ -312,6 +317,19 @@ pub async fn run_background<S: Store, C: Clock>(
     options: BackgroundOptions,
     stop: impl Future<Output = ()> + Send,
 ) {
+    run_background_with_line(booking, options, None, stop).await;
+}
+
+/// [`run_background`] beside a router that shares `line` with it
+/// ([`RouterOptions::line`]): a token issued there wakes the ticker when an
+/// advance may be due (a user who arrives at an empty line is admitted at once,
+/// not at the ticker's next round), and an advance wakes the status streams.
+pub async fn run_background_with_line<S: Store, C: Clock>(
+    booking: Arc<Booking<S, C>>,
+    options: BackgroundOptions,
+    line: Option<Arc<events::LineFeed>>,
+    stop: impl Future<Output = ()> + Send,
+) {
     let mut sweep = tokio::time::interval(options.sweep_every);
     let mut relay = tokio::time::interval(options.relay_every);
     relay.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -319,16 +337,23 @@ pub async fn run_background<S: Store, C: Clock>(
     // The next tick comes after `tick_every`, or sooner when the next advance is
     // due sooner: a policy of 100 ms then admits every 100 ms, not every second
     // round of a 100 ms ticker that falls just before the due time.
+    // A token issued (when the router shares its line) brings the next tick
+    // forward, unless an advance is known not to be due before then.
     let tick = tokio::time::sleep(Duration::ZERO);
+    let mut not_before = tokio::time::Instant::now();
     tokio::pin!(tick);
     tokio::pin!(stop);
     loop {
         tokio::select! {
             () = &mut stop => return,
             () = &mut tick => {
+                let now = tokio::time::Instant::now();
                 let due = match booking.tick_timed().await {
                     Ok((outcome, due)) => {
                         tracing::trace!(?outcome, ?due, "tick");
+                        if let (TickOutcome::Advanced { .. }, Some(line)) = (outcome, &line) {
+                            line.moved();
+                        }
                         due
                     }
                     Err(e) => {
@@ -336,9 +361,15 @@ pub async fn run_background<S: Store, C: Clock>(
                         None
                     }
                 };
+                not_before = now + due.unwrap_or(Duration::ZERO).max(MIN_TICK_GAP);
                 let next = due.map_or(options.tick_every, |d| d.min(options.tick_every));
-                let next = next.max(MIN_TICK_GAP);
-                tick.as_mut().reset(tokio::time::Instant::now() + next);
+                tick.as_mut().reset(now + next.max(MIN_TICK_GAP));
+            }
+            () = arrival(line.as_deref()) => {
+                let at = not_before.max(tokio::time::Instant::now());
+                if at < tick.deadline() {
+                    tick.as_mut().reset(at);
+                }
             }
             _ = relay.tick() => {
                 match booking.relay_events().await {
@@ -353,6 +384,14 @@ pub async fn run_background<S: Store, C: Clock>(
                 }
             }
         }
+    }
+}
+
+/// Resolves when a token is issued on `line`; never without one.
+async fn arrival(line: Option<&events::LineFeed>) {
+    match line {
+        Some(line) => line.wait_arrival().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -824,18 +824,21 @@ pub async fn spawn_servers(
                 .await
                 .map_err(|e| format!("cannot bind: {e}"))?;
             let addr = listener.local_addr().map_err(|e| e.to_string())?;
+            let line = Arc::new(booking_http::events::LineFeed::default());
             let app = booking_http::router(
                 Arc::clone(&booking),
                 booking_http::RouterOptions {
                     admin_key: Some(key.clone()),
                     rate_limits: booking_http::limits::RateLimits::off(),
                     storage: None,
+                    line: Some(Arc::clone(&line)),
                 },
             );
             tokio::spawn(booking_http::serve(listener, app, stopped(stop_rx.clone())));
-            tokio::spawn(booking_http::run_background(
+            tokio::spawn(booking_http::run_background_with_line(
                 booking,
                 background_options(&config),
+                Some(line),
                 stopped(stop_rx.clone()),
             ));
             bases.push(format!("http://{addr}"));

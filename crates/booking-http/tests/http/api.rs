@@ -16,6 +16,8 @@ struct App {
     base: String,
     booking: Arc<Booking<AnyStore, ManualClock>>,
     clock: ManualClock,
+    /// The router's line, for a ticker beside it.
+    line: Arc<booking_http::events::LineFeed>,
     http: Client,
     _dir: tempfile::TempDir,
     _db: Option<booking_testkit::pg::TestDatabase>,
@@ -55,12 +57,14 @@ async fn spawn_app_on(
         .await
         .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let line = Arc::new(booking_http::events::LineFeed::default());
     let app = booking_http::router(
         Arc::clone(&booking),
         booking_http::RouterOptions {
             admin_key: Some(ADMIN_KEY.into()),
             rate_limits,
             storage: Some(storage_probe(booking.store().clone())),
+            line: Some(Arc::clone(&line)),
         },
     );
     tokio::spawn(booking_http::serve(listener, app, std::future::pending()));
@@ -68,6 +72,7 @@ async fn spawn_app_on(
         base,
         booking,
         clock,
+        line,
         http: Client::new(),
         _dir: dir,
         _db: db,
@@ -651,6 +656,53 @@ async fn the_background_ticker_wakes_when_an_advance_is_due() {
         .await
         .expect("stops")
         .expect("task");
+}
+
+/// A token issued wakes the ticker that shares the router's line: a user who
+/// arrives at an empty line is admitted at once, not at the ticker's next round
+/// (30 s away here); without the shared line the same user waits for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_arrival_at_an_empty_line_wakes_the_ticker() {
+    for shared in [true, false] {
+        let app = spawn_app().await;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let options = booking_http::BackgroundOptions {
+            tick_every: Duration::from_secs(30),
+            ..booking_http::BackgroundOptions::default()
+        };
+        let task = tokio::spawn(booking_http::run_background_with_line(
+            Arc::clone(&app.booking),
+            options,
+            shared.then(|| Arc::clone(&app.line)),
+            async {
+                let _ = stop_rx.await;
+            },
+        ));
+        // The ticker's first round finds nobody waiting.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let token = app.token(UserId::random()).await;
+        let mut last = Value::Null;
+        for _ in 0..(if shared { 500 } else { 50 }) {
+            last = app
+                .call("GET", "/v1/queue/status", Some(&token), None)
+                .await
+                .1;
+            if last["status"] == "active" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if shared {
+            assert_eq!(last["status"], "active", "{last}");
+        } else {
+            assert_eq!(last["status"], "waiting", "{last}");
+        }
+        stop_tx.send(()).expect("stop");
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("stops")
+            .expect("task");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -57,6 +57,7 @@ async fn spawn(
             admin_key: None,
             rate_limits: booking_http::limits::RateLimits::off(),
             storage: None,
+            line: None,
         },
     );
     tokio::spawn(booking_http::serve(listener, app, std::future::pending()));

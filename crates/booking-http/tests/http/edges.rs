@@ -65,6 +65,7 @@ async fn spawn(options: ServeOptions) -> App {
             admin_key: Some(ADMIN_KEY.into()),
             rate_limits: booking_http::limits::RateLimits::off(),
             storage: None,
+            line: None,
         },
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

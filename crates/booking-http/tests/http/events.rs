@@ -35,6 +35,7 @@ async fn node(path: &std::path::Path, clock: &ManualClock) -> Node {
             admin_key: None,
             rate_limits: booking_http::limits::RateLimits::off(),
             storage: None,
+            line: None,
         },
     );
     tokio::spawn(booking_http::serve(listener, app, std::future::pending()));
@@ -362,6 +363,7 @@ async fn open_streams_end_when_the_server_shuts_down() {
             admin_key: None,
             rate_limits: booking_http::limits::RateLimits::off(),
             storage: None,
+            line: None,
         },
     );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

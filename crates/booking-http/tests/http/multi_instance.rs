@@ -59,6 +59,7 @@ async fn three_instances_on_one_postgres_keep_every_invariant() {
                     admin_key: None,
                     rate_limits: booking_http::limits::RateLimits::off(),
                     storage: None,
+                    line: None,
                 },
             ),
             std::future::pending(),

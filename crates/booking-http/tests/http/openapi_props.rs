@@ -117,6 +117,7 @@ async fn start() -> Server {
             admin_key: Some(ADMIN_KEY.into()),
             rate_limits: booking_http::limits::RateLimits::off(),
             storage: None,
+            line: None,
         },
     );
     tokio::spawn(booking_http::serve(listener, app, std::future::pending()));

@@ -33,6 +33,7 @@ async fn beyond_the_limit_of_writes_under_way_a_request_gets_503_with_retry_afte
             admin_key: None,
             rate_limits: booking_http::limits::RateLimits::off(),
             storage: None,
+            line: None,
         },
     );
     tokio::spawn(booking_http::serve(listener, app, std::future::pending()));

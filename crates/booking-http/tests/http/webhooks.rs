@@ -446,6 +446,7 @@ async fn admin_api<S: Store + Clone, C: Clock>(
                 admin_key: Some("admin-key".into()),
                 rate_limits: booking_http::limits::RateLimits::off(),
                 storage: None,
+                line: None,
             },
         ),
         std::future::pending(),

@@ -33,7 +33,7 @@ async fn serve_default() -> (String, String, tokio::sync::watch::Sender<bool>) {
             admin_key: Some(admin_key.clone()),
             // The server's defaults: 500 requests a second per IP address.
             rate_limits: booking_http::limits::RateLimits::default(),
-            storage: None,
+            ..booking_http::RouterOptions::default()
         },
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
