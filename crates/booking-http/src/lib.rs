@@ -73,7 +73,7 @@ use tokio::net::TcpListener;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-pub use deliver::{DeliveryOptions, run_deliverer};
+pub use deliver::{DeliveryOptions, TrustedCas, run_deliverer};
 pub use error::ApiError;
 pub use feed::event_json;
 pub use server::ServeOptions;

@@ -60,6 +60,18 @@ impl Receiver {
 }
 
 async fn receiver(clock: ManualClock) -> Receiver {
+    let (app, inbox) = receiver_app(clock);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("receiver") });
+    Receiver { url, inbox }
+}
+
+/// The receiver's routes: `POST /hook` records each request and answers as the
+/// inbox says.
+fn receiver_app(clock: ManualClock) -> (axum::Router, Arc<Inbox>) {
     let inbox = Arc::new(Inbox::default());
     let secret = WebhookSecret::new(SECRET).expect("secret");
     let app = axum::Router::new()
@@ -113,11 +125,80 @@ async fn receiver(clock: ManualClock) -> Receiver {
             ),
         )
         .with_state(Arc::clone(&inbox));
+    (app, inbox)
+}
+
+/// A certificate authority made for one test, and its PEM text.
+struct TestCa {
+    key: rcgen::KeyPair,
+    cert: rcgen::Certificate,
+}
+
+impl TestCa {
+    fn new(name: &str) -> TestCa {
+        let key = rcgen::KeyPair::generate().expect("ca key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let cert = params.self_signed(&key).expect("ca cert");
+        TestCa { key, cert }
+    }
+
+    fn pem(&self) -> String {
+        self.cert.pem()
+    }
+}
+
+/// The same receiver over HTTPS on 127.0.0.1: a real TLS server (rustls), its
+/// certificate for `127.0.0.1` issued by `ca`. The URL is `https://127.0.0.1:PORT/hook`.
+async fn tls_receiver(clock: ManualClock, ca: &TestCa) -> Receiver {
+    use tokio_rustls::rustls;
+    let (app, inbox) = receiver_app(clock);
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .expect("params")
+        .signed_by(&key, &ca.cert, &ca.key)
+        .expect("cert");
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    )
+    .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, app).await.expect("receiver") });
+    let url = format!("https://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let (acceptor, app) = (acceptor.clone(), app.clone());
+            tokio::spawn(async move {
+                // A client that refuses the certificate ends the handshake here.
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        tower::ServiceExt::oneshot(app.clone(), req.map(axum::body::Body::new))
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
     Receiver { url, inbox }
 }
 
@@ -155,6 +236,7 @@ fn options(name: &str, retry: RetryPolicy) -> DeliveryOptions {
         request_timeout: Duration::from_secs(10),
         batch: 50,
         retry,
+        trusted_cas: booking_http::TrustedCas::default(),
     }
 }
 
@@ -782,5 +864,108 @@ async fn three_instances_on_postgres_deliver_10000_events_once_each() {
     println!(
         "{} deliveries in {elapsed:?} by three instances: {per_node:?}",
         EVENTS * ENDPOINTS
+    );
+}
+
+/// Over HTTPS: a receiver whose certificate chains to a CA the deliverer was told
+/// to trust gets every event, in order, each signature valid, as over plain HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_delivery_with_a_trusted_ca() {
+    let (booking, clock, _dir) = sqlite_booking().await;
+    let ca = TestCa::new("booking test CA");
+    let rx = tls_receiver(clock.clone(), &ca).await;
+    assert!(rx.url.starts_with("https://127.0.0.1:"));
+    let id = booking
+        .add_webhook(&rx.url, &[], Some(SECRET))
+        .await
+        .expect("add")
+        .webhook
+        .id;
+    make_events(&booking, 30).await;
+    let expected = feed(&booking, 0).await;
+    let mut o = options("tls", RetryPolicy::default());
+    o.trusted_cas = booking_http::TrustedCas::from_pem(ca.pem().as_bytes()).expect("ca");
+    assert_eq!(o.trusted_cas.len(), 1);
+    let d = start(&booking, o);
+    until("all 30 arrived over https", || rx.count() >= 30).await;
+    let got: Vec<Value> = rx
+        .inbox
+        .got
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.3.clone())
+        .collect();
+    assert_eq!(got, expected, "each event once, in order");
+    assert!(rx.all_signed(), "every signature verifies");
+    let w = wait_cursor(&booking, id, 30).await;
+    assert_eq!((w.attempts, w.last_error), (0, None));
+    d.stop().await;
+    assert_eq!(rx.count(), 30, "nothing sent twice");
+}
+
+/// A receiver whose certificate is issued by a CA the deliverer does not trust
+/// (neither bundled nor added) gets nothing: the attempt fails, the endpoint shows
+/// why in `last_error` and backs off; after the backoff it is tried again (and
+/// fails again), never sending an event over an untrusted connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_receiver_with_an_untrusted_certificate_fails_and_backs_off() {
+    let (booking, clock, _dir) = sqlite_booking().await;
+    let theirs = TestCa::new("unknown CA");
+    let ours = TestCa::new("the CA we trust");
+    let rx = tls_receiver(clock.clone(), &theirs).await;
+    let id = booking
+        .add_webhook(&rx.url, &[], Some(SECRET))
+        .await
+        .expect("add")
+        .webhook
+        .id;
+    make_events(&booking, 4).await;
+    let mut o = options("tls", RetryPolicy::default());
+    o.trusted_cas = booking_http::TrustedCas::from_pem(ours.pem().as_bytes()).expect("ca");
+    let d = start(&booking, o);
+    let w = wait_attempts(&booking, id, 1).await;
+    assert_eq!(w.status, WebhookStatus::Active);
+    assert_eq!(
+        w.last_error.as_deref(),
+        Some(
+            "TLS: the receiver's certificate is not trusted: unknown issuer (trust its CA with --webhook-ca)"
+        )
+    );
+    assert_eq!(w.cursor, EventId(0));
+    let wait = w.next_attempt_at.since(clock.now());
+    assert!(
+        (Duration::from_millis(2500)..=Duration::from_secs(5)).contains(&wait),
+        "backs off like any failure: {wait:?}"
+    );
+    clock.advance(Duration::from_secs(5));
+    let w = wait_attempts(&booking, id, 2).await;
+    assert_eq!(w.attempts, 2);
+    assert_eq!(rx.count(), 0, "no request got through the handshake");
+    d.stop().await;
+}
+
+/// The trusted CAs' PEM text is checked: no certificate block, or a block that is
+/// not a certificate, is refused with a message that does not quote the text.
+#[test]
+fn trusted_cas_refuse_what_is_not_a_certificate() {
+    for (pem, needle) in [
+        ("not a certificate at all", "no certificate"),
+        (
+            "-----BEGIN CERTIFICATE-----\nc2VjcmV0LXRleHQ=\n-----END CERTIFICATE-----\n",
+            "not a valid X.509 certificate",
+        ),
+    ] {
+        let e = booking_http::TrustedCas::from_pem(pem.as_bytes()).expect_err(pem);
+        assert!(e.contains(needle), "{pem}: {e}");
+        assert!(!e.contains("c2Vj") && !e.contains("at all"), "{e}");
+    }
+    let ca = TestCa::new("two");
+    let two = format!("{}{}", ca.pem(), TestCa::new("three").pem());
+    assert_eq!(
+        booking_http::TrustedCas::from_pem(two.as_bytes())
+            .expect("bundle")
+            .len(),
+        2
     );
 }
