@@ -123,8 +123,9 @@ pub struct RouterOptions {
     pub admin_key: Option<String>,
     /// Per-IP and per-token rate limits.
     pub rate_limits: limits::RateLimits,
-    /// Where `/metrics` reads the database pool's and the group commit's figures;
-    /// `None` leaves them out.
+    /// Where `/metrics` reads the database pool's and the group commit's figures,
+    /// and the webhook deliverer's counts
+    /// ([`metrics::StorageProbe::with_deliveries`]); `None` leaves them out.
     pub storage: Option<metrics::StorageProbe>,
 }
 

@@ -161,17 +161,14 @@ async fn tls_receiver(clock: ManualClock, ca: &TestCa) -> Receiver {
         .expect("params")
         .signed_by(&key, &ca.cert, &ca.key)
         .expect("cert");
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![cert.der().clone()],
-        rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-    )
-    .expect("server config");
+    // The one provider linked (ring) is the default.
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .expect("server config");
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -968,4 +965,95 @@ fn trusted_cas_refuse_what_is_not_a_certificate() {
             .len(),
         2
     );
+}
+
+/// `/metrics` shows the deliverer's counts and the endpoints by status: ten
+/// events delivered (200), then one request failed (500) with a limit of one
+/// attempt, so that endpoint is failed; another endpoint (of a type never
+/// emitted here) stays active. The numbers are exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_deliveries_failures_and_endpoints() {
+    let (booking, clock, _dir) = sqlite_booking().await;
+    let rx = receiver(clock.clone()).await;
+    let id = booking
+        .add_webhook(&rx.url, &[], Some(SECRET))
+        .await
+        .expect("add")
+        .webhook
+        .id;
+    let quiet = receiver(clock.clone()).await;
+    booking
+        .add_webhook(&quiet.url, &["hold.created"], Some(SECRET))
+        .await
+        .expect("add");
+    make_events(&booking, 10).await;
+    let retry = RetryPolicy {
+        max_attempts: 1,
+        ..RetryPolicy::default()
+    };
+    let d = start(&booking, options("m", retry));
+    wait_cursor(&booking, id, 10).await;
+    rx.inbox.always_fail.store(true, Ordering::SeqCst);
+    make_events(&booking, 2).await;
+    let w = wait_attempts(&booking, id, 1).await;
+    assert_eq!(w.status, WebhookStatus::Failed);
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let probe =
+        booking_http::metrics::StorageProbe::new(booking_http::metrics::StorageFigures::default)
+            .with_deliveries(Arc::clone(&d.stats));
+    tokio::spawn(booking_http::serve(
+        listener,
+        booking_http::router(
+            Arc::clone(&booking),
+            booking_http::RouterOptions {
+                admin_key: None,
+                rate_limits: booking_http::limits::RateLimits::off(),
+                storage: Some(probe),
+            },
+        ),
+        std::future::pending(),
+    ));
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text");
+    let samples: BTreeMap<&str, &str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .collect();
+    let value = |name: &str| -> u64 {
+        samples
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} in\n{text}"))
+            .parse()
+            .expect("a number")
+    };
+    assert_eq!(
+        value("booking_webhook_requests_total{outcome=\"delivered\"}"),
+        10
+    );
+    assert_eq!(
+        value("booking_webhook_requests_total{outcome=\"failed\"}"),
+        1
+    );
+    assert_eq!(value("booking_webhook_leases_lost_total"), 0);
+    assert_eq!(value("booking_webhook_endpoints{status=\"active\"}"), 1);
+    assert_eq!(value("booking_webhook_endpoints{status=\"failed\"}"), 1);
+    for kind in [
+        "# TYPE booking_webhook_requests_total counter",
+        "# TYPE booking_webhook_leases_lost_total counter",
+        "# TYPE booking_webhook_endpoints gauge",
+    ] {
+        assert!(text.contains(kind), "{kind}");
+    }
+    assert_eq!(rx.count(), 11);
+    assert_eq!(quiet.count(), 0);
+    d.stop().await;
 }
