@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use booking_core::domain::AdmissionPolicy;
+use booking_core::domain::{AdmissionPolicy, RetryPolicy};
 use booking_http::ServeOptions;
 use booking_http::limits::RateLimits;
 use clap::{Args, Parser, Subcommand};
@@ -85,7 +85,7 @@ pub struct Global {
 pub enum Command {
     /// Run the REST API, with the admission ticker and the hold sweeper, and the web
     /// pages: the waiting room at / and the operator's view at /admin.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply the migrations to the database and report the schema version.
     Migrate(JsonFlag),
     /// Create demo concerts with future dates, 50 seats each, with prices.
@@ -244,6 +244,33 @@ pub struct ServeArgs {
     /// The longest one webhook request may take, connecting included (1s to 60s).
     #[arg(long, env = "BOOKING_WEBHOOK_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
     pub webhook_timeout: Duration,
+
+    /// Trust the certificate authorities in this PEM file for https:// webhook
+    /// receivers, beside the bundled Mozilla roots (for a private CA or a
+    /// receiver's self-signed certificate; no system store is read).
+    #[arg(long, env = "BOOKING_WEBHOOK_CA", value_name = "FILE")]
+    pub webhook_ca: Option<PathBuf>,
+
+    /// How long a deliverer keeps an endpoint it claimed (renewed by each
+    /// delivery); past it another instance may take the endpoint over (10s to 1h,
+    /// and at least twice --webhook-timeout).
+    #[arg(long, env = "BOOKING_WEBHOOK_LEASE", value_parser = parse_duration, default_value = "60s")]
+    pub webhook_lease: Duration,
+
+    /// Failures in a row after which an endpoint is marked failed and left until
+    /// `booking webhook retry` (1 to 100).
+    #[arg(long, env = "BOOKING_WEBHOOK_MAX_ATTEMPTS", default_value_t = RetryPolicy::default().max_attempts)]
+    pub webhook_max_attempts: u32,
+
+    /// The wait after an endpoint's first failure, doubled after each next one
+    /// and jittered to between half of it and all of it (100ms to 1h).
+    #[arg(long, env = "BOOKING_WEBHOOK_BACKOFF", value_parser = parse_duration, default_value = "5s")]
+    pub webhook_backoff: Duration,
+
+    /// The longest wait between two tries of a failing endpoint (--webhook-backoff
+    /// to 24h).
+    #[arg(long, env = "BOOKING_WEBHOOK_BACKOFF_MAX", value_parser = parse_duration, default_value = "1h")]
+    pub webhook_backoff_max: Duration,
 
     /// How long status polls may use this instance's cached queue counters (0 to 10s).
     #[arg(long, env = "BOOKING_COUNTERS_CACHE", value_parser = parse_duration, default_value = "100ms")]
@@ -412,7 +439,8 @@ pub enum WebhookCmd {
 #[derive(Debug, Args)]
 pub struct WebhookAddArgs {
     /// Where to post: http:// or https://, with a host, no user name or password
-    /// (this build delivers over plain http only).
+    /// (an https:// receiver's certificate must chain to a bundled root or to a CA
+    /// given to `booking serve --webhook-ca`).
     pub url: String,
     /// The event types to deliver, comma-separated (token.issued,
     /// session.admitted, hold.created, hold.cancelled, hold.expired,

@@ -7,10 +7,11 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Duration;
 
-use booking_core::domain::UserId;
+use booking_core::domain::{RetryPolicy, UserId};
+use booking_http::deliver::DeliveryStats;
 use booking_http::limits::RateLimits;
 use booking_http::metrics::{StorageFigures, StorageProbe};
-use booking_http::{BackgroundOptions, DeliveryOptions, RouterOptions, ServeOptions};
+use booking_http::{BackgroundOptions, DeliveryOptions, RouterOptions, ServeOptions, TrustedCas};
 use booking_store::AnyStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -65,6 +66,7 @@ pub async fn run(global: &Global, args: &ServeArgs) -> CliResult<()> {
             args.webhook_workers
         )));
     }
+    let delivery = delivery_options(args)?;
 
     let serve_options = ServeOptions {
         header_read_timeout: args.header_timeout,
@@ -167,6 +169,8 @@ pub async fn run(global: &Global, args: &ServeArgs) -> CliResult<()> {
     // Shared by the router and the ticker: arrivals wake the ticker, advances
     // the status streams.
     let line = Arc::new(booking_http::events::LineFeed::default());
+    // What this instance's deliverer does, for /metrics (none with --webhook-workers 0).
+    let deliveries = (args.webhook_workers > 0).then(|| Arc::new(DeliveryStats::default()));
     let options = RouterOptions {
         admin_key: Some(admin_key),
         rate_limits: RateLimits {
@@ -174,7 +178,10 @@ pub async fn run(global: &Global, args: &ServeArgs) -> CliResult<()> {
             per_token_per_sec: args.rate_limit_token,
             burst: args.rate_limit_burst,
         },
-        storage: Some(storage_probe(engine.store().clone())),
+        storage: Some(match &deliveries {
+            Some(stats) => storage_probe(engine.store().clone()).with_deliveries(Arc::clone(stats)),
+            None => storage_probe(engine.store().clone()),
+        }),
         line: Some(Arc::clone(&line)),
     };
     let app = booking_http::router(Arc::clone(&engine), options);
@@ -200,14 +207,11 @@ pub async fn run(global: &Global, args: &ServeArgs) -> CliResult<()> {
     ));
     // Every instance delivers webhooks (unless --webhook-workers 0): the leases in
     // the database keep two instances from posting to one endpoint at once.
-    let deliverer = (args.webhook_workers > 0).then(|| {
-        tokio::spawn(booking_http::run_deliverer(
+    let deliverer = deliveries.map(|stats| {
+        tokio::spawn(booking_http::deliver::run_deliverer_with(
             Arc::clone(&engine),
-            DeliveryOptions {
-                workers: args.webhook_workers,
-                request_timeout: args.webhook_timeout,
-                ..DeliveryOptions::default()
-            },
+            delivery,
+            stats,
             stopped(stop_rx.clone()),
         ))
     });
@@ -220,6 +224,81 @@ pub async fn run(global: &Global, args: &ServeArgs) -> CliResult<()> {
     served.map_err(|e| CliError::failure(format!("the server failed: {e}")))?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The deliverer's settings from the `--webhook-*` flags, each checked against its
+/// bounds (a bad one is bad input, named with its bound), the CA file read.
+fn delivery_options(args: &ServeArgs) -> CliResult<DeliveryOptions> {
+    let bounded = |name: &str, d: Duration, low: Duration, high: Duration, bounds: &str| {
+        if (low..=high).contains(&d) {
+            Ok(())
+        } else {
+            Err(CliError::bad_input(format!(
+                "{name} is {bounds}, got {d:?}"
+            )))
+        }
+    };
+    let secs = Duration::from_secs;
+    bounded(
+        "--webhook-lease",
+        args.webhook_lease,
+        secs(10),
+        secs(3600),
+        "10s to 1h",
+    )?;
+    if args.webhook_lease < args.webhook_timeout * 2 {
+        return Err(CliError::bad_input(format!(
+            "--webhook-lease must be at least twice --webhook-timeout ({:?}), got {:?}",
+            args.webhook_timeout * 2,
+            args.webhook_lease
+        )));
+    }
+    if !(1..=100).contains(&args.webhook_max_attempts) {
+        return Err(CliError::bad_input(format!(
+            "--webhook-max-attempts is 1 to 100, got {}",
+            args.webhook_max_attempts
+        )));
+    }
+    bounded(
+        "--webhook-backoff",
+        args.webhook_backoff,
+        Duration::from_millis(100),
+        secs(3600),
+        "100ms to 1h",
+    )?;
+    bounded(
+        "--webhook-backoff-max",
+        args.webhook_backoff_max,
+        args.webhook_backoff,
+        secs(86_400),
+        "--webhook-backoff to 24h",
+    )?;
+    let trusted_cas = match &args.webhook_ca {
+        None => TrustedCas::default(),
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| {
+                CliError::bad_input(format!(
+                    "--webhook-ca {}: cannot read it: {e}",
+                    path.display()
+                ))
+            })?;
+            TrustedCas::from_pem(&pem).map_err(|why| {
+                CliError::bad_input(format!("--webhook-ca {}: {why}", path.display()))
+            })?
+        }
+    };
+    Ok(DeliveryOptions {
+        workers: args.webhook_workers,
+        request_timeout: args.webhook_timeout,
+        lease: args.webhook_lease,
+        retry: RetryPolicy {
+            base: args.webhook_backoff,
+            cap: args.webhook_backoff_max,
+            max_attempts: args.webhook_max_attempts,
+        },
+        trusted_cas,
+        ..DeliveryOptions::default()
+    })
 }
 
 /// Ctrl-C, or SIGTERM on Unix.

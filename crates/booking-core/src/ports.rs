@@ -638,7 +638,9 @@ pub trait EventRepo: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<Event>, StoreError>> + Send;
 
     /// The highest id ever given to an event (pruned ones included); `EventId(0)`
-    /// when there was none.
+    /// when there was none. Never the id of an event readers cannot see yet (one
+    /// a relay is still committing): every event at or below the answer that is
+    /// not pruned is returned by [`EventRepo::events_after`].
     fn last_event_id(&self) -> impl Future<Output = Result<EventId, StoreError>> + Send;
 
     /// Deletes the feed events with `at < older_than` and `id <= up_to`; returns how

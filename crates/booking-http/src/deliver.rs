@@ -14,8 +14,13 @@
 //! At least once: the cursor moves only after a 2xx, so a deliverer that dies (or
 //! stalls past its lease) between the receiver's answer and the cursor's move
 //! leaves that one event to be sent again; nothing else is sent twice.
-//! This build's HTTP client speaks plain HTTP only (no TLS library is linked): an
-//! `https://` endpoint is recorded as failing with a message that says so.
+//!
+//! `https://` endpoints are reached over TLS (rustls, TLS 1.2 and 1.3). A receiver's
+//! certificate must chain to one of the bundled Mozilla roots (no system store is
+//! read) or to a certificate authority the operator added
+//! ([`DeliveryOptions::trusted_cas`], `booking serve --webhook-ca FILE`). A
+//! certificate that is not trusted (or not for the URL's host) fails the attempt like
+//! any other failure: the endpoint backs off and its `last_error` says why.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -46,6 +51,51 @@ pub struct DeliveryOptions {
     pub batch: u32,
     /// Backoff and the attempt limit.
     pub retry: RetryPolicy,
+    /// Certificate authorities trusted for `https://` receivers beside the bundled
+    /// roots (default: none).
+    pub trusted_cas: TrustedCas,
+}
+
+/// Certificate authorities an operator trusts for webhook receivers, beside the
+/// bundled roots: a private CA, or a receiver's self-signed certificate.
+#[derive(Clone, Default)]
+pub struct TrustedCas(Vec<reqwest::Certificate>);
+
+impl TrustedCas {
+    /// Reads PEM text holding one or more certificates (`-----BEGIN CERTIFICATE-----`
+    /// blocks; anything else in the text is ignored).
+    ///
+    /// # Errors
+    /// When the text holds no certificate block or a block is not a certificate; the
+    /// message never quotes the text.
+    pub fn from_pem(pem: &[u8]) -> Result<Self, String> {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|_| "it is not PEM text (a bad certificate block)".to_owned())?;
+        if certs.is_empty() {
+            return Err("it holds no certificate (no BEGIN CERTIFICATE block)".to_owned());
+        }
+        let cas = TrustedCas(certs);
+        // The roots are parsed when a client is built: build one to check them now.
+        client(Duration::from_secs(1), &cas)
+            .map_err(|_| "a certificate in it is not a valid X.509 certificate".to_owned())?;
+        Ok(cas)
+    }
+
+    /// How many certificates are trusted beyond the bundled roots.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether only the bundled roots are trusted.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for TrustedCas {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TrustedCas({} certificates)", self.0.len())
+    }
 }
 
 impl Default for DeliveryOptions {
@@ -58,6 +108,7 @@ impl Default for DeliveryOptions {
             request_timeout: Duration::from_secs(10),
             batch: 100,
             retry: RetryPolicy::default(),
+            trusted_cas: TrustedCas::default(),
         }
     }
 }
@@ -86,12 +137,21 @@ impl DeliveryStats {
 }
 
 /// Builds the HTTP client of the deliverer: timeouts, no redirects, no proxy from
-/// the environment (events go to the URL the operator gave, nowhere else).
+/// the environment (events go to the URL the operator gave, nowhere else), TLS
+/// trusting the bundled Mozilla roots and `trusted_cas`.
 ///
 /// # Errors
-/// When the HTTP client cannot be built (the platform has no usable resolver).
-pub fn client(request_timeout: Duration) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
+/// When the HTTP client cannot be built (a certificate of `trusted_cas` is not
+/// valid, or the platform has no usable resolver).
+pub fn client(
+    request_timeout: Duration,
+    trusted_cas: &TrustedCas,
+) -> reqwest::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder().use_rustls_tls();
+    for ca in &trusted_cas.0 {
+        builder = builder.add_root_certificate(ca.clone());
+    }
+    builder
         .timeout(request_timeout)
         .connect_timeout(request_timeout.min(Duration::from_secs(5)))
         .redirect(reqwest::redirect::Policy::none())
@@ -124,7 +184,7 @@ pub async fn run_deliverer_with<S: Store, C: Clock>(
     stop: impl Future<Output = ()> + Send,
 ) {
     let (stopping, stop_rx) = tokio::sync::watch::channel(false);
-    let client = match client(options.request_timeout) {
+    let client = match client(options.request_timeout, &options.trusted_cas) {
         Ok(client) => client,
         Err(e) => {
             tracing::error!(error = %e, "no HTTP client for webhook delivery: nothing is delivered by this instance");
@@ -282,22 +342,35 @@ impl<S: Store, C: Clock> Worker<S, C> {
         match sent {
             Ok(answer) if answer.status().is_success() => Ok(()),
             Ok(answer) => Err(format!("HTTP {}", answer.status())),
-            Err(e) => Err(describe(&e, d.claimed.webhook.url.as_str())),
+            Err(e) => Err(describe(&e)),
         }
     }
 }
 
 /// A failed request in words, without the URL (reqwest's own text names it).
-fn describe(e: &reqwest::Error, url: &str) -> String {
+fn describe(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         return "timed out".to_owned();
     }
-    if url
-        .get(..8)
-        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
-        && e.is_builder()
-    {
-        return "https is not supported by this build's HTTP client".to_owned();
+    if let Some(tls) = tls_error(e) {
+        return match tls {
+            rustls::Error::InvalidCertificate(c) => {
+                let why = match c {
+                    rustls::CertificateError::UnknownIssuer => {
+                        "unknown issuer (trust its CA with --webhook-ca)".to_owned()
+                    }
+                    rustls::CertificateError::NotValidForName
+                    | rustls::CertificateError::NotValidForNameContext { .. } => {
+                        "not valid for the URL's host".to_owned()
+                    }
+                    rustls::CertificateError::Expired
+                    | rustls::CertificateError::ExpiredContext { .. } => "expired".to_owned(),
+                    other => format!("{other:?}"),
+                };
+                format!("TLS: the receiver's certificate is not trusted: {why}")
+            }
+            other => format!("TLS handshake failed: {other}"),
+        };
     }
     if e.is_connect() {
         return "cannot connect".to_owned();
@@ -307,4 +380,28 @@ fn describe(e: &reqwest::Error, url: &str) -> String {
         text = text.replace(u.as_str(), "<url>");
     }
     format!("request failed: {text}")
+}
+
+/// The TLS error behind a failed request, if a handshake failed: rustls's error is
+/// inside an I/O error (itself maybe inside another) somewhere down the chain of
+/// sources; an I/O error's `source()` skips what it wraps, so each is opened.
+fn tls_error(e: &reqwest::Error) -> Option<&rustls::Error> {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        let mut inner = err;
+        loop {
+            if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
+                return Some(tls);
+            }
+            match inner
+                .downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::get_ref)
+            {
+                Some(wrapped) => inner = wrapped,
+                None => break,
+            }
+        }
+        next = err.source();
+    }
+    None
 }

@@ -73,7 +73,7 @@ use tokio::net::TcpListener;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-pub use deliver::{DeliveryOptions, run_deliverer};
+pub use deliver::{DeliveryOptions, TrustedCas, run_deliverer};
 pub use error::ApiError;
 pub use feed::event_json;
 pub use server::ServeOptions;
@@ -123,8 +123,9 @@ pub struct RouterOptions {
     pub admin_key: Option<String>,
     /// Per-IP and per-token rate limits.
     pub rate_limits: limits::RateLimits,
-    /// Where `/metrics` reads the database pool's and the group commit's figures;
-    /// `None` leaves them out.
+    /// Where `/metrics` reads the database pool's and the group commit's figures,
+    /// and the webhook deliverer's counts
+    /// ([`metrics::StorageProbe::with_deliveries`]); `None` leaves them out.
     pub storage: Option<metrics::StorageProbe>,
     /// The line as this instance sees it; give the same one to
     /// [`BackgroundOptions::line`] so that arrivals wake the ticker and advances

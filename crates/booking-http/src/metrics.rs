@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -10,9 +11,11 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use booking_core::domain::WebhookStatus;
 use booking_core::{Clock, Store};
 
 use crate::AppState;
+use crate::deliver::DeliveryStats;
 use crate::error::RateLimited;
 
 /// Upper bounds of the latency buckets, in seconds.
@@ -55,14 +58,29 @@ pub struct StorageFigures {
     pub hot_writes_refused: u64,
 }
 
-/// Reads the storage's figures for `/metrics` (see [`crate::RouterOptions::storage`]).
+/// Reads the storage's figures for `/metrics` (see [`crate::RouterOptions::storage`]),
+/// and, given [`StorageProbe::with_deliveries`], the webhook deliverer's counts.
 #[derive(Clone)]
-pub struct StorageProbe(Arc<dyn Fn() -> StorageFigures + Send + Sync>);
+pub struct StorageProbe {
+    read: Arc<dyn Fn() -> StorageFigures + Send + Sync>,
+    deliveries: Option<Arc<DeliveryStats>>,
+}
 
 impl StorageProbe {
     /// A probe that calls `read` at every scrape.
     pub fn new(read: impl Fn() -> StorageFigures + Send + Sync + 'static) -> Self {
-        StorageProbe(Arc::new(read))
+        StorageProbe {
+            read: Arc::new(read),
+            deliveries: None,
+        }
+    }
+
+    /// Also shows what this instance's webhook deliverer has done (the counts it
+    /// keeps while it runs: [`crate::deliver::run_deliverer_with`]).
+    #[must_use]
+    pub fn with_deliveries(mut self, stats: Arc<DeliveryStats>) -> Self {
+        self.deliveries = Some(stats);
+        self
     }
 }
 
@@ -85,7 +103,7 @@ impl Metrics {
         let Some(probe) = &self.storage else {
             return;
         };
-        let f = (probe.0)();
+        let f = (probe.read)();
         gauge(
             out,
             "booking_db_connections_open",
@@ -127,6 +145,29 @@ impl Metrics {
             "booking_hot_writes_refused_total",
             "Hot writes refused at once (503) because too many were under way.",
             f.hot_writes_refused,
+        );
+    }
+
+    /// The deliverer's counts, when the probe has them.
+    fn render_deliveries(&self, out: &mut String) {
+        let Some(stats) = self.storage.as_ref().and_then(|p| p.deliveries.as_ref()) else {
+            return;
+        };
+        let read = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP booking_webhook_requests_total Webhook requests this instance sent, by outcome (delivered: a 2xx answer; failed: another answer, a timeout, no connection, a refused certificate).\n\
+             # TYPE booking_webhook_requests_total counter\n\
+             booking_webhook_requests_total{{outcome=\"delivered\"}} {}\n\
+             booking_webhook_requests_total{{outcome=\"failed\"}} {}",
+            read(&stats.delivered),
+            read(&stats.failed)
+        );
+        counter(
+            out,
+            "booking_webhook_leases_lost_total",
+            "Webhook endpoints this instance gave up mid-delivery because its lease lapsed and another instance took over.",
+            read(&stats.lost_leases),
         );
     }
 
@@ -326,8 +367,23 @@ pub async fn metrics<S: Store + Clone, C: Clock>(State(st): State<AppState<S, C>
     ] {
         counter(&mut out, name, help, value);
     }
+    if let Ok(hooks) = st.booking.webhooks().await {
+        let failed = hooks
+            .iter()
+            .filter(|w| w.status == WebhookStatus::Failed)
+            .count();
+        let _ = writeln!(
+            out,
+            "# HELP booking_webhook_endpoints Webhook endpoints, by status (failed: given up after too many failures in a row, until retried).\n\
+             # TYPE booking_webhook_endpoints gauge\n\
+             booking_webhook_endpoints{{status=\"active\"}} {}\n\
+             booking_webhook_endpoints{{status=\"failed\"}} {failed}",
+            hooks.len() - failed
+        );
+    }
     let m = &st.metrics;
     m.render_storage(&mut out);
+    m.render_deliveries(&mut out);
     counter(
         &mut out,
         "booking_holds_total",

@@ -105,9 +105,18 @@ impl EventRepo for PgStore {
     }
 
     async fn last_event_id(&self) -> Result<EventId, StoreError> {
+        // The sequence hands out ids before the relay's transaction commits, and
+        // (unlike a row) shows them at once: read alone, it can name events nobody
+        // can see yet, and a deliverer would move a cursor past them. So it is read
+        // only under the relay's lock, shared (no relay is between its inserts and
+        // its commit; the lock ends with this statement); while a relay holds it,
+        // the feed's highest visible id is the answer.
         let last: i64 = sqlx::query_scalar(
-            "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM events_id_seq",
+            "SELECT CASE WHEN pg_try_advisory_xact_lock_shared($1)
+                THEN (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM events_id_seq)
+                ELSE COALESCE((SELECT max(id) FROM events), 0) END",
         )
+        .bind(RELAY_LOCK)
         .fetch_one(&self.pool)
         .await
         .map_err(db)?;
