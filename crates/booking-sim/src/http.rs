@@ -131,8 +131,9 @@ impl HttpTarget {
             // also closes a kept-alive connection idle that long: a request sent on
             // a connection the server is closing fails without an answer.
             .pool_idle_timeout(POOL_IDLE)
-            // Every connection a user's request opened stays for the next one.
-            .pool_max_idle_per_host(options.connections + 1)
+            // Every connection a user's request opened stays for the next one:
+            // both lanes' (and the operator's).
+            .pool_max_idle_per_host(2 * options.connections + 1)
             .tcp_nodelay(true)
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
