@@ -365,7 +365,18 @@ fn describe(e: &reqwest::Error) -> String {
                     }
                     rustls::CertificateError::Expired
                     | rustls::CertificateError::ExpiredContext { .. } => "expired".to_owned(),
-                    other => format!("{other:?}"),
+                    other => {
+                        let raw = format!("{other:?}");
+                        if raw.contains("CaUsedAsEndEntity") {
+                            // A self-signed certificate made as a CA (the default of
+                            // `openssl req -x509`) cannot be a server's own.
+                            "it is a CA certificate, not a server's \
+                             (make it with basicConstraints CA:FALSE)"
+                                .to_owned()
+                        } else {
+                            raw
+                        }
+                    }
                 };
                 format!("TLS: the receiver's certificate is not trusted: {why}")
             }

@@ -154,13 +154,22 @@ impl TestCa {
 /// The same receiver over HTTPS on 127.0.0.1: a real TLS server (rustls), its
 /// certificate for `127.0.0.1` issued by `ca`. The URL is `https://127.0.0.1:PORT/hook`.
 async fn tls_receiver(clock: ManualClock, ca: &TestCa) -> Receiver {
-    use tokio_rustls::rustls;
-    let (app, inbox) = receiver_app(clock);
     let key = rcgen::KeyPair::generate().expect("key");
     let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
         .expect("params")
         .signed_by(&key, &ca.cert, &ca.key)
         .expect("cert");
+    tls_receiver_with(clock, &cert, &key).await
+}
+
+/// The receiver over HTTPS with its own certificate `cert` (for `127.0.0.1`).
+async fn tls_receiver_with(
+    clock: ManualClock,
+    cert: &rcgen::Certificate,
+    key: &rcgen::KeyPair,
+) -> Receiver {
+    use tokio_rustls::rustls;
+    let (app, inbox) = receiver_app(clock);
     // The one provider linked (ring) is the default.
     let config = rustls::ServerConfig::builder()
         .with_no_client_auth()
@@ -949,6 +958,62 @@ async fn https_receiver_with_an_untrusted_certificate_fails_and_backs_off() {
     assert_eq!(w.attempts, 2);
     assert_eq!(rx.count(), 0, "no request got through the handshake");
     d.stop().await;
+}
+
+/// A receiver's self-signed certificate can be trusted with `--webhook-ca` when it
+/// is a server's certificate (CA:FALSE); one made as a CA (what `openssl req -x509`
+/// makes by default) is refused as a server's own, and `last_error` says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_receiver_with_a_self_signed_certificate() {
+    for as_ca in [false, true] {
+        let (booking, clock, _dir) = sqlite_booking().await;
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("params");
+        if as_ca {
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        }
+        let cert = params.self_signed(&key).expect("cert");
+        let rx = tls_receiver_with(clock.clone(), &cert, &key).await;
+        let id = booking
+            .add_webhook(&rx.url, &[], Some(SECRET))
+            .await
+            .expect("add")
+            .webhook
+            .id;
+        make_events(&booking, 4).await;
+        let mut o = options("tls", RetryPolicy::default());
+        o.trusted_cas = booking_http::TrustedCas::from_pem(cert.pem().as_bytes()).expect("pem");
+        let d = start(&booking, o);
+        if as_ca {
+            let w = wait_attempts(&booking, id, 1).await;
+            assert_eq!(
+                w.last_error.as_deref(),
+                Some(
+                    "TLS: the receiver's certificate is not trusted: it is a CA certificate, \
+                     not a server's (make it with basicConstraints CA:FALSE)"
+                )
+            );
+            assert_eq!(rx.count(), 0);
+        } else {
+            until_async("a first attempt or delivery", || {
+                let booking = Arc::clone(&booking);
+                async move {
+                    let w = booking.webhook(id).await.expect("w");
+                    w.attempts >= 1 || w.cursor > EventId(0)
+                }
+            })
+            .await;
+            let w = booking.webhook(id).await.expect("w");
+            assert_eq!(
+                w.last_error, None,
+                "a self-signed server certificate: {w:?}"
+            );
+            until("4 arrived over https", || rx.count() >= 4).await;
+            assert!(rx.all_signed());
+        }
+        d.stop().await;
+    }
 }
 
 /// The trusted CAs' PEM text is checked: no certificate block, or a block that is
