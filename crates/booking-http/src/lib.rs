@@ -337,9 +337,10 @@ pub async fn run_background_with_line<S: Store, C: Clock>(
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The next tick comes after `tick_every`, or sooner when the next advance is
     // due sooner: a policy of 100 ms then admits every 100 ms, not every second
-    // round of a 100 ms ticker that falls just before the due time.
-    // A token issued (when the router shares its line) brings the next tick
-    // forward, unless an advance is known not to be due before then.
+    // round of a 100 ms ticker that falls just before the due time. A token
+    // issued (when the router shares its line) brings the next tick forward to
+    // `not_before`: when the next advance is due, or the next round while the
+    // sale is sold out or admission paused (an arrival changes neither).
     let tick = tokio::time::sleep(Duration::ZERO);
     let mut not_before = tokio::time::Instant::now();
     tokio::pin!(tick);
@@ -349,22 +350,26 @@ pub async fn run_background_with_line<S: Store, C: Clock>(
             () = &mut stop => return,
             () = &mut tick => {
                 let now = tokio::time::Instant::now();
-                let due = match booking.tick_timed().await {
+                let (outcome, due) = match booking.tick_timed().await {
                     Ok((outcome, due)) => {
                         tracing::trace!(?outcome, ?due, "tick");
-                        if let (TickOutcome::Advanced { .. }, Some(line)) = (outcome, &line) {
-                            line.moved();
-                        }
-                        due
+                        (Some(outcome), due)
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "admission tick failed");
-                        None
+                        (None, None)
                     }
                 };
-                not_before = now + due.unwrap_or(Duration::ZERO).max(MIN_TICK_GAP);
+                if let (Some(TickOutcome::Advanced { .. }), Some(line)) = (outcome, &line) {
+                    line.moved();
+                }
                 let next = due.map_or(options.tick_every, |d| d.min(options.tick_every));
-                tick.as_mut().reset(now + next.max(MIN_TICK_GAP));
+                let deadline = now + next.max(MIN_TICK_GAP);
+                tick.as_mut().reset(deadline);
+                not_before = match outcome {
+                    Some(TickOutcome::SoldOut | TickOutcome::Paused) => deadline,
+                    _ => now + due.unwrap_or(Duration::ZERO).max(MIN_TICK_GAP),
+                };
             }
             () = arrival(line.as_deref()) => {
                 let at = not_before.max(tokio::time::Instant::now());

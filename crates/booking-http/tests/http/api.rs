@@ -561,41 +561,80 @@ async fn i1_thousand_concurrent_http_holds_on_one_seat_have_one_201() {
     assert_eq!((created, conflicts), (1, N - 1), "{statuses:?}");
 }
 
+/// `run_background_with_line` beside an app, until [`Background::stop`].
+struct Background {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Background {
+    /// Starts the ticker and sweeper with `options`, sharing the router's line
+    /// when `shared`.
+    fn start(app: &App, options: booking_http::BackgroundOptions, shared: bool) -> Background {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(booking_http::run_background_with_line(
+            Arc::clone(&app.booking),
+            options,
+            shared.then(|| Arc::clone(&app.line)),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        Background { stop, task }
+    }
+
+    async fn stop(self) {
+        self.stop.send(()).expect("stop");
+        tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .expect("stops")
+            .expect("task");
+    }
+}
+
+impl App {
+    /// Asks for `token`'s status every 10 ms of real time, `steps` times at most,
+    /// until it is active, calling `each` before each ask; the last answer.
+    async fn status_until_active(&self, token: &str, steps: u32, mut each: impl FnMut()) -> Value {
+        let mut last = Value::Null;
+        for _ in 0..steps {
+            each();
+            last = self
+                .call("GET", "/v1/queue/status", Some(token), None)
+                .await
+                .1;
+            if last["status"] == "active" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        last
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_background_ticker_admits_waiting_users() {
     let app = spawn_app().await;
     let token = app.token(UserId::random()).await;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let options = booking_http::BackgroundOptions {
         tick_every: Duration::from_millis(10),
         sweep_every: Duration::from_millis(10),
         ..booking_http::BackgroundOptions::default()
     };
-    let task = tokio::spawn(booking_http::run_background(
-        Arc::clone(&app.booking),
-        options,
-        async {
-            let _ = stop_rx.await;
-        },
-    ));
+    let background = Background::start(&app, options, false);
     // The ticker runs on real time; wait for it, bounded.
-    let mut status = Value::Null;
-    for _ in 0..500 {
-        status = app
-            .call("GET", "/v1/queue/status", Some(&token), None)
-            .await
-            .1;
-        if status["status"] == "active" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let status = app.status_until_active(&token, 500, || {}).await;
     assert_eq!(status["status"], "active", "{status}");
-    stop_tx.send(()).expect("stop");
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .expect("stops")
-        .expect("task");
+    background.stop().await;
+}
+
+/// A ticker whose rounds are 30 s apart: the tests below expect it to act long
+/// before its second round.
+fn slow_rounds() -> booking_http::BackgroundOptions {
+    booking_http::BackgroundOptions {
+        tick_every: Duration::from_secs(30),
+        ..booking_http::BackgroundOptions::default()
+    }
 }
 
 /// The ticker wakes when the next advance is due, not at its next round: with
@@ -615,47 +654,18 @@ async fn the_background_ticker_wakes_when_an_advance_is_due() {
     for _ in 0..3 {
         tokens.push(app.token(UserId::random()).await);
     }
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let options = booking_http::BackgroundOptions {
-        tick_every: Duration::from_secs(30),
-        ..booking_http::BackgroundOptions::default()
-    };
-    let task = tokio::spawn(booking_http::run_background(
-        Arc::clone(&app.booking),
-        options,
-        async {
-            let _ = stop_rx.await;
-        },
-    ));
+    let background = Background::start(&app, slow_rounds(), false);
     // The engine's clock moves 60 ms a step; bounded by 10 s of real time, a
     // third of one round.
-    let mut last = Value::Null;
-    for _ in 0..1_000 {
-        app.clock.advance(Duration::from_millis(60));
-        last = app
-            .call("GET", "/v1/queue/status", Some(&tokens[2]), None)
-            .await
-            .1;
-        if last["status"] == "active" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let last = app
+        .status_until_active(&tokens[2], 1_000, || {
+            app.clock.advance(Duration::from_millis(60));
+        })
+        .await;
     assert_eq!(last["status"], "active", "{last}");
-    assert_eq!(
-        app.booking
-            .queue_stats()
-            .await
-            .expect("stats")
-            .counters
-            .serving,
-        3
-    );
-    stop_tx.send(()).expect("stop");
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .expect("stops")
-        .expect("task");
+    let stats = app.booking.queue_stats().await.expect("stats");
+    assert_eq!(stats.counters.serving, 3);
+    background.stop().await;
 }
 
 /// A token issued wakes the ticker that shares the router's line: a user who
@@ -665,43 +675,15 @@ async fn the_background_ticker_wakes_when_an_advance_is_due() {
 async fn an_arrival_at_an_empty_line_wakes_the_ticker() {
     for shared in [true, false] {
         let app = spawn_app().await;
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let options = booking_http::BackgroundOptions {
-            tick_every: Duration::from_secs(30),
-            ..booking_http::BackgroundOptions::default()
-        };
-        let task = tokio::spawn(booking_http::run_background_with_line(
-            Arc::clone(&app.booking),
-            options,
-            shared.then(|| Arc::clone(&app.line)),
-            async {
-                let _ = stop_rx.await;
-            },
-        ));
+        let background = Background::start(&app, slow_rounds(), shared);
         // The ticker's first round finds nobody waiting.
         tokio::time::sleep(Duration::from_millis(50)).await;
         let token = app.token(UserId::random()).await;
-        let mut last = Value::Null;
-        for _ in 0..(if shared { 500 } else { 50 }) {
-            last = app
-                .call("GET", "/v1/queue/status", Some(&token), None)
-                .await
-                .1;
-            if last["status"] == "active" {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        if shared {
-            assert_eq!(last["status"], "active", "{last}");
-        } else {
-            assert_eq!(last["status"], "waiting", "{last}");
-        }
-        stop_tx.send(()).expect("stop");
-        tokio::time::timeout(Duration::from_secs(5), task)
-            .await
-            .expect("stops")
-            .expect("task");
+        let steps = if shared { 500 } else { 50 };
+        let last = app.status_until_active(&token, steps, || {}).await;
+        let expected = if shared { "active" } else { "waiting" };
+        assert_eq!(last["status"], expected, "{last}");
+        background.stop().await;
     }
 }
 

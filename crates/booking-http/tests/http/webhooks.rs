@@ -290,6 +290,16 @@ async fn sqlite_booking() -> (
 
 /// `n` events: a token and a charge for each of `n / 2` users (`token.issued`,
 /// `wallet.charged`), relayed into the feed.
+/// Adds an endpoint for every event type at `url`, signed with [`SECRET`]; its id.
+async fn endpoint<S: Store, C: Clock>(booking: &Booking<S, C>, url: &str) -> WebhookId {
+    booking
+        .add_webhook(url, &[], Some(SECRET))
+        .await
+        .expect("add")
+        .webhook
+        .id
+}
+
 async fn make_events<S: Store, C: Clock>(booking: &Booking<S, C>, n: usize) {
     for i in 0..n / 2 {
         let user = UserId::random();
@@ -385,12 +395,7 @@ async fn events_arrive_signed_in_order_once() {
 async fn a_500_is_retried_after_the_backoff() {
     let (booking, clock, _dir) = sqlite_booking().await;
     let rx = receiver(clock.clone()).await;
-    let id = booking
-        .add_webhook(&rx.url, &[], Some(SECRET))
-        .await
-        .expect("add")
-        .webhook
-        .id;
+    let id = endpoint(&booking, &rx.url).await;
     make_events(&booking, 10).await;
     rx.inbox.fail_next.store(1, Ordering::SeqCst);
     let d = start(&booking, options("a", RetryPolicy::default()));
@@ -452,12 +457,7 @@ async fn wait_cursor<S: Store, C: Clock>(
 async fn failed_after_the_limit_and_visible_until_retried() {
     let (booking, clock, _dir) = sqlite_booking().await;
     let rx = receiver(clock.clone()).await;
-    let id = booking
-        .add_webhook(&rx.url, &[], Some(SECRET))
-        .await
-        .expect("add")
-        .webhook
-        .id;
+    let id = endpoint(&booking, &rx.url).await;
     make_events(&booking, 4).await;
     rx.inbox.always_fail.store(true, Ordering::SeqCst);
     let retry = RetryPolicy {
@@ -657,12 +657,7 @@ async fn the_admin_api_manages_endpoints_and_refuses_bad_input() {
 async fn a_cut_delivery_is_sent_again_at_least_once() {
     let (booking, clock, _dir) = sqlite_booking().await;
     let rx = receiver(clock.clone()).await;
-    let id = booking
-        .add_webhook(&rx.url, &[], Some(SECRET))
-        .await
-        .expect("add")
-        .webhook
-        .id;
+    let id = endpoint(&booking, &rx.url).await;
     make_events(&booking, 20).await;
     *rx.inbox.hang_on.lock().unwrap() = Some(8);
     let first = start(&booking, options("first", RetryPolicy::default()));
@@ -890,12 +885,7 @@ async fn https_delivery_with_a_trusted_ca() {
     let ca = TestCa::new("booking test CA");
     let rx = tls_receiver(clock.clone(), &ca).await;
     assert!(rx.url.starts_with("https://127.0.0.1:"));
-    let id = booking
-        .add_webhook(&rx.url, &[], Some(SECRET))
-        .await
-        .expect("add")
-        .webhook
-        .id;
+    let id = endpoint(&booking, &rx.url).await;
     make_events(&booking, 30).await;
     let expected = feed(&booking, 0).await;
     let mut o = options("tls", RetryPolicy::default());
@@ -929,12 +919,7 @@ async fn https_receiver_with_an_untrusted_certificate_fails_and_backs_off() {
     let theirs = TestCa::new("unknown CA");
     let ours = TestCa::new("the CA we trust");
     let rx = tls_receiver(clock.clone(), &theirs).await;
-    let id = booking
-        .add_webhook(&rx.url, &[], Some(SECRET))
-        .await
-        .expect("add")
-        .webhook
-        .id;
+    let id = endpoint(&booking, &rx.url).await;
     make_events(&booking, 4).await;
     let mut o = options("tls", RetryPolicy::default());
     o.trusted_cas = booking_http::TrustedCas::from_pem(ours.pem().as_bytes()).expect("ca");
@@ -975,12 +960,7 @@ async fn https_receiver_with_a_self_signed_certificate() {
         }
         let cert = params.self_signed(&key).expect("cert");
         let rx = tls_receiver_with(clock.clone(), &cert, &key).await;
-        let id = booking
-            .add_webhook(&rx.url, &[], Some(SECRET))
-            .await
-            .expect("add")
-            .webhook
-            .id;
+        let id = endpoint(&booking, &rx.url).await;
         make_events(&booking, 4).await;
         let mut o = options("tls", RetryPolicy::default());
         o.trusted_cas = booking_http::TrustedCas::from_pem(cert.pem().as_bytes()).expect("pem");
@@ -1049,12 +1029,7 @@ fn trusted_cas_refuse_what_is_not_a_certificate() {
 async fn metrics_count_deliveries_failures_and_endpoints() {
     let (booking, clock, _dir) = sqlite_booking().await;
     let rx = receiver(clock.clone()).await;
-    let id = booking
-        .add_webhook(&rx.url, &[], Some(SECRET))
-        .await
-        .expect("add")
-        .webhook
-        .id;
+    let id = endpoint(&booking, &rx.url).await;
     let quiet = receiver(clock.clone()).await;
     booking
         .add_webhook(&quiet.url, &["hold.created"], Some(SECRET))
